@@ -1,0 +1,3 @@
+from vaequiz.cli import main
+
+main()

@@ -1,0 +1,346 @@
+"""Load a bank folder into validated models, collecting every problem with its file:line:column."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from vaequiz.bank.models import (
+    QUESTION_KINDS,
+    AnyQuestion,
+    CodeQuestion,
+    MultipleChoice,
+    question_adapter,
+)
+from vaequiz.bank.yaml_source import Location, SourceMap, YamlSourceError, read_yaml_file
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing an author must fix, printed as ``file:line:column: field.path: message``."""
+
+    location: Location
+    field_path: str
+    message: str
+
+    def __str__(self) -> str:
+        prefix = f"{self.location}: "
+        return prefix + (f"{self.field_path}: " if self.field_path else "") + self.message
+
+
+@dataclass
+class Bank:
+    """A loaded bank: questions in file order, where each came from, and what is wrong."""
+
+    root: Path
+    questions: list[AnyQuestion] = field(default_factory=list)
+    locations: dict[str, Location] = field(default_factory=dict)
+    source_maps: dict[str, tuple[SourceMap, tuple[Any, ...]]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def get(self, question_id: str) -> AnyQuestion:
+        for question in self.questions:
+            if question.id == question_id:
+                return question
+        raise KeyError(question_id)
+
+    def by_id(self) -> dict[str, AnyQuestion]:
+        return {q.id: q for q in self.questions}
+
+    def locate(self, question_id: str, field_path: tuple[Any, ...] = ()) -> Location:
+        """Where a question, or one of its fields, is written."""
+        source_map, prefix = self.source_maps[question_id]
+        return source_map.locate(prefix + field_path)
+
+
+class BankLoadError(Exception):
+    """Raised by :func:`load_bank_or_raise` when the bank has problems."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _display(file: Path, root: Path) -> str:
+    try:
+        return str(file.relative_to(Path.cwd()))
+    except ValueError:
+        return str(file)
+
+
+def bank_files(root: Path) -> list[Path]:
+    """Every ``*.yaml``/``*.yml`` file under ``root``, sorted, hidden folders skipped."""
+    if root.is_file():
+        return [root]
+    files = [
+        p
+        for p in root.rglob("*")
+        if p.suffix in (".yaml", ".yml")
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    return sorted(files)
+
+
+def load_bank(root: Path | str) -> Bank:
+    """Load and validate every question under ``root``; never raises for bad content."""
+    root = Path(root)
+    bank = Bank(root=root)
+    if not root.exists():
+        bank.problems.append(Problem(Location(str(root), 1, 1), "", "no such file or folder"))
+        return bank
+    bank.files = bank_files(root)
+    if not bank.files:
+        bank.problems.append(
+            Problem(Location(str(root), 1, 1), "", "no .yaml files found in this folder")
+        )
+    first_seen: dict[str, Location] = {}
+    for file in bank.files:
+        display = _display(file, root)
+        for question, location, source_map, prefix in _load_file(file, display, bank.problems):
+            if question.id in first_seen:
+                bank.problems.append(
+                    Problem(
+                        source_map.locate(prefix + ("id",)),
+                        "id",
+                        f"duplicate id '{question.id}' (first defined at {first_seen[question.id]}); "
+                        "ids must be unique across the bank",
+                    )
+                )
+                continue
+            first_seen[question.id] = location
+            bank.questions.append(question)
+            bank.locations[question.id] = location
+            bank.source_maps[question.id] = (source_map, prefix)
+    bank.problems.extend(_cross_question_problems(bank))
+    bank.problems.sort()
+    return bank
+
+
+def load_bank_or_raise(root: Path | str) -> Bank:
+    bank = load_bank(root)
+    if bank.problems:
+        raise BankLoadError(bank.problems)
+    return bank
+
+
+def _load_file(
+    file: Path, display: str, problems: list[Problem]
+) -> Iterable[tuple[AnyQuestion, Location, SourceMap, tuple[Any, ...]]]:
+    try:
+        data, source_map = read_yaml_file(file, display)
+    except YamlSourceError as err:
+        problems.append(Problem(err.location, "", err.message))
+        return
+    if data is None:
+        problems.append(
+            Problem(
+                Location(display, 1, 1),
+                "",
+                "file is empty; write a list of questions (or delete the file)",
+            )
+        )
+        return
+    if isinstance(data, dict):
+        entries: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    elif isinstance(data, list):
+        entries = [(item, (i,)) for i, item in enumerate(data)]
+        if not entries:
+            problems.append(Problem(Location(display, 1, 1), "", "file holds an empty list"))
+    else:
+        problems.append(
+            Problem(
+                source_map.locate(()),
+                "",
+                "a bank file holds a list of questions (or one question as a mapping), "
+                f"not a {type(data).__name__}",
+            )
+        )
+        return
+    for item, prefix in entries:
+        found = validate_located(question_adapter, item, source_map, prefix, _question_hint)
+        if isinstance(found, list):
+            problems.extend(found)
+        else:
+            yield found, source_map.locate(prefix), source_map, prefix
+
+
+def _question_hint(item: Any) -> type[BaseModel] | None:
+    if isinstance(item, dict):
+        return QUESTION_KINDS.get(str(item.get("kind")))
+    return None
+
+
+def validate_located(
+    adapter: TypeAdapter[Any],
+    item: Any,
+    source_map: SourceMap,
+    prefix: tuple[Any, ...] = (),
+    model_hint: Any = None,
+) -> Any:
+    """Validate ``item``; on failure return a list of located, author-friendly problems."""
+    try:
+        return adapter.validate_python(item)
+    except ValidationError as err:
+        model = model_hint(item) if model_hint else None
+        return [_problem_from_error(e, item, source_map, prefix, model) for e in err.errors()]
+
+
+_TAGS = set(QUESTION_KINDS)
+
+
+def _problem_from_error(
+    error: Any,
+    item: Any,
+    source_map: SourceMap,
+    prefix: tuple[Any, ...],
+    model: type[BaseModel] | None,
+) -> Problem:
+    loc = tuple(error["loc"])
+    # Discriminated unions put the tag first ("mcq", "options", ...); nested unions add the
+    # tag of the chosen member ("tensor", "check" values) or a class name: drop those parts.
+    clean: list[Any] = []
+    node: Any = item
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            clean.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            clean.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and error["type"] in ("missing", "extra_forbidden"):
+            if part == loc[-1]:
+                clean.append(part)
+        # else: a union tag or model name inserted by pydantic; skip it
+    path = tuple(clean)
+    field_path = ".".join(str(p) for p in path)
+    kind = error["type"]
+    message = error["msg"]
+    if kind == "extra_forbidden":
+        location = source_map.locate(prefix + path, key=True)
+        allowed = _allowed_fields(item, path[:-1], model)
+        suggestion = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+        message = f"unknown field '{path[-1]}'"
+        if suggestion:
+            message += f"; did you mean '{suggestion[0]}'?"
+        elif allowed:
+            message += f"; allowed fields: {', '.join(sorted(allowed))}"
+        return Problem(location, field_path, message)
+    if kind == "missing":
+        location = source_map.locate(prefix + path[:-1])
+        return Problem(location, field_path, f"missing required field '{path[-1]}'")
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        tag = ctx.get("discriminator", "kind").strip("'")
+        message = (
+            f"unknown {tag} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+        )
+        return Problem(source_map.locate(prefix + path + (tag,)), f"{field_path}.{tag}".strip("."), message)
+    if kind == "union_tag_not_found":
+        ctx = error.get("ctx", {})
+        tag = ctx.get("discriminator", "kind").strip("'")
+        return Problem(
+            source_map.locate(prefix + path), field_path, f"missing required field '{tag}'"
+        )
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif kind.endswith("_type") and isinstance(error.get("input"), bool):
+        message += (
+            f"; YAML read this value as the boolean {str(error['input']).lower()} "
+            "(yes/no/on/off/true/false): put it in quotes"
+        )
+    elif kind.endswith("_type") and error.get("input") is None:
+        message += "; the value is empty (YAML null)"
+    elif kind == "string_pattern_mismatch":
+        message = _pattern_message(path, error)
+    return Problem(source_map.locate(prefix + path), field_path, message)
+
+
+def _pattern_message(path: tuple[Any, ...], error: Any) -> str:
+    name = str(path[-1]) if path else ""
+    value = error.get("input")
+    if name in ("id", "code_question") or (len(path) >= 2 and path[-2] == "topics"):
+        return f"{value!r} is not kebab-case (lowercase letters, digits and single hyphens)"
+    if name == "label" or (len(path) >= 2 and path[-2] == "answer") or name == "answer":
+        return f"{value!r} is not an option label (a single capital letter: A, B, C, ...)"
+    if name == "source":
+        return f"{value!r} is not a seed name (e.g. '002_b75ee90b928972ce#q4') or 'original'"
+    return f"{value!r} does not match the expected form {error.get('ctx', {}).get('pattern')}"
+
+
+def _allowed_fields(item: Any, parent: tuple[Any, ...], model: type[BaseModel] | None) -> list[str]:
+    """Field names allowed at ``parent``, found by walking the model along the data path."""
+    if model is None:
+        return []
+    current: Any = model
+    node: Any = item
+    for part in parent:
+        node = node[part] if isinstance(node, (dict, list)) else None
+        if isinstance(part, int):
+            continue
+        current = _field_model(current, part, node)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _field_model(model: Any, name: str, node: Any) -> Any:
+    import typing
+
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    fields = {f.alias or n: f for n, f in model.model_fields.items()}
+    if name not in fields:
+        return None
+    return _pick_model(fields[name].annotation, node)
+
+
+def _pick_model(annotation: Any, node: Any) -> Any:
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _pick_model(args[0], node)
+    if origin in (list, dict):
+        return _pick_model(args[-1], node[0] if isinstance(node, list) and node else node)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        candidates = [a for a in (_pick_model(a, node) for a in args) if a is not None]
+        for candidate in candidates:
+            for name, f in candidate.model_fields.items():
+                tag = typing.get_args(f.annotation)
+                if isinstance(node, dict) and tag and node.get(name) in tag:
+                    return candidate
+        return candidates[0] if len(candidates) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _cross_question_problems(bank: Bank) -> list[Problem]:
+    problems: list[Problem] = []
+    by_id = bank.by_id()
+    for question in bank.questions:
+        if isinstance(question, MultipleChoice) and question.code_question:
+            target = by_id.get(question.code_question)
+            if not isinstance(target, CodeQuestion):
+                what = "no question" if target is None else f"a {target.kind} question"
+                problems.append(
+                    Problem(
+                        bank.locate(question.id, ("code_question",)),
+                        "code_question",
+                        f"'{question.code_question}' is {what}; it must name a code question",
+                    )
+                )
+    return problems
