@@ -77,14 +77,20 @@ def _display(file: Path, root: Path) -> str:
         return str(file)
 
 
+QUIZ_SUFFIXES = (".quiz.yaml", ".quiz.yml")
+"""Quiz specs may sit beside the questions; they are not question files."""
+
+
 def bank_files(root: Path) -> list[Path]:
-    """Every ``*.yaml``/``*.yml`` file under ``root``, sorted, hidden folders skipped."""
+    """Every ``*.yaml``/``*.yml`` question file under ``root``, sorted; hidden folders and quiz
+    specs (``*.quiz.yaml``) skipped."""
     if root.is_file():
         return [root]
     files = [
         p
         for p in root.rglob("*")
         if p.suffix in (".yaml", ".yml")
+        and not p.name.endswith(QUIZ_SUFFIXES)
         and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     ]
