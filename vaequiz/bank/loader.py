@@ -227,6 +227,9 @@ def _problem_from_error(
             if part == loc[-1]:
                 clean.append(part)
         # else: a union tag or model name inserted by pydantic; skip it
+    field = error.get("ctx", {}).get("field")
+    if field:  # a model-level rule about one field (see models.PydanticCustomError uses)
+        clean.append(field)
     path = tuple(clean)
     field_path = ".".join(str(p) for p in path)
     kind = error["type"]
@@ -241,9 +244,10 @@ def _problem_from_error(
         elif allowed:
             message += f"; allowed fields: {', '.join(sorted(allowed))}"
         return Problem(location, field_path, message)
-    if kind == "missing":
+    if kind in ("missing", "field_missing"):
         location = source_map.locate(prefix + path[:-1])
-        return Problem(location, field_path, f"missing required field '{path[-1]}'")
+        message = message if kind == "field_missing" else f"missing required field '{path[-1]}'"
+        return Problem(location, field_path, message)
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
         tag = ctx.get("discriminator", "kind").strip("'")

@@ -11,6 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
+from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -89,8 +90,10 @@ class QuestionBase(StrictModel):
     @model_validator(mode="after")
     def _explanation_when_keyed(self) -> "QuestionBase":
         if self.has_key and not self.explanation:
-            raise ValueError(
-                f"a {self.kind} question needs an 'explanation' saying why its key is right"
+            raise PydanticCustomError(
+                "field_missing",
+                "missing required field 'explanation' (say why the key is right)",
+                {"field": "explanation"},
             )
         return self
 

@@ -1,0 +1,218 @@
+"""Bad bank input: every case gives file:line:column, a message an author can act on, exit 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vaequiz.bank.loader import load_bank
+
+VALID = """
+- id: kl-role
+  kind: mcq
+  topics: [kl-divergence]
+  difficulty: beginner
+  source: original
+  stem: What does the KL term do?
+  options:
+    - {label: A, text: Pulls the posterior toward the prior}
+    - {label: B, text: Nothing}
+  answer: A
+  explanation: It regularises the latent space.
+"""
+
+
+def _problems(bank: Path) -> list[str]:
+    return [str(p) for p in load_bank(bank).problems]
+
+
+def _assert_cli_reports(cli, bank: Path, expected: str) -> None:
+    result = cli("validate", bank)
+    assert result.returncode == 1, result.stderr
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_valid_bank_passes(cli, write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID)
+    result = cli("validate", bank)
+    assert result.returncode == 0, result.stderr
+    assert "ok: 1 questions" in result.stdout
+
+
+def test_typo_in_field_name_points_at_the_key_and_suggests(cli, write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID.replace("explanation:", "explaination:"))
+    _assert_cli_reports(
+        cli, bank, "bank/a.yaml:11:3: explaination: unknown field 'explaination'; did you mean 'explanation'?"
+    )
+
+
+def test_typo_in_nested_field_suggests_from_the_nested_model(write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID.replace("{label: B, text: Nothing}", "{label: B, txt: Nothing}"))
+    problems = _problems(bank)
+    assert any(p.endswith("a.yaml:9:18: options.1.txt: unknown field 'txt'; did you mean 'text'?") for p in problems), problems
+
+
+def test_missing_field_points_at_its_question(write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID.replace("  explanation: It regularises the latent space.\n", ""))
+    problems = _problems(bank)
+    assert any(p.endswith("a.yaml:1:3: explanation: missing required field 'explanation' (say why the key is right)") for p in problems), problems
+
+
+def test_key_not_among_options(write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID.replace("answer: A", "answer: E"))
+    problems = _problems(bank)
+    assert any("a.yaml:12:11: answer: answer E is not one of the options (A, B)" in p for p in problems) or any(
+        "answer E is not one of the options" in p for p in problems
+    ), problems
+
+
+def test_duplicate_options_and_single_key_multi_select(write_yaml) -> None:
+    text = VALID.replace("text: Nothing", "text: Pulls the posterior toward the prior")
+    assert any("options A and B are identical" in p for p in _problems(write_yaml("a.yaml", text)))
+    text = VALID.replace("answer: A", "answer: [A]\n  multiple: true")
+    assert any("needs at least two keys" in p for p in _problems(write_yaml("a.yaml", text)))
+
+
+def test_yaml_syntax_error_has_its_line(cli, write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID.replace("  stem: What does", "  stem: [What does"))
+    result = cli("validate", bank)
+    assert result.returncode == 1
+    assert "bank/a.yaml:" in result.stderr and "YAML syntax error" in result.stderr
+    line = int(result.stderr.split("a.yaml:")[1].split(":")[0])
+    assert 7 <= line <= 12
+
+
+def test_tab_indentation(cli, write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID.replace("  stem:", "\tstem:"))
+    _assert_cli_reports(cli, bank, "bank/a.yaml:6:1: tab character in indentation; YAML indents with spaces only")
+
+
+def test_non_utf8_bytes(cli, tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "a.yaml").write_bytes(VALID.lstrip().encode().replace(b"Nothing", b"Nothing \xff\xfe"))
+    _assert_cli_reports(cli, bank, "bank/a.yaml:9:32: byte 0xff is not UTF-8; save the file as UTF-8")
+
+
+def test_duplicate_ids_within_and_across_files(cli, write_yaml) -> None:
+    write_yaml("a.yaml", VALID + VALID.replace("- id: kl-role", "- id: kl-role", 1))
+    bank = write_yaml("b.yaml", VALID)
+    result = cli("validate", bank)
+    assert result.returncode == 1
+    first = "bank/a.yaml:1:3); ids must be unique across the bank"
+    lines = result.stderr.splitlines()
+    assert any("bank/a.yaml:13:7: id: duplicate id 'kl-role' (first defined at " in l and first in l for l in lines)
+    assert any("bank/b.yaml:1:7: id: duplicate id 'kl-role' (first defined at " in l and first in l for l in lines)
+
+
+def test_duplicate_key_in_a_mapping(cli, write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID.replace("  source: original", "  source: original\n  difficulty: advanced"))
+    _assert_cli_reports(cli, bank, "bank/a.yaml:6:3: duplicate key 'difficulty' (first at line 4)")
+
+
+def test_alias_bomb_is_refused_quickly(cli, write_yaml) -> None:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]")
+    bank = write_yaml("bomb.yaml", "\n".join(lines) + "\n")
+    result = cli("validate", bank, timeout=60)
+    assert result.returncode == 1
+    assert "bomb.yaml:" in result.stderr and "billion laughs" in result.stderr
+
+
+def test_deep_nesting_is_refused(cli, tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "deep.yaml").write_text("[" * 20_000 + "]" * 20_000 + "\n", encoding="utf-8")
+    result = cli("validate", bank, timeout=60)
+    assert result.returncode == 1
+    assert "bank/deep.yaml:1:65: nesting deeper than 64 levels" in result.stderr
+
+
+def test_deep_block_nesting_is_refused(write_yaml) -> None:
+    bank = write_yaml("deep.yaml", "- " * 20_000 + "x\n")
+    assert any("nesting deeper than 64 levels" in p for p in _problems(bank))
+
+
+def test_huge_file_is_refused_without_reading_it(cli, tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    with open(bank / "huge.yaml", "w", encoding="utf-8") as handle:
+        handle.write(VALID)
+        handle.write("# padding " + "x" * 1000 + "\n" * 1)
+        handle.seek(30 * 1024 * 1024)
+        handle.write("\n")
+    result = cli("validate", bank, timeout=60)
+    assert result.returncode == 1
+    assert "bank/huge.yaml:1:1: file is 31.5 MB; YAML files are limited to 5 MB" in result.stderr
+
+
+def test_empty_file_and_empty_list(cli, write_yaml) -> None:
+    write_yaml("empty.yaml", "")
+    bank = write_yaml("list.yaml", "[]\n")
+    result = cli("validate", bank)
+    assert result.returncode == 1
+    assert "bank/empty.yaml:1:1: file is empty" in result.stderr
+    assert "bank/list.yaml:1:1: file holds an empty list" in result.stderr
+
+
+def test_every_problem_is_reported_in_one_run(write_yaml) -> None:
+    broken = (
+        VALID.replace("explanation:", "explaination:")
+        + VALID.replace("kl-role", "Bad_Id")
+        + VALID.replace("kl-role", "other").replace("kind: mcq", "kind: mcqq")
+    )
+    problems = _problems(write_yaml("a.yaml", broken))
+    assert len(problems) == 3, problems
+    assert "not kebab-case" in problems[1]
+    assert "unknown kind 'mcqq'" in problems[2]
+
+
+def test_yaml_boolean_in_text_field_is_explained(write_yaml) -> None:
+    bank = write_yaml("a.yaml", VALID.replace("text: Nothing", "text: yes"))
+    assert any("read this value as the boolean true" in p for p in _problems(bank))
+
+
+def test_code_question_cross_field_rules(write_yaml) -> None:
+    code = """
+    - id: kl
+      kind: code
+      topics: [kl-divergence]
+      difficulty: advanced
+      source: original
+      prompt: Compute kl.
+      explanation: closed form
+      given:
+        mu: {type: tensor, shape: [B, D]}
+      expect: [kl]
+      reference: "kll = mu.sum()"
+      trials: [{bind: {B: 3}}]
+      checks:
+        - {check: close, of: kl}
+        - {check: shape, of: kl, is: [[]], like: mu}
+    """
+    problems = _problems(write_yaml("c.yaml", code))
+    assert any(p.endswith("c.yaml:15:7: checks.1: a shape check needs exactly one of 'is' and 'like'") for p in problems), problems
+    fixed = code.replace(", is: [[]], like: mu", ", like: mu")
+    problems = _problems(write_yaml("c.yaml", fixed))
+    assert any(p.endswith("c.yaml:1:3: trials[0] does not bind D") for p in problems), problems
+    fixed = fixed.replace("{B: 3}", "{B: 3, D: 2}")
+    problems = _problems(write_yaml("c.yaml", fixed))
+    assert any(p.endswith("c.yaml:1:3: the reference never assigns kl, which 'expect' lists") for p in problems), problems
+
+
+def test_mcq_linked_to_missing_code_question(write_yaml) -> None:
+    text = VALID.replace("  answer: A", "  answer: A\n  code_question: nowhere").replace(
+        "{label: A, text: Pulls the posterior toward the prior}", "{label: A, code: 'z = 1'}"
+    ).replace("{label: B, text: Nothing}", "{label: B, code: 'z = 2'}")
+    problems = _problems(write_yaml("a.yaml", text))
+    assert any("a.yaml:11:18: code_question: 'nowhere' is no question" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("args", [("validate", "/no/such/folder"), ("list", "--nope"), ("frobnicate",)])
+def test_usage_errors_exit_2(cli, args) -> None:
+    result = cli(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
