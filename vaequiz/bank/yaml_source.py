@@ -8,6 +8,7 @@ so each of those becomes an error with a location instead.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,19 +46,25 @@ class YamlSourceError(Exception):
 
 @dataclass
 class SourceMap:
-    """Where each node of a document came from, keyed by its path of keys and indices."""
+    """Where each node of a document came from, keyed by its path of keys and indices.
+
+    Positions are kept as 0-based (line, column) pairs and turned into a Location on demand,
+    since only the few nodes with problems are ever looked up.
+    """
 
     path: str
-    values: dict[tuple[Any, ...], Location] = field(default_factory=dict)
-    keys: dict[tuple[Any, ...], Location] = field(default_factory=dict)
+    values: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)
+    keys: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)
 
     def locate(self, path: tuple[Any, ...], *, key: bool = False) -> Location:
         """The location of ``path``, or of its deepest existing ancestor."""
         if key and path in self.keys:
-            return self.keys[path]
+            line, column = self.keys[path]
+            return Location(self.path, line + 1, column + 1)
         while path and path not in self.values:
             path = path[:-1]
-        return self.values.get(path, Location(self.path, 1, 1))
+        line, column = self.values.get(path, (0, 0))
+        return Location(self.path, line + 1, column + 1)
 
 
 def _loc(path: str, mark: Any) -> Location:
@@ -76,10 +83,17 @@ _constructor = yaml.constructor.SafeConstructor()
 _resolver = yaml.resolver.Resolver()
 
 
+@functools.lru_cache(maxsize=4096)
+def _implicit_tag(value: str, implicit: tuple[bool, bool]) -> str:
+    return _resolver.resolve(yaml.ScalarNode, value, implicit)
+
+
 def _scalar_value(event: yaml.ScalarEvent) -> Any:
     tag = event.tag
     if tag is None or tag == "!":
-        tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if not event.implicit[0]:  # quoted or block scalar: always a string
+            return event.value
+        tag = _implicit_tag(event.value, event.implicit)
     if tag == "tag:yaml.org,2002:str" or not tag.startswith("tag:yaml.org,2002:"):
         return event.value
     if tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
@@ -234,15 +248,19 @@ def _pair_up(items: list[_Node], path: str) -> list[tuple[_Node, _Node]]:
 
 
 def _to_python(node: _Node, path: tuple[Any, ...], source_map: SourceMap) -> Any:
-    source_map.values.setdefault(path, _loc(source_map.path, node.start))
+    """Plain data from the tree; depth is bounded by MAX_DEPTH, so recursion is safe here."""
+    if path not in source_map.values:
+        source_map.values[path] = (node.start.line, node.start.column)
     if node.kind == "scalar":
         return node.value
     if node.kind == "seq":
         return [_to_python(child, path + (i,), source_map) for i, child in enumerate(node.value)]
     result: dict[Any, Any] = {}
+    keys = source_map.keys
     for key, value in node.value:
         key_path = path + (key.value,)
-        source_map.keys.setdefault(key_path, _loc(source_map.path, key.start))
+        if key_path not in keys:
+            keys[key_path] = (key.start.line, key.start.column)
         result[key.value] = _to_python(value, key_path, source_map)
     return result
 
