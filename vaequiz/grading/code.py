@@ -1,0 +1,71 @@
+"""Grade one code answer: build the sandbox request, run it, evaluate every check, weigh the score."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from vaequiz.grading.checks import run_check
+from vaequiz.grading.evidence import Evidence
+from vaequiz.grading.inputs import PreparedQuestion
+from vaequiz.grading.models import CheckResult
+from vaequiz.grading.objective import Graded
+from vaequiz.grading.sandbox.api import RunOutcome, SandboxRequest, SandboxResult
+
+MAX_SOURCE_BYTES = 256 * 1024
+"""Longer answers are refused before they reach the sandbox."""
+
+
+class SandboxRunner(Protocol):
+    """What grading needs from a sandbox: run one request, thread-safely."""
+
+    def run(self, request: SandboxRequest) -> SandboxResult: ...
+
+
+def weighted_score(checks: list[CheckResult]) -> float:
+    """Share of check points passed (partial credit)."""
+    total = sum(c.points for c in checks)
+    return sum(c.points for c in checks if c.passed) / total if total else 0.0
+
+
+def failed_everywhere(prepared: PreparedQuestion, reason: str) -> Graded:
+    """Every check fails with the same reason (the snippet did not run to a usable end)."""
+    from vaequiz.grading.checks import default_name
+
+    checks = [
+        CheckResult(
+            name=spec.name or default_name(spec),
+            passed=False,
+            message=reason,
+            points=spec.points,
+            hidden=spec.hidden,
+        )
+        for spec in prepared.question.checks
+    ]
+    return Graded(0.0, checks, error=reason)
+
+
+def grade_source(prepared: PreparedQuestion, source: str, sandbox: SandboxRunner, device: str = "cpu") -> Graded:
+    """Run ``source`` on the question's hidden inputs in the sandbox and check what it bound."""
+    if not source.strip():
+        return failed_everywhere(prepared, "no answer")
+    if len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        return failed_everywhere(
+            prepared, f"your answer is longer than {MAX_SOURCE_BYTES // 1024} KB; answers are a few lines"
+        )
+    result = sandbox.run(prepared.request(source, device))
+    return judge(prepared, result)
+
+
+def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
+    """Turn a sandbox result into a verdict; runs in the trusted process only."""
+    if result.status != "ok":
+        return failed_everywhere(prepared, result.reason or result.status.replace("_", " "))
+    outcomes = list(result.runs)
+    if len(outcomes) != len(prepared.runs):
+        missing_reason = result.reason or "your code stopped before every hidden input was tried"
+        outcomes += [RunOutcome(error=missing_reason)] * (len(prepared.runs) - len(outcomes))
+    evidence = Evidence(prepared=prepared, outcomes=outcomes)
+    checks = [run_check(spec, evidence) for spec in prepared.question.checks]
+    errors = [o.error for o in outcomes if o.error]
+    error = f"your code raised {errors[0]}" if errors else None
+    return Graded(weighted_score(checks), checks, error=error, passed=all(c.passed for c in checks))

@@ -1,0 +1,82 @@
+"""The one entry point that grades any answer to any question kind, for every command.
+
+It prepares each code question once (hidden inputs and reference outputs are the same for every
+student) and dispatches by kind: objective kinds in process, code through the sandbox.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from vaequiz.bank.models import (
+    AnyQuestion,
+    CodeQuestion,
+    Flashcard,
+    MultipleChoice,
+    NumericAnswer,
+    ShapeAnswer,
+    ShortAnswer,
+)
+from vaequiz.grading.code import SandboxRunner, grade_source
+from vaequiz.grading.inputs import PreparedQuestion, prepare_question
+from vaequiz.grading.models import Answer, CheckResult, ItemResult
+from vaequiz.grading.objective import Graded, grade_mcq, grade_numeric, grade_shape, grade_short_answer
+
+NO_ANSWER = "no answer"
+
+
+class Grader:
+    """Grades (question, answer) pairs; thread-safe, so a pool can share one instance."""
+
+    def __init__(self, sandbox: SandboxRunner | None, device: str = "cpu") -> None:
+        self.sandbox = sandbox
+        self.device = device
+        self._prepared: dict[str, PreparedQuestion] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def prepared(self, question: CodeQuestion) -> PreparedQuestion:
+        """Hidden inputs and reference outputs for ``question``, computed once."""
+        with self._lock:
+            lock = self._locks.setdefault(question.id, threading.Lock())
+        with lock:
+            if question.id not in self._prepared:
+                self._prepared[question.id] = prepare_question(question, self.device)
+            return self._prepared[question.id]
+
+    def grade(self, question: AnyQuestion, answer: Answer | None) -> Graded:
+        """Score one answer; None or blank text is "no answer"."""
+        if answer is None or (isinstance(answer, str) and not answer.strip()) or answer == []:
+            return Graded(0.0, [CheckResult(name="answer", passed=False, message=NO_ANSWER)], error=NO_ANSWER)
+        if isinstance(question, MultipleChoice):
+            return grade_mcq(question, answer)
+        text = answer if isinstance(answer, str) else ", ".join(answer)
+        if isinstance(question, ShortAnswer):
+            return grade_short_answer(question, text)
+        if isinstance(question, ShapeAnswer):
+            return grade_shape(question, text)
+        if isinstance(question, NumericAnswer):
+            return grade_numeric(question, text)
+        if isinstance(question, CodeQuestion):
+            if self.sandbox is None:
+                raise RuntimeError("grading code needs a sandbox")
+            return grade_source(self.prepared(question), text, self.sandbox, self.device)
+        if isinstance(question, Flashcard):
+            return Graded(0.0, [CheckResult(name="answer", passed=False, message="flashcards are not graded")])
+        raise TypeError(f"cannot grade a {type(question).__name__}")
+
+    def item(self, student: str, question: AnyQuestion, answer: Answer | None) -> ItemResult:
+        """One results.jsonl line for (student, question)."""
+        graded = self.grade(question, answer)
+        return ItemResult(
+            student=student,
+            question=question.id,
+            kind=question.kind,
+            passed=bool(graded.passed),
+            score=round(min(1.0, max(0.0, graded.score)), 6),
+            points=round(graded.score * question.points, 6),
+            max_points=question.points,
+            checks=graded.checks,
+            answer=answer,
+            error=graded.error,
+        )
