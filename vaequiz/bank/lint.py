@@ -1,0 +1,354 @@
+"""Item-writing quality checks beyond the schema: cues to guessers, weak keys, thin rubrics.
+
+Each rule is a small function over the loaded bank that yields findings located with
+``Bank.locate``; ``lint_bank`` runs them all. Math that does not render is an error (a page
+would fail to build); everything else is a warning an instructor may accept on purpose.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import typing
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Literal
+
+from pydantic import BaseModel
+
+from vaequiz.bank.loader import Bank, load_bank
+from vaequiz.bank.models import (
+    CodeQuestion,
+    Flashcard,
+    Markdown,
+    MultipleChoice,
+    Option,
+    ShortAnswer,
+)
+from vaequiz.bank.yaml_source import Location
+
+Severity = Literal["error", "warning"]
+
+LONGEST_KEY_RATIO = 1.25
+"""The key is a length cue when it is the longest option by at least this factor."""
+MIN_OPTIONS_FOR_CUES = 3
+DUPLICATE_STEM_RATIO = 0.85
+"""difflib ratio over normalised word tokens at or above which two stems are near-duplicates."""
+MIN_DUPLICATE_TOKENS = 5
+MIN_MUTANTS = 4
+MIN_MCQS_FOR_BUNCHING = 8
+BUNCHING_Z = 2.326
+"""One-sided z for p = 0.01: the chi-square critical value comes from Wilson-Hilferty."""
+
+_MARKDOWN_DESCRIPTION = typing.get_args(Markdown)[1].description
+_MARKDOWN_NAMED = {"why"}
+"""Markdown fields whose own description hides the Markdown type (Mutant.why)."""
+_ALL_OF_THE_ABOVE = re.compile(
+    r"\b(?:all|none|both|neither)\s+of\s+(?:the\s+)?(?:above|these|those|options|answers)\b"
+    r"|\bboth\s+[A-L]\s+and\s+[A-L]\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One lint result, printed as ``file:line:column: severity: message (suggestion)``."""
+
+    location: Location
+    severity: Severity
+    rule: str
+    message: str
+    suggestion: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.severity}: {self.message} ({self.suggestion})"
+
+
+Rule = Callable[[Bank], Iterable[Finding]]
+
+
+def _finding(
+    bank: Bank, qid: str, path: tuple[Any, ...], rule: str, message: str, suggestion: str,
+    severity: Severity = "warning",
+) -> Finding:
+    return Finding(bank.locate(qid, path), severity, rule, message, suggestion)
+
+
+# --------------------------------------------------------------------------- math
+
+
+def _is_markdown_field(name: str, field: Any) -> bool:
+    return (
+        name in _MARKDOWN_NAMED
+        or field.description == _MARKDOWN_DESCRIPTION
+        or _MARKDOWN_DESCRIPTION in repr(field.annotation)
+    )
+
+
+def markdown_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every Markdown text in a question with its field path, found from the models' types."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = field.alias or name
+        if isinstance(value, str) and _is_markdown_field(name, field):
+            yield path + (key,), value
+        elif isinstance(value, BaseModel):
+            yield from markdown_fields(value, path + (key,))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from markdown_fields(item, path + (key, i))
+
+
+def rule_math_renders(bank: Bank) -> Iterator[Finding]:
+    """A formula the renderer cannot convert would stop every page that shows it."""
+    from vaequiz.render.markdown import MathRenderError, render_markdown
+
+    for question in bank.questions:
+        for path, text in markdown_fields(question):
+            try:
+                render_markdown(text)
+            except MathRenderError as err:
+                yield _finding(
+                    bank, question.id, path, "math", f"{'.'.join(map(str, path))}: {err}",
+                    "fix the LaTeX; `vaequiz render` shows the result", "error",
+                )
+
+
+# --------------------------------------------------------------------------- multiple choice
+
+
+def _single_answer_mcqs(bank: Bank) -> Iterator[MultipleChoice]:
+    for question in bank.questions:
+        if isinstance(question, MultipleChoice) and not question.multiple:
+            yield question
+
+
+def _option_content(option: Option) -> str:
+    return (option.text or "") + (option.code or "")
+
+
+def _option_form(option: Option) -> frozenset[str]:
+    """Surface features a guesser can see without knowing the subject."""
+    text = option.text or ""
+    form = set()
+    if option.code:
+        form.add("code")
+    if "$" in text:
+        form.add("math")
+    if "`" in text:
+        form.add("inline code")
+    if re.fullmatch(r"\s*[-+]?\d[\d.,eE+-]*\s*", text):
+        form.add("a number")
+    return frozenset(form)
+
+
+def rule_key_cues(bank: Bank) -> Iterator[Finding]:
+    """The keyed option stands out by length or form, so testwise students pick it unread."""
+    for question in _single_answer_mcqs(bank):
+        if len(question.options) < MIN_OPTIONS_FOR_CUES:
+            continue
+        key = question.answer[0]
+        index = ord(key) - ord("A")
+        option = question.options[index]
+        others = [o for o in question.options if o.label != key]
+        key_length = len(_option_content(option).strip())
+        longest_other = max(len(_option_content(o).strip()) for o in others)
+        path = ("options", index)
+        if key_length >= LONGEST_KEY_RATIO * longest_other and key_length > longest_other:
+            yield _finding(
+                bank, question.id, path, "key-longest",
+                f"the key {key} is the longest option ({key_length} characters, the next is "
+                f"{longest_other})",
+                "lengthen the distractors or trim the key so length gives nothing away",
+            )
+        forms = {_option_form(o) for o in others}
+        key_form = _option_form(option)
+        if len(forms) == 1 and key_form not in forms:
+            describe = ", ".join(sorted(key_form)) or "plain text"
+            yield _finding(
+                bank, question.id, path, "key-form",
+                f"the key {key} is the only option written as {describe}",
+                "write the distractors in the same form as the key",
+            )
+
+
+def _wilson_hilferty_critical(df: int, z: float = BUNCHING_Z) -> float:
+    """Approximate chi-square quantile; accurate to a few percent for df >= 1."""
+    a = 2.0 / (9.0 * df)
+    return df * (1.0 - a + z * math.sqrt(a)) ** 3
+
+
+def rule_key_bunching(bank: Bank) -> Iterator[Finding]:
+    """Keys that sit on one letter far more than chance let students guess that letter."""
+    questions = list(_single_answer_mcqs(bank))
+    if len(questions) < MIN_MCQS_FOR_BUNCHING:
+        return
+    observed: Counter[str] = Counter(q.answer[0] for q in questions)
+    expected: Counter[str] = Counter()
+    for question in questions:
+        for option in question.options:
+            expected[option.label] += 1.0 / len(question.options)
+    letters = sorted(expected)
+    statistic = sum((observed[l] - expected[l]) ** 2 / expected[l] for l in letters)
+    critical = _wilson_hilferty_critical(max(1, len(letters) - 1))
+    if statistic <= critical:
+        return
+    worst = max(letters, key=lambda l: observed[l] - expected[l])
+    first = next(q for q in questions if q.answer[0] == worst)
+    distribution = ", ".join(f"{l} {observed[l]} (expected {expected[l]:.1f})" for l in letters)
+    yield _finding(
+        bank, first.id, ("answer",), "key-bunching",
+        f"keys are bunched on {worst} across the bank's {len(questions)} single-answer MCQs: "
+        f"{distribution}; chi-square {statistic:.1f} > {critical:.1f} (p < 0.01)",
+        f"move some keys away from {worst} (reorder the options)",
+    )
+
+
+def rule_all_of_the_above(bank: Bank) -> Iterator[Finding]:
+    """'All/none of the above' reward partial knowledge and break when options are shuffled."""
+    for question in bank.questions:
+        if not isinstance(question, MultipleChoice):
+            continue
+        for i, option in enumerate(question.options):
+            match = _ALL_OF_THE_ABOVE.search(option.text or "")
+            if match:
+                yield _finding(
+                    bank, question.id, ("options", i, "text"), "all-of-the-above",
+                    f"option {option.label} says '{match.group(0)}'",
+                    "replace it with a specific statement; use a multi-select question "
+                    "if several options are right",
+                )
+
+
+def rule_mcq_feedback(bank: Bank) -> Iterator[Finding]:
+    """Practice mode teaches through hints and per-distractor feedback; without them it only
+    says right or wrong."""
+    for question in bank.questions:
+        if not isinstance(question, MultipleChoice):
+            continue
+        missing = []
+        if not question.hint:
+            missing.append("no hint")
+        bare = [o.label for o in question.options
+                if o.label not in question.answer and not o.feedback]
+        if bare:
+            missing.append(f"no feedback on distractor{'s' if len(bare) > 1 else ''} "
+                           + ", ".join(bare))
+        if missing:
+            yield _finding(
+                bank, question.id, (), "mcq-feedback", f"MCQ '{question.id}' has "
+                + " and ".join(missing),
+                "add a 'hint' and a 'feedback' to each distractor saying why it is wrong",
+            )
+
+
+# --------------------------------------------------------------------------- across the bank
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def rule_near_duplicates(bank: Bank) -> Iterator[Finding]:
+    """Two near-identical stems give one item's answer away in the other (flashcards restate
+    questions on purpose, so a card is compared with cards only)."""
+    items = [(q, _tokens(q.text)) for q in bank.questions]
+    items = [(q, t) for q, t in items if len(t) >= MIN_DUPLICATE_TOKENS]
+    for j, (later, later_tokens) in enumerate(items):
+        for earlier, earlier_tokens in items[:j]:
+            if isinstance(later, Flashcard) != isinstance(earlier, Flashcard):
+                continue
+            matcher = difflib.SequenceMatcher(None, earlier_tokens, later_tokens, autojunk=False)
+            if matcher.real_quick_ratio() < DUPLICATE_STEM_RATIO:
+                continue
+            if matcher.quick_ratio() < DUPLICATE_STEM_RATIO:
+                continue
+            ratio = matcher.ratio()
+            if ratio >= DUPLICATE_STEM_RATIO:
+                yield _finding(
+                    bank, later.id, (_text_field(later),), "near-duplicate",
+                    f"'{later.id}' reads like '{earlier.id}' ({bank.locations[earlier.id]}); "
+                    f"similarity {ratio:.2f}",
+                    "merge them, or make each ask something the other does not",
+                )
+
+
+def _text_field(question: Any) -> str:
+    for name in ("stem", "prompt", "front"):
+        if hasattr(question, name):
+            return name
+    return "id"
+
+
+# --------------------------------------------------------------------------- code and rubrics
+
+
+def rule_few_mutants(bank: Bank) -> Iterator[Finding]:
+    """`verify` can only prove the checks catch the mistakes it is shown."""
+    for question in bank.questions:
+        if isinstance(question, CodeQuestion) and len(question.mutants) < MIN_MUTANTS:
+            yield _finding(
+                bank, question.id, ("mutants",) if question.mutants else (), "few-mutants",
+                f"code question '{question.id}' has {len(question.mutants)} mutant(s); "
+                f"at least {MIN_MUTANTS} show the checks catch the common mistakes",
+                "add wrong answers students really write, each with its 'why'",
+            )
+
+
+def rule_single_phrasing(bank: Bank) -> Iterator[Finding]:
+    """A concept recognised by one phrasing misses students who say it in other words."""
+    for question in bank.questions:
+        if not isinstance(question, ShortAnswer):
+            continue
+        for i, concept in enumerate(question.rubric):
+            if len(concept.phrasings) + len(concept.patterns) == 1:
+                yield _finding(
+                    bank, question.id, ("rubric", i), "single-phrasing",
+                    f"rubric concept '{concept.name}' has a single phrasing",
+                    "add synonyms and paraphrases students use, or a pattern",
+                )
+
+
+RULES: tuple[Rule, ...] = (
+    rule_math_renders,
+    rule_key_cues,
+    rule_key_bunching,
+    rule_all_of_the_above,
+    rule_mcq_feedback,
+    rule_near_duplicates,
+    rule_few_mutants,
+    rule_single_phrasing,
+)
+
+
+@dataclass
+class LintReport:
+    """Findings of every rule plus the bank's schema problems (as errors)."""
+
+    bank: Bank
+    findings: list[Finding]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+
+def lint_bank(root: Path | str) -> LintReport:
+    """Load the bank and run every rule over the questions that validate."""
+    bank = load_bank(root)
+    findings = [
+        Finding(p.location, "error", "schema",
+                (f"{p.field_path}: " if p.field_path else "") + p.message,
+                "`vaequiz validate` explains the format")
+        for p in bank.problems
+    ]
+    for rule in RULES:
+        findings.extend(rule(bank))
+    return LintReport(bank, sorted(findings))
