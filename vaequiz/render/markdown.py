@@ -92,19 +92,21 @@ def _highlight_html(source: str, language: str) -> str:
     return highlight(source, lexer, _formatter)
 
 
-def _code_block(source: str, language: str) -> str:
-    # tabindex: a scrollable region must be reachable by keyboard.
+def _code_block(source: str, language: str, focusable: bool = True) -> str:
+    # tabindex: a scrollable region must be reachable by keyboard; blocks inside a label (an
+    # option) wrap instead of scrolling, because a label holds no focusable content.
     css_language = escape(language or "python", quote=True)
+    opening = '<pre class="highlight" tabindex="0">' if focusable else '<pre class="highlight wrap">'
     return (
-        f'<pre class="highlight" tabindex="0"><code class="language-{css_language}">'
+        f'{opening}<code class="language-{css_language}">'
         f"{_highlight_html(source, language)}</code></pre>\n"
     )
 
 
 @lru_cache(maxsize=4096)
-def render_code(source: str) -> str:
-    """A Python snippet as a highlighted ``<pre>`` block."""
-    return _code_block(source.rstrip("\n") + "\n", "python")
+def render_code(source: str, focusable: bool = True) -> str:
+    """A Python snippet as a highlighted ``<pre>`` block (``focusable=False`` inside labels)."""
+    return _code_block(source.rstrip("\n") + "\n", "python", focusable)
 
 
 def _fence_highlight(source: str, language: str, attrs: str) -> str:
