@@ -7,7 +7,6 @@ would fail to build); everything else is a warning an instructor may accept on p
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import typing
@@ -34,8 +33,9 @@ Severity = Literal["error", "warning"]
 LONGEST_KEY_RATIO = 1.25
 """The key is a length cue when it is the longest option by at least this factor."""
 MIN_OPTIONS_FOR_CUES = 3
-DUPLICATE_STEM_RATIO = 0.85
-"""difflib ratio over normalised word tokens at or above which two stems are near-duplicates."""
+DUPLICATE_STEM_SIMILARITY = 0.8
+"""Cosine similarity of TF-IDF word vectors (lowercased words and numbers, idf over the bank's
+stems) at or above which two stems are near-duplicates."""
 MIN_DUPLICATE_TOKENS = 5
 MIN_MUTANTS = 4
 MIN_MCQS_FOR_BUNCHING = 8
@@ -252,26 +252,41 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
+def _tfidf_vectors(documents: list[list[str]]) -> list[dict[str, float]]:
+    """Unit TF-IDF vectors (smoothed idf, as in scikit-learn): words every stem shares weigh
+    little, so 'encoder' versus 'decoder' in otherwise equal stems keeps them apart."""
+    frequency: Counter[str] = Counter(t for doc in documents for t in set(doc))
+    n = len(documents)
+    vectors = []
+    for doc in documents:
+        weights = {t: c * (math.log((1 + n) / (1 + frequency[t])) + 1) for t, c in Counter(doc).items()}
+        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        vectors.append({t: w / norm for t, w in weights.items()})
+    return vectors
+
+
+def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(w * b.get(t, 0.0) for t, w in a.items())
+
+
 def rule_near_duplicates(bank: Bank) -> Iterator[Finding]:
     """Two near-identical stems give one item's answer away in the other (flashcards restate
     questions on purpose, so a card is compared with cards only)."""
     items = [(q, _tokens(q.text)) for q in bank.questions]
     items = [(q, t) for q, t in items if len(t) >= MIN_DUPLICATE_TOKENS]
-    for j, (later, later_tokens) in enumerate(items):
-        for earlier, earlier_tokens in items[:j]:
+    vectors = _tfidf_vectors([t for _, t in items])
+    for j, (later, _) in enumerate(items):
+        for i, (earlier, _) in enumerate(items[:j]):
             if isinstance(later, Flashcard) != isinstance(earlier, Flashcard):
                 continue
-            matcher = difflib.SequenceMatcher(None, earlier_tokens, later_tokens, autojunk=False)
-            if matcher.real_quick_ratio() < DUPLICATE_STEM_RATIO:
-                continue
-            if matcher.quick_ratio() < DUPLICATE_STEM_RATIO:
-                continue
-            ratio = matcher.ratio()
-            if ratio >= DUPLICATE_STEM_RATIO:
+            similarity = _cosine(vectors[i], vectors[j])
+            if similarity >= DUPLICATE_STEM_SIMILARITY:
                 yield _finding(
                     bank, later.id, (_text_field(later),), "near-duplicate",
                     f"'{later.id}' reads like '{earlier.id}' ({bank.locations[earlier.id]}); "
-                    f"similarity {ratio:.2f}",
+                    f"similarity {similarity:.2f}",
                     "merge them, or make each ask something the other does not",
                 )
 
