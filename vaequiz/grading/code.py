@@ -27,7 +27,7 @@ def weighted_score(checks: list[CheckResult]) -> float:
     return sum(c.points for c in checks if c.passed) / total if total else 0.0
 
 
-def failed_everywhere(prepared: PreparedQuestion, reason: str) -> Graded:
+def failed_everywhere(prepared: PreparedQuestion, reason: str, retry: bool = False) -> Graded:
     """Every check fails with the same reason (the snippet did not run to a usable end)."""
     from vaequiz.grading.checks import default_name
 
@@ -41,7 +41,7 @@ def failed_everywhere(prepared: PreparedQuestion, reason: str) -> Graded:
         )
         for spec in prepared.question.checks
     ]
-    return Graded(0.0, checks, error=reason)
+    return Graded(0.0, checks, error=reason, retry=retry)
 
 
 def grade_source(prepared: PreparedQuestion, source: str, sandbox: SandboxRunner, device: str = "cpu") -> Graded:
@@ -59,7 +59,10 @@ def grade_source(prepared: PreparedQuestion, source: str, sandbox: SandboxRunner
 def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
     """Turn a sandbox result into a verdict; runs in the trusted process only."""
     if result.status != "ok":
-        return failed_everywhere(prepared, result.reason or result.status.replace("_", " "))
+        reason = result.reason or result.status.replace("_", " ")
+        graded = failed_everywhere(prepared, reason, retry=result.status == "sandbox_error")
+        graded.output = result.output
+        return graded
     outcomes = list(result.runs)
     if len(outcomes) != len(prepared.runs):
         missing_reason = result.reason or "your code stopped before every hidden input was tried"
@@ -68,4 +71,6 @@ def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
     checks = [run_check(spec, evidence) for spec in prepared.question.checks]
     errors = [o.error for o in outcomes if o.error]
     error = f"your code raised {errors[0]}" if errors else None
-    return Graded(weighted_score(checks), checks, error=error, passed=all(c.passed for c in checks))
+    return Graded(
+        weighted_score(checks), checks, error=error, passed=all(c.passed for c in checks), output=result.output
+    )

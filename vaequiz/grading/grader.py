@@ -67,16 +67,21 @@ class Grader:
 
     def item(self, student: str, question: AnyQuestion, answer: Answer | None) -> ItemResult:
         """One results.jsonl line for (student, question)."""
-        graded = self.grade(question, answer)
-        return ItemResult(
-            student=student,
-            question=question.id,
-            kind=question.kind,
-            passed=bool(graded.passed),
-            score=round(min(1.0, max(0.0, graded.score)), 6),
-            points=round(graded.score * question.points, 6),
-            max_points=question.points,
-            checks=graded.checks,
-            answer=answer,
-            error=graded.error,
-        )
+        return item_result(student, question, answer, self.grade(question, answer))
+
+
+def item_result(student: str, question: AnyQuestion, answer: Answer | None, graded: Graded) -> ItemResult:
+    """The gradebook line for a graded answer: score clamped to 0..1, points = score x points."""
+    score = round(min(1.0, max(0.0, graded.score)), 6)
+    return ItemResult(
+        student=student,
+        question=question.id,
+        kind=question.kind,
+        passed=bool(graded.passed),
+        score=score,
+        points=round(score * question.points, 6),
+        max_points=question.points,
+        checks=graded.checks,
+        answer=answer,
+        error=graded.error,
+    )

@@ -25,6 +25,10 @@ class Graded:
     error: str | None = None
     passed: bool | None = None
     """Defaults to "full score and no error"; short answers pass at their ``pass_fraction``."""
+    output: str = ""
+    """What a code answer printed (stdout and stderr, cut at the output limit)."""
+    retry: bool = False
+    """The grader itself failed (not the student): do not record, grade again on the next run."""
 
     def __post_init__(self) -> None:
         if self.passed is None:

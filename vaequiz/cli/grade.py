@@ -1,0 +1,287 @@
+"""Grading commands: grade one answer, grade answer sheets in bulk, verify the bank's keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import AbstractContextManager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vaequiz.bank.loader import Bank, load_bank
+from vaequiz.bank.models import AnyQuestion, CodeQuestion
+from vaequiz.cli.app import EXIT_INVALID, app, fail, resolve_bank
+from vaequiz.grading.code import SandboxRunner
+from vaequiz.grading.grader import Grader
+from vaequiz.grading.objective import Graded
+from vaequiz.grading.reports import visible_message
+from vaequiz.grading.verify import Finding, needs_sandbox
+from vaequiz.grading.verify import verify as run_verify
+
+
+class Device(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class SheetFormat(StrEnum):
+    default = "default"
+    gradescope = "gradescope"
+
+
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where inputs, snippets and checks run.")]
+BankOpt = Annotated[
+    Optional[Path],
+    typer.Option("--bank", help="Bank folder (default: $VAEQUIZ_BANK, ./question_bank, the bundled bank)."),
+]
+
+
+def all_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_device(device: Device) -> None:
+    """``--device cuda`` needs a CUDA device; say so instead of failing later."""
+    if device is Device.cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            fail("--device cuda was given but no CUDA device is available; use --device cpu")
+
+
+def check_workers(workers: int) -> None:
+    if workers < 1:
+        fail(f"--workers must be at least 1 (got {workers})")
+
+
+def load_checked_bank(path: Path | None) -> Bank:
+    """The bank; its problems are printed (grading goes on with the questions that loaded)."""
+    bank = load_bank(resolve_bank(path))
+    if bank.problems:
+        typer.echo(
+            f"vaequiz: warning: the bank has {len(bank.problems)} problem(s); run `vaequiz validate` "
+            "for details. Grading uses the questions that loaded.",
+            err=True,
+        )
+    return bank
+
+
+def hidden_paths(bank: Bank, *extra: Path) -> list[Path]:
+    """Folders the snippet must not read: the bank, the reference implementation, sheets, output."""
+    paths = [bank.root.resolve(), *(p.resolve() for p in extra)]
+    try:
+        from vaequiz.paths import reference_impl_dir
+
+        paths.append(reference_impl_dir())
+    except ImportError:
+        pass
+    return paths
+
+
+def open_sandbox(workers: int, device: Device, hide: list[Path]) -> AbstractContextManager[SandboxRunner]:
+    """Start the sandbox, report hardening layers that are unavailable, exit 2 if it cannot start."""
+    from vaequiz.grading.sandbox import Sandbox
+    from vaequiz.grading.sandbox.api import SandboxUnavailable
+
+    class _Started:
+        def __enter__(self) -> SandboxRunner:
+            try:
+                self.sandbox = Sandbox(workers=workers, device=device.value, hide_paths=hide)
+                runner = self.sandbox.__enter__()
+            except SandboxUnavailable as err:
+                fail(f"the sandbox could not start: {err}")
+            for line in runner.hardening():
+                typer.echo(f"vaequiz: sandbox: {line}", err=True)
+            return runner
+
+        def __exit__(self, *exc: object) -> None:
+            self.sandbox.__exit__(*exc)
+
+    return _Started()
+
+
+def _find_question(bank: Bank, question_id: str) -> AnyQuestion:
+    try:
+        return bank.get(question_id)
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(question_id, [q.id for q in bank.questions], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "; `vaequiz list` shows the ids"
+        fail(f"unknown question '{question_id}' in bank {bank.root}{hint}")
+
+
+def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
+    return {
+        "question": question.id,
+        "kind": question.kind,
+        "passed": bool(graded.passed),
+        "score": round(min(1.0, max(0.0, graded.score)), 6),
+        "points": round(graded.score * question.points, 6),
+        "max_points": question.points,
+        "error": graded.error,
+        "checks": [
+            {
+                "name": c.name,
+                "passed": c.passed,
+                "message": visible_message(c),
+                "points": c.points,
+                "hidden": c.hidden,
+            }
+            for c in graded.checks
+        ],
+        "output": graded.output,
+    }
+
+
+def _print_report(question: AnyQuestion, graded: Graded) -> None:
+    verdict = "PASSED" if graded.passed else "NOT PASSED"
+    typer.echo(
+        f"{question.id}: {verdict}, score {graded.score:.0%} "
+        f"({graded.score * question.points:g} of {question.points:g} points)"
+    )
+    if graded.error:
+        typer.echo(f"  {graded.error}")
+    for check in graded.checks:
+        mark = "ok  " if check.passed else "FAIL"
+        message = visible_message(check)
+        typer.echo(f"  [{mark}] {check.name}" + (f": {message}" if message else ""))
+    if graded.output.strip():
+        typer.echo("  your code printed:")
+        for line in graded.output.rstrip().splitlines()[:40]:
+            typer.echo(f"    {line}")
+
+
+@app.command()
+def grade(
+    question_id: Annotated[str, typer.Argument(help="Id of the question (see `vaequiz list`).")],
+    file: Annotated[Path, typer.Argument(help="The answer: a Python snippet, or text for other kinds.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+    device: DeviceOpt = Device.cpu,
+    bank: BankOpt = None,
+) -> None:
+    """Grade one answer. Exit 0 passed, 1 not passed, 2 usage error."""
+    check_device(device)
+    loaded = load_checked_bank(bank)
+    question = _find_question(loaded, question_id)
+    if not file.is_file():
+        fail(f"answer file {file} does not exist" if not file.exists() else f"{file} is not a file")
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+        graded: Graded | None = None
+    except UnicodeDecodeError as err:
+        text = ""
+        graded = Graded(0.0, [], error=f"the answer is not UTF-8 text (byte {err.start}); save it as UTF-8")
+    if graded is None:
+        if isinstance(question, CodeQuestion):
+            with open_sandbox(1, device, hidden_paths(loaded, file.parent)) as sandbox:
+                graded = Grader(sandbox, device.value).grade(question, text)
+        else:
+            graded = Grader(None, device.value).grade(question, text)
+    if as_json:
+        typer.echo(json.dumps(_result_json(question, graded)))
+    else:
+        _print_report(question, graded)
+    raise typer.Exit(0 if graded.passed else EXIT_INVALID)
+
+
+@app.command("grade-sheets")
+def grade_sheets_command(
+    sheets: Annotated[list[Path], typer.Argument(help="Answer sheets (JSON), one per student.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.jsonl, grades.csv, feedback/.")],
+    workers: Annotated[int, typer.Option("--workers", help="Sandbox workers (default: all cores).")] = 0,
+    device: DeviceOpt = Device.cpu,
+    bank: BankOpt = None,
+    output_format: Annotated[
+        SheetFormat, typer.Option("--format", help="gradescope: also write Gradescope results.json files.")
+    ] = SheetFormat.default,
+) -> None:
+    """Grade answer sheets; resumes from OUT/results.jsonl. Exit 1 if a sheet was skipped."""
+    from vaequiz.grading.sheets import grade_sheets
+
+    workers = workers or all_cores()
+    check_workers(workers)
+    check_device(device)
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} exists and is not a folder")
+    if not any(p.exists() for p in sheets):
+        fail("none of the sheets exist: " + ", ".join(str(p) for p in sheets[:5]))
+    loaded = load_checked_bank(bank)
+    hide = hidden_paths(loaded, out, *{p.parent for p in sheets})
+    report = grade_sheets(
+        sheets,
+        out,
+        loaded,
+        lambda: open_sandbox(workers, device, hide),
+        workers,
+        device.value,
+        output_format.value,  # type: ignore[arg-type]
+    )
+    for warning in report.warnings:
+        typer.echo(f"vaequiz: warning: {warning}", err=True)
+    for problem in report.problems:
+        typer.echo(f"vaequiz: {problem}", err=True)
+    typer.echo(
+        f"graded {report.graded} answer(s), {report.resumed} already in {out / 'results.jsonl'}; "
+        f"{report.students} student(s), {len(report.questions)} question(s); "
+        f"wrote {out / 'grades.csv'} and {out / 'feedback'}/"
+        + (f" and {out / 'gradescope'}/" if output_format is SheetFormat.gradescope else "")
+    )
+    if report.problems:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def verify(
+    bank: Annotated[Optional[Path], typer.Argument(help="Bank folder (default as for other commands).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Sandbox workers (default: all cores).")] = 0,
+    device: DeviceOpt = Device.cpu,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as a JSON list.")] = False,
+) -> None:
+    """References pass, mutants fail, linked code options match their key. Exit 1 on any disagreement."""
+    workers = workers or all_cores()
+    check_workers(workers)
+    check_device(device)
+    loaded = load_bank(resolve_bank(bank))
+    for problem in loaded.problems:
+        typer.echo(str(problem), err=True)
+    if needs_sandbox(loaded):
+        with open_sandbox(workers, device, hidden_paths(loaded)) as sandbox:
+            findings = run_verify(loaded, Grader(sandbox, device.value), workers)
+    else:
+        findings = run_verify(loaded, Grader(None, device.value), workers)
+    disagreements = [f for f in findings if not f.agrees]
+    if as_json:
+        typer.echo(json.dumps([{**f.__dict__, "agrees": f.agrees} for f in findings], indent=2))
+    else:
+        _print_findings(findings)
+    summary = f"{len(findings) - len(disagreements)} of {len(findings)} agree"
+    if loaded.problems:
+        summary += f"; the bank has {len(loaded.problems)} problem(s)"
+    typer.echo(summary, err=as_json)
+    if disagreements or loaded.problems:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _print_findings(findings: list[Finding]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="vaequiz verify", show_lines=False)
+    for column in ("question", "answer", "expected", "got", "", "why"):
+        table.add_column(column, overflow="fold")
+    for f in findings:
+        table.add_row(
+            f.question,
+            f.subject,
+            f.expected,
+            f.got,
+            "ok" if f.agrees else "DISAGREES",
+            f.detail,
+            style=None if f.agrees else "bold red",
+        )
+    Console(width=160).print(table)

@@ -1,0 +1,121 @@
+"""What grade-sheets writes from results: grades.csv, a feedback page per student, Gradescope JSON."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import jinja2
+
+from vaequiz.grading.models import CheckResult, ItemResult
+from vaequiz.paths import templates_dir
+
+HIDDEN_MESSAGE = "details hidden until results are released"
+
+
+def safe_file_stem(student: str) -> str:
+    """A file name for a student: letters, digits, '.', '_', '-'; a short hash keeps it unique
+    when characters had to be replaced."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", student).strip("._") or "student"
+    if stem != student:
+        stem = f"{stem[:80]}-{hashlib.sha256(student.encode()).hexdigest()[:8]}"
+    return stem
+
+
+def by_student(results: list[ItemResult]) -> dict[str, dict[str, ItemResult]]:
+    grouped: dict[str, dict[str, ItemResult]] = defaultdict(dict)
+    for item in results:
+        grouped[item.student][item.question] = item
+    return dict(sorted(grouped.items()))
+
+
+def write_grades_csv(path: Path, results: list[ItemResult], questions: list[str]) -> None:
+    """One row per student: points per question (blank if not graded), then the total."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student", *questions, "total"])
+        for student, items in by_student(results).items():
+            row = [f"{items[q].points:g}" if q in items else "" for q in questions]
+            total = sum(i.points for i in items.values())
+            writer.writerow([student, *row, f"{total:g}"])
+
+
+def visible_message(check: CheckResult) -> str:
+    """What a student may read about a check: hidden checks show only pass or fail."""
+    if check.passed:
+        return ""
+    return HIDDEN_MESSAGE if check.hidden else check.message
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def write_feedback_pages(folder: Path, results: list[ItemResult], questions: list[str]) -> dict[str, Path]:
+    """``folder/<student>.html``: a self-contained page with every item, check and message."""
+    folder.mkdir(parents=True, exist_ok=True)
+    template = _environment().get_template("feedback.html.j2")
+    written: dict[str, Path] = {}
+    order = {q: i for i, q in enumerate(questions)}
+    for student, items in by_student(results).items():
+        ordered = sorted(items.values(), key=lambda i: order.get(i.question, len(order)))
+        page = template.render(
+            student=student,
+            items=ordered,
+            total=sum(i.points for i in ordered),
+            max_total=sum(i.max_points for i in ordered),
+            visible_message=visible_message,
+            answer_text=answer_text,
+        )
+        path = folder / f"{safe_file_stem(student)}.html"
+        path.write_text(page, encoding="utf-8")
+        written[student] = path
+    return written
+
+
+def answer_text(item: ItemResult) -> str:
+    if item.answer is None:
+        return ""
+    return ", ".join(item.answer) if isinstance(item.answer, list) else item.answer
+
+
+def gradescope_payload(items: list[ItemResult]) -> dict[str, object]:
+    """Gradescope's autograder ``results.json``: total score and one test per question."""
+    tests = []
+    for item in items:
+        lines = [f"{'passed' if c.passed else 'FAILED'}: {c.name}" + (f": {m}" if (m := visible_message(c)) else "") for c in item.checks]
+        if item.error and not any(item.error in line for line in lines):
+            lines.insert(0, item.error)
+        tests.append(
+            {
+                "name": item.question,
+                "score": item.points,
+                "max_score": item.max_points,
+                "output": "\n".join(lines),
+                "visibility": "visible",
+            }
+        )
+    return {"score": round(sum(i.points for i in items), 6), "tests": tests}
+
+
+def write_gradescope(folder: Path, results: list[ItemResult], questions: list[str]) -> dict[str, Path]:
+    """``folder/<student>/results.json`` for every student."""
+    written: dict[str, Path] = {}
+    order = {q: i for i, q in enumerate(questions)}
+    for student, items in by_student(results).items():
+        ordered = sorted(items.values(), key=lambda i: order.get(i.question, len(order)))
+        path = folder / safe_file_stem(student) / "results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(gradescope_payload(ordered), indent=2, ensure_ascii=False), encoding="utf-8")
+        written[student] = path
+    return written

@@ -1,0 +1,109 @@
+"""`vaequiz verify`: prove the bank's keys against its own checks.
+
+For every code question the reference must pass every check and every mutant must fail at
+least one (the failing checks are reported, so an author sees *why* it is rejected); for every
+MCQ linked to a code question, exactly the keyed options must pass; every short answer's model
+answer must pass its own rubric, and every shape and numeric key must grade as right.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from vaequiz.bank.loader import Bank
+from vaequiz.bank.models import (
+    AnyQuestion,
+    CodeQuestion,
+    MultipleChoice,
+    NumericAnswer,
+    ShapeAnswer,
+    ShortAnswer,
+)
+from vaequiz.grading.grader import Grader
+from vaequiz.grading.objective import Graded, format_dims
+
+
+@dataclass(frozen=True)
+class Case:
+    """One thing verify runs: an answer to a question and whether it must pass."""
+
+    question: AnyQuestion
+    subject: str
+    answer: str
+    must_pass: bool
+    graded_as: AnyQuestion
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A row of the verify table."""
+
+    question: str
+    subject: str
+    expected: Literal["pass", "fail"]
+    got: Literal["pass", "fail"]
+    detail: str
+
+    @property
+    def agrees(self) -> bool:
+        return self.expected == self.got
+
+
+def cases(bank: Bank) -> list[Case]:
+    """Everything verify checks, in bank order."""
+    by_id = bank.by_id()
+    found: list[Case] = []
+    for q in bank.questions:
+        if isinstance(q, CodeQuestion):
+            found.append(Case(q, "reference", q.reference, True, q))
+            found += [Case(q, f"mutant {i + 1}", m.code, False, q) for i, m in enumerate(q.mutants)]
+        elif isinstance(q, MultipleChoice) and q.code_question:
+            target = by_id.get(q.code_question)
+            if isinstance(target, CodeQuestion):
+                found += [
+                    Case(q, f"option {o.label}", o.code or "", o.label in q.answer, target) for o in q.options
+                ]
+        elif isinstance(q, ShortAnswer):
+            found.append(Case(q, "model answer", q.model_answer, True, q))
+        elif isinstance(q, ShapeAnswer):
+            found.append(Case(q, "key", format_dims(list(q.answer)), True, q))
+        elif isinstance(q, NumericAnswer):
+            found.append(Case(q, "key", repr(q.answer), True, q))
+    return found
+
+
+def _detail(graded: Graded, must_pass: bool) -> str:
+    failed = [c for c in graded.checks if not c.passed]
+    if not failed:
+        return "all checks pass" if graded.checks else ""
+    if must_pass:
+        return "; ".join(f"{c.name}: {c.message}" for c in failed)
+    return "fails: " + ", ".join(c.name for c in failed)
+
+
+def run_case(grader: Grader, case: Case) -> Finding:
+    """Grade one case and compare with what it should do."""
+    try:
+        graded = grader.grade(case.graded_as, case.answer)
+        passed, detail = bool(graded.passed), _detail(graded, case.must_pass)
+    except Exception as err:  # report, never crash the table
+        passed, detail = False, f"could not be graded: {type(err).__name__}: {err}"
+    return Finding(
+        question=case.question.id,
+        subject=case.subject,
+        expected="pass" if case.must_pass else "fail",
+        got="pass" if passed else "fail",
+        detail=detail,
+    )
+
+
+def verify(bank: Bank, grader: Grader, workers: int) -> list[Finding]:
+    """Run every case on a pool of ``workers`` threads; findings in bank order."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(lambda case: run_case(grader, case), cases(bank)))
+
+
+def needs_sandbox(bank: Bank) -> bool:
+    return any(isinstance(q, CodeQuestion) for q in bank.questions)
