@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from vaequiz.bank.skeletons import KINDS, SkeletonError, append_skeleton, ids_in, skeleton_yaml, unused_id
 from vaequiz.cli.app import EXIT_INVALID, app, fail, resolve_bank
+
+if TYPE_CHECKING:
+    from vaequiz.stats.analysis import StatsReport
 
 Kind = StrEnum("Kind", {kind: kind for kind in KINDS})  # type: ignore[misc]
 
@@ -65,3 +68,56 @@ def lint(
     )
     if report.errors:
         raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def stats(
+    folder: Annotated[Path, typer.Argument(help="Folder holding results.jsonl (or the file).")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Write the HTML report here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    bank: Annotated[
+        Optional[Path], typer.Option("--bank", help="Bank for option labels and keys.")
+    ] = None,
+) -> None:
+    """Item analysis: facility, discrimination, distractors, score distribution, alpha."""
+    from vaequiz.bank.loader import load_bank
+    from vaequiz.stats.analysis import StatsInputError, analyse_folder
+    from vaequiz.stats.report import to_json, write_html
+
+    if not folder.exists():
+        fail(f"{folder} does not exist; give the folder `vaequiz grade-sheets` wrote")
+    loaded = load_bank(resolve_bank(bank)) if bank is not None or _default_bank_exists() else None
+    try:
+        report = analyse_folder(folder, loaded)
+    except StatsInputError as err:
+        fail(str(err))
+    for warning in report.warnings:
+        typer.echo(f"vaequiz: warning: {warning}", err=True)
+    if out is not None:
+        write_html(report, out)
+        typer.echo(f"wrote {out}", err=True)
+    if as_json:
+        typer.echo(to_json(report))
+    elif out is None:
+        _print_summary(report)
+
+
+def _default_bank_exists() -> bool:
+    from vaequiz.paths import default_bank
+
+    return default_bank().exists()
+
+
+def _print_summary(report: StatsReport) -> None:
+    quiz = report.quiz
+    alpha = "n/a" if quiz.cronbach_alpha is None else f"{quiz.cronbach_alpha:.2f}"
+    typer.echo(f"{quiz.name}: {quiz.students} students, {quiz.items} items, mean "
+               f"{quiz.mean_percent:.1f}%, alpha {alpha}")
+    width = max(len(i.question) for i in report.items)
+    typer.echo(f"{'question':<{width}}  facility  r_rest  D_27%  flags")
+    for item in report.items:
+        r = "  n/a " if item.point_biserial is None else f"{item.point_biserial:6.2f}"
+        d = " n/a " if item.upper_lower is None else f"{item.upper_lower:5.2f}"
+        typer.echo(f"{item.question:<{width}}  {item.facility:8.2f}  {r}  {d}  {'; '.join(item.flags)}")

@@ -1,0 +1,1 @@
+"""Item analysis over graded results: facility, discrimination, distractors, reliability."""

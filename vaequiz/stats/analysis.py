@@ -1,0 +1,305 @@
+"""Classical item analysis of one quiz's ``results.jsonl``.
+
+Every student is assumed to have sat the same quiz (as `vaequiz grade-sheets` writes it: a
+skipped question is graded 0). A (student, item) pair missing from the file leaves that student
+out of that item's statistics and out of Cronbach's alpha, which needs complete rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from vaequiz.bank.loader import Bank
+from vaequiz.bank.models import MultipleChoice
+from vaequiz.grading.models import ItemResult
+from pydantic import ValidationError
+
+from vaequiz.grading.results import RESULTS_FILE
+
+TOO_EASY = 0.9
+TOO_HARD = 0.2
+GROUP_SHARE = 0.27
+"""Share of students in each of the upper and lower groups (Kelley's 27%)."""
+HISTOGRAM_BINS = 10
+NO_ANSWER = "no answer"
+
+
+class StatsInputError(ValueError):
+    """The results cannot be analysed; the message says why and what to run."""
+
+
+@dataclass
+class OptionShare:
+    """How many students chose an option, and how well they did on the rest of the quiz."""
+
+    label: str
+    count: int
+    share: float
+    is_key: bool | None
+    mean_rest_score: float | None
+
+
+@dataclass
+class ItemStats:
+    """One question's statistics; ``None`` where the data cannot define a value."""
+
+    question: str
+    kind: str
+    students: int
+    max_points: float
+    facility: float
+    point_biserial: float | None
+    upper_lower: float | None
+    options: list[OptionShare] | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HistogramBin:
+    low: float
+    high: float
+    count: int
+
+
+@dataclass
+class QuizStats:
+    """Whole-quiz figures: score distribution (percent of the maximum) and reliability."""
+
+    name: str
+    students: int
+    items: int
+    max_points: float
+    mean_percent: float
+    sd_percent: float
+    histogram: list[HistogramBin]
+    cronbach_alpha: float | None
+    complete_students: int
+
+
+@dataclass
+class StatsReport:
+    quiz: QuizStats
+    items: list[ItemStats]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- small statistics
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def variance(values: Sequence[float]) -> float:
+    """Sample variance (n - 1); 0 for fewer than two values."""
+    if len(values) < 2:
+        return 0.0
+    m = mean(values)
+    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson correlation; None when either side is constant (no spread to correlate)."""
+    if len(x) < 2:
+        return None
+    mx, my = mean(x), mean(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    if sxx <= 1e-12 or syy <= 1e-12:
+        return None
+    return sxy / math.sqrt(sxx * syy)
+
+
+def cronbach_alpha(rows: Sequence[Sequence[float]]) -> float | None:
+    """alpha = k/(k-1) * (1 - sum of item variances / variance of totals), rows = students."""
+    if len(rows) < 2 or len(rows[0]) < 2:
+        return None
+    k = len(rows[0])
+    item_variances = [variance([row[j] for row in rows]) for j in range(k)]
+    total_variance = variance([sum(row) for row in rows])
+    if total_variance <= 1e-12:
+        return None
+    return k / (k - 1) * (1 - sum(item_variances) / total_variance)
+
+
+def upper_lower_index(scores: Sequence[float], criterion: Sequence[float]) -> float | None:
+    """Mean item score of the top 27% minus the bottom 27%, students ranked by ``criterion``."""
+    n = len(scores)
+    group = max(1, round(GROUP_SHARE * n))
+    if n < 2 or 2 * group > n:
+        return None
+    order = sorted(range(n), key=lambda i: criterion[i])
+    lower = [scores[i] for i in order[:group]]
+    upper = [scores[i] for i in order[-group:]]
+    return mean(upper) - mean(lower)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _chosen_labels(answer: Any) -> list[str]:
+    if answer is None or answer == "" or answer == []:
+        return [NO_ANSWER]
+    if isinstance(answer, str):
+        return [answer.strip()] if answer.strip() else [NO_ANSWER]
+    return list(answer)
+
+
+def _option_shares(
+    results: list[ItemResult], rest: dict[str, float], question: MultipleChoice | None
+) -> list[OptionShare]:
+    counts: Counter[str] = Counter()
+    rest_by_label: dict[str, list[float]] = {}
+    for result in results:
+        for label in _chosen_labels(result.answer):
+            counts[label] += 1
+            rest_by_label.setdefault(label, []).append(rest[result.student])
+    if question is not None:
+        labels = [o.label for o in question.options]
+        keys: set[str] | None = set(question.answer)
+    else:  # no bank: the key is what full-score answers chose
+        labels = sorted(l for l in counts if l != NO_ANSWER)
+        full = [r for r in results if r.score >= 1.0 and r.answer]
+        keys = set(_chosen_labels(full[0].answer)) if full else None
+    labels += sorted(l for l in counts if l not in labels and l != NO_ANSWER)
+    if counts[NO_ANSWER]:
+        labels.append(NO_ANSWER)
+    n = len(results)
+    return [
+        OptionShare(
+            label=label,
+            count=counts[label],
+            share=counts[label] / n,
+            is_key=None if keys is None or label == NO_ANSWER else label in keys,
+            mean_rest_score=mean(rest_by_label[label]) if label in rest_by_label else None,
+        )
+        for label in labels
+    ]
+
+
+def _flags(stats: ItemStats) -> list[str]:
+    flags = []
+    if stats.facility > TOO_EASY:
+        flags.append(f"too easy (facility {stats.facility:.2f} > {TOO_EASY})")
+    if stats.facility < TOO_HARD:
+        flags.append(f"too hard (facility {stats.facility:.2f} < {TOO_HARD})")
+    if stats.point_biserial is not None and stats.point_biserial < 0:
+        flags.append(
+            f"negative discrimination (r = {stats.point_biserial:.2f}): stronger students do "
+            "worse on it; check the key"
+        )
+    return flags
+
+
+def analyse(
+    results: list[ItemResult], name: str, bank: Bank | None = None, warnings: list[str] | None = None
+) -> StatsReport:
+    """Item and quiz statistics; points (score x max points) build the totals."""
+    if not results:
+        raise StatsInputError("no results to analyse; run `vaequiz grade-sheets` first")
+    questions = list(dict.fromkeys(r.question for r in results))
+    students = sorted({r.student for r in results})
+    cell: dict[tuple[str, str], ItemResult] = {(r.student, r.question): r for r in results}
+    totals = dict.fromkeys(students, 0.0)
+    max_totals = dict.fromkeys(students, 0.0)
+    for result in cell.values():
+        totals[result.student] += result.points
+        max_totals[result.student] += result.max_points
+    by_id = bank.by_id() if bank is not None else {}
+
+    items: list[ItemStats] = []
+    for question in questions:
+        taken = [cell[(s, question)] for s in students if (s, question) in cell]
+        scores = [r.score for r in taken]
+        rest = {r.student: totals[r.student] - r.points for r in taken}
+        rest_list = [rest[r.student] for r in taken]
+        stats = ItemStats(
+            question=question,
+            kind=taken[0].kind,
+            students=len(taken),
+            max_points=max(r.max_points for r in taken),
+            facility=mean(scores),
+            point_biserial=pearson(scores, rest_list),
+            upper_lower=upper_lower_index(scores, rest_list),
+        )
+        if stats.kind == "mcq":
+            bank_question = by_id.get(question)
+            stats.options = _option_shares(
+                taken, rest, bank_question if isinstance(bank_question, MultipleChoice) else None
+            )
+        stats.flags = _flags(stats)
+        items.append(stats)
+
+    complete = [s for s in students if all((s, q) in cell for q in questions)]
+    rows = [[cell[(s, q)].points for q in questions] for s in complete]
+    percents = [100 * totals[s] / max_totals[s] if max_totals[s] > 0 else 0.0 for s in students]
+    quiz = QuizStats(
+        name=name,
+        students=len(students),
+        items=len(questions),
+        max_points=max(max_totals.values()),
+        mean_percent=mean(percents),
+        sd_percent=math.sqrt(variance(percents)),
+        histogram=_histogram(percents),
+        cronbach_alpha=cronbach_alpha(rows),
+        complete_students=len(complete),
+    )
+    return StatsReport(quiz, items, list(warnings or []))
+
+
+def _histogram(percents: list[float]) -> list[HistogramBin]:
+    width = 100 / HISTOGRAM_BINS
+    counts = [0] * HISTOGRAM_BINS
+    for p in percents:
+        counts[min(HISTOGRAM_BINS - 1, max(0, int(p // width)))] += 1
+    return [HistogramBin(i * width, (i + 1) * width, c) for i, c in enumerate(counts)]
+
+
+def read_results_readonly(path: Path) -> tuple[list[ItemResult], list[str]]:
+    """Valid lines of ``path``, the last one winning per (student, question); unlike the
+    grader's reader it never truncates the file, since analysing must not change results."""
+    latest: dict[tuple[str, str], ItemResult] = {}
+    warnings: list[str] = []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = ItemResult.model_validate_json(line)
+        except ValidationError as err:
+            last = number == len(lines)
+            why = "incomplete last line (a run still writing or interrupted)" if last else (
+                f"not a result line ({err.errors()[0]['msg']})"
+            )
+            warnings.append(f"{path}:{number}: {why}; ignored")
+            continue
+        latest[(item.student, item.question)] = item
+    return list(latest.values()), warnings
+
+
+def results_path(folder: Path) -> Path:
+    """``DIR/results.jsonl``, or the file itself when given one."""
+    return folder if folder.is_file() else folder / RESULTS_FILE
+
+
+def analyse_folder(folder: Path, bank: Bank | None = None) -> StatsReport:
+    """Read ``DIR/results.jsonl`` (last line wins per student and question) and analyse it."""
+    path = results_path(folder)
+    if not path.is_file():
+        raise StatsInputError(
+            f"{path} not found; point stats at the folder `vaequiz grade-sheets` wrote"
+        )
+    results, warnings = read_results_readonly(path)
+    if not results:
+        raise StatsInputError(f"{path} holds no result lines; run `vaequiz grade-sheets` first")
+    name = (folder if folder.is_dir() else folder.parent).resolve().name
+    return analyse(results, name, bank, warnings)

@@ -1,0 +1,54 @@
+"""The stats report as one self-contained HTML page (template: templates/stats.html.j2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from vaequiz.paths import templates_dir
+from vaequiz.stats.analysis import GROUP_SHARE, TOO_EASY, TOO_HARD, StatsReport
+from vaequiz.stats.plots import histogram_svg, item_map_svg, option_bars_svg
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def render_html(report: StatsReport) -> str:
+    """The report page; plots are SVG built from escaped text, everything else autoescaped."""
+    environment = _environment()
+    environment.filters["num"] = _number
+    template = environment.get_template("stats.html.j2")
+    return template.render(
+        report=report,
+        histogram=Markup(histogram_svg(report.quiz.histogram)),
+        item_map=Markup(item_map_svg(report.items)),
+        option_plots={
+            item.question: Markup(option_bars_svg(item.question, item.options))
+            for item in report.items
+            if item.options
+        },
+        thresholds={"too_easy": TOO_EASY, "too_hard": TOO_HARD, "group": GROUP_SHARE},
+    )
+
+
+def write_html(report: StatsReport, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(report), encoding="utf-8")
+
+
+def to_json(report: StatsReport) -> str:
+    return json.dumps(report.to_dict(), indent=2)
