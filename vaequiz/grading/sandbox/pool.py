@@ -1,0 +1,391 @@
+"""The grader's side of the sandbox: a pool of warm workers behind one thread-safe ``run``.
+
+This process is trusted and never runs student code. It encodes each request (hidden inputs
+only, never the key), hands it to a free worker, and decodes the answer strictly. A worker
+that dies or stops answering is replaced transparently; the request it held is retried once.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import vaequiz
+from vaequiz.grading.sandbox import frames, wire
+from vaequiz.grading.sandbox.api import (
+    ModuleSummary,
+    OpaqueValue,
+    RunOutcome,
+    SandboxRequest,
+    SandboxResult,
+    SandboxUnavailable,
+)
+
+MAX_SOURCE_BYTES = 256 * 1024
+"""Longest snippet accepted; longer sources are rejected before anything is forked."""
+GRACE_S = 15.0
+"""How long past a request's own time limit the grader waits for a worker before replacing it."""
+START_TIMEOUT_S = 120.0
+SLOT_UID_BASE = 1_000_000
+"""Snippets run as uid SLOT_UID_BASE + 256 * (grader pid) + slot: unique per worker slot."""
+_PACKAGE_ROOT = Path(vaequiz.__file__).resolve().parent
+_IMPORT_ROOT = _PACKAGE_ROOT.parent
+
+
+def default_hidden_paths() -> list[Path]:
+    """What no snippet may read: the bundled bank and reference code, and the project checkout."""
+    from vaequiz import paths
+
+    hidden = [paths.bundled_bank(), _PACKAGE_ROOT / "_data"]
+    try:
+        hidden.append(paths.reference_impl_dir())
+    except ImportError:
+        pass
+    if (_IMPORT_ROOT / "pyproject.toml").is_file():
+        hidden.append(_IMPORT_ROOT)
+    return hidden
+
+
+def source_problem(source: str | bytes) -> str | None:
+    """Why a source is refused before it reaches a worker (too large, not UTF-8), or None."""
+    if isinstance(source, str):
+        try:
+            data = source.encode("utf-8")
+        except UnicodeEncodeError:
+            return "the source is not valid UTF-8 text"
+    else:
+        data = bytes(source)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return f"the source is not valid UTF-8 text (byte {err.start})"
+    if len(data) > MAX_SOURCE_BYTES:
+        return (
+            f"the source is {len(data) / 1024:.0f} KB; the limit is {MAX_SOURCE_BYTES // 1024} KB"
+        )
+    if b"\0" in data:
+        return "the source contains NUL bytes"
+    return None
+
+
+class WorkerLost(RuntimeError):
+    """The worker process died or stopped answering (never a snippet's direct doing)."""
+
+
+class _Worker:
+    """One warm worker process and the pipes to it."""
+
+    def __init__(self, slot: int, settings: dict[str, Any]) -> None:
+        self.slot = slot
+        self.settings = settings
+        self.log = tempfile.TemporaryFile()
+        env = dict(
+            PATH=os.environ.get("PATH", "/usr/bin:/bin"),
+            LANG="C.UTF-8",
+            HOME="/nonexistent",
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+        )
+        if "CUDA_VISIBLE_DEVICES" in os.environ:
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        self.process = subprocess.Popen(
+            [sys.executable, "-E", "-s", "-m", "vaequiz.grading.sandbox.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+            cwd=_IMPORT_ROOT,
+            close_fds=True,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.to_worker = self.process.stdin.fileno()
+        self.from_worker = self.process.stdout.fileno()
+        frames.write_json(self.to_worker, settings)
+        self.hardening: list[str] = []
+
+    def ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        hello = self._read(timeout, lambda fd: frames.read_json(fd))
+        self.hardening = list(hello["hardening"])
+
+    def _read(self, timeout: float, reader: Any) -> Any:
+        readable, _, _ = select.select([self.from_worker], [], [], timeout)
+        if not readable:
+            raise WorkerLost(f"worker {self.slot} did not answer within {timeout:.0f} s")
+        try:
+            return reader(self.from_worker)
+        except (frames.FrameError, OSError, ValueError) as err:
+            raise WorkerLost(f"worker {self.slot} broke off: {err}; {self.stderr_tail()}") from None
+
+    def stderr_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read()[-2000:].decode(errors="replace").strip()
+
+    def call(self, control: dict[str, Any], body: bytes, timeout: float) -> tuple[dict, bytes, bytes]:
+        try:
+            frames.write_json(self.to_worker, control)
+            frames.write_frame(self.to_worker, body)
+        except OSError as err:
+            raise WorkerLost(f"worker {self.slot} is gone: {err}") from None
+        deadline = time.monotonic() + timeout
+        head = self._read(timeout, frames.read_json)
+        left = max(1.0, deadline - time.monotonic())
+        result = self._read(left, lambda fd: frames.read_frame(fd, wire.DEFAULT_MAX_BYTES))
+        output = self._read(left, lambda fd: frames.read_frame(fd, 64 * 1024 * 1024))
+        return head, result, output
+
+    def stop(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+class Sandbox:
+    """Runs untrusted snippets in forked, confined children of warm torch workers.
+
+    Use as a context manager. ``run`` may be called from several threads at once; each call
+    borrows one worker (one per slot, ``workers`` in all). ``device`` is the default device
+    for requests ("cuda" in either the sandbox or the request wins). ``hide_paths`` are made
+    unreadable to snippets, on top of the bank, reference code and checkout.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        device: str = "cpu",
+        hide_paths: Sequence[Path] = (),
+        *,
+        namespaces: bool | None = None,
+    ) -> None:
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        count = workers if workers is not None else (os.cpu_count() or 1)
+        if not 1 <= count <= 256:
+            raise ValueError(f"workers must be between 1 and 256, not {count}")
+        self.device = device
+        self._hide = [str(Path(p).resolve()) for p in [*default_hidden_paths(), *hide_paths]]
+        self._namespaces = namespaces
+        self._lock = threading.Lock()
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: list[_Worker] = []
+        self._closed = False
+        started = [self._spawn(slot) for slot in range(count)]
+        try:
+            for worker in started:
+                worker.ready()
+        except WorkerLost as err:
+            for worker in started:
+                worker.stop()
+            raise SandboxUnavailable(str(err)) from None
+        self._hardening = started[0].hardening
+        for worker in started:
+            self._idle.put(worker)
+
+    def _spawn(self, slot: int) -> _Worker:
+        settings = {
+            "uid": SLOT_UID_BASE + 256 * os.getpid() + slot,
+            "hide": self._hide,
+            "namespaces": self._namespaces,
+        }
+        worker = _Worker(slot, settings)
+        with self._lock:
+            self._all.append(worker)
+        return worker
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.process.kill()
+        worker.stop()
+        with self._lock:
+            self._all.remove(worker)
+        fresh = self._spawn(worker.slot)
+        fresh.ready()
+        return fresh
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every worker (they exit when their pipe closes)."""
+        self._closed = True
+        with self._lock:
+            workers, self._all = list(self._all), []
+        for worker in workers:
+            worker.stop()
+
+    def hardening(self) -> list[str]:
+        """One line per isolation layer: which are active and which are unavailable, and why."""
+        return list(self._hardening)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, request: SandboxRequest) -> SandboxResult:
+        """Run every run of ``request`` in one confined child; never raises for a snippet's sake."""
+        problem = source_problem(request.source)
+        if problem:
+            return SandboxResult(status="source_rejected", reason=problem)
+        if self._closed:
+            raise SandboxUnavailable("the sandbox is closed")
+        device = "cuda" if "cuda" in (self.device, request.device) else "cpu"
+        source = request.source if isinstance(request.source, str) else request.source.decode()
+        body = wire.encode(
+            {
+                "source": source,
+                "expect": list(request.expect),
+                "runs": [
+                    {
+                        "seed": run.seed,
+                        "given": dict(run.given),
+                        "probes": [_probe_doc(p) for p in run.probes],
+                    }
+                    for run in request.runs
+                ],
+            },
+            keep_grad=True,
+        )
+        limits = request.limits
+        control = {
+            "time_s": limits.time_s,
+            "cpu_s": limits.cpu_s or limits.time_s,
+            "memory_mb": limits.memory_mb,
+            "processes": limits.processes,
+            "output_kb": limits.output_kb,
+            "file_mb": limits.file_mb,
+            "device": device,
+        }
+        for attempt in (1, 2):
+            worker = self._idle.get()
+            try:
+                head, result, output = worker.call(control, body, limits.time_s + GRACE_S)
+            except WorkerLost as err:
+                try:
+                    worker = self._replace(worker)
+                except WorkerLost:
+                    pass
+                if attempt == 2:
+                    return SandboxResult(status="sandbox_error", reason=str(err))
+                continue
+            finally:
+                self._idle.put(worker)
+            return _result(head, result, output, request, device)
+        raise AssertionError("unreachable")
+
+
+def _probe_doc(probe: Any) -> dict[str, Any]:
+    return {
+        "kind": probe.kind,
+        "target": probe.target,
+        "wrt": list(probe.wrt),
+        "args": list(probe.args),
+        "as_": probe.as_,
+        "loss": probe.loss,
+        "steps": probe.steps,
+        "lr": probe.lr,
+        "train_mode": probe.train_mode,
+    }
+
+
+def _output_text(output: bytes, total: int, limit_kb: int) -> str:
+    text = output.decode("utf-8", errors="replace")
+    if total > len(output):
+        text += f"\n[output cut at {limit_kb} KB]"
+    return text
+
+
+def _result(
+    head: dict[str, Any], payload: bytes, output: bytes, request: SandboxRequest, device: str
+) -> SandboxResult:
+    """Decode the worker's answer strictly into a :class:`SandboxResult`."""
+    status = head.get("status", "sandbox_error")
+    reason = str(head.get("reason", ""))
+    text = _output_text(output, int(head.get("output_total", 0)), request.limits.output_kb)
+    wall = float(head.get("wall_s", 0.0))
+    if status != "ok":
+        return SandboxResult(status=status, reason=reason, output=text, wall_s=wall)
+    try:
+        document = wire.decode(payload, device=device)
+        runs, memory_exceeded = _outcomes(document, len(request.runs))
+    except wire.WireError as err:
+        return SandboxResult(
+            status="invalid_output",
+            reason=f"the snippet's results could not be read: {err}",
+            output=text,
+            wall_s=wall,
+        )
+    if memory_exceeded:
+        return SandboxResult(
+            status="memory_limit",
+            reason=f"memory limit of {request.limits.memory_mb} MB exceeded",
+            runs=runs,
+            output=text,
+            wall_s=wall,
+        )
+    return SandboxResult(status="ok", reason="", runs=runs, output=text, wall_s=wall)
+
+
+def _is_value(value: Any) -> bool:
+    return value is None or isinstance(
+        value, (torch.Tensor, bool, int, float, ModuleSummary, OpaqueValue)
+    )
+
+
+def _outcomes(document: Any, expected_runs: int) -> tuple[list[RunOutcome], bool]:
+    """Check the decoded document's structure and build the run outcomes."""
+    if not isinstance(document, dict):
+        raise wire.WireError("results are not a document")
+    if "encode_error" in document:
+        raise wire.WireError(f"the values could not be encoded ({document['encode_error']})")
+    runs = document.get("runs")
+    if not isinstance(runs, list) or len(runs) != expected_runs:
+        raise wire.WireError(f"expected {expected_runs} run results")
+    outcomes = []
+    for run in runs:
+        if not isinstance(run, dict) or set(run) != {"outputs", "missing", "error", "probe_errors"}:
+            raise wire.WireError("a run result has the wrong fields")
+        outputs, missing, error, probe_errors = (
+            run["outputs"],
+            run["missing"],
+            run["error"],
+            run["probe_errors"],
+        )
+        if not isinstance(outputs, dict):
+            raise wire.WireError("'outputs' must map names to values")
+        outputs = {k: v if _is_value(v) else OpaqueValue(type(v).__name__) for k, v in outputs.items()}
+        if not isinstance(missing, list) or not all(isinstance(m, str) for m in missing):
+            raise wire.WireError("'missing' must be a list of names")
+        if error is not None and not isinstance(error, str):
+            raise wire.WireError("'error' must be text")
+        if not isinstance(probe_errors, dict) or not all(
+            isinstance(v, str) for v in probe_errors.values()
+        ):
+            raise wire.WireError("'probe_errors' must map names to text")
+        outcomes.append(
+            RunOutcome(
+                outputs=dict(outputs),
+                missing=tuple(missing),
+                error=error,
+                probe_errors=dict(probe_errors),
+            )
+        )
+    memory = document.get("memory_exceeded", False)
+    return outcomes, memory is True

@@ -1,0 +1,213 @@
+"""What the sandboxed child does with a decoded request: bind, seed, run, probe, report.
+
+This code runs in the untrusted child after the limits are applied, so it assumes nothing the
+snippet could have changed is still intact; its output is only ever read through the strict
+decoder of :mod:`wire`. It knows nothing about processes or limits (see :mod:`worker`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import random
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaequiz.grading.sandbox.api import ModuleValue
+
+SNIPPET_FILENAME = "<snippet>"
+MAX_MESSAGE = 300
+_MEMORY_MARKERS = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def describe_error(err: BaseException) -> str:
+    """One line a student can act on, with the line number in their own source."""
+    line = None
+    if isinstance(err, SyntaxError) and err.filename == SNIPPET_FILENAME:
+        line = err.lineno
+        text = f"{type(err).__name__}: {err.msg}"
+    else:
+        frame = err.__traceback__
+        while frame is not None:
+            if frame.tb_frame.f_code.co_filename == SNIPPET_FILENAME:
+                line = frame.tb_lineno
+            frame = frame.tb_next
+        if isinstance(err, SystemExit):
+            text = "SystemExit: the snippet called exit()"
+        else:
+            try:
+                detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            except Exception:
+                detail = ""
+            name = type(err).__name__
+            text = f"{name}: {detail}" if detail else name
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 3] + "..."
+    return f"{text} (line {line})" if line else text
+
+
+def is_memory_error(err: BaseException) -> bool:
+    """Whether the snippet failed because the memory limit refused an allocation."""
+    if isinstance(err, MemoryError):
+        return True
+    try:
+        message = str(err).lower()
+    except Exception:
+        return False
+    return isinstance(err, RuntimeError) and any(m in message for m in _MEMORY_MARKERS)
+
+
+def module_from(value: ModuleValue) -> nn.Module:
+    """A plain ``nn.Module`` whose attributes are ``nn.Embedding`` tables with the given weights."""
+    module = nn.Module()
+    for name, weight in value.embeddings.items():
+        embedding = nn.Embedding(weight.shape[0], weight.shape[1], device=weight.device)
+        with torch.no_grad():
+            embedding.weight.copy_(weight)
+        setattr(module, name, embedding)
+    return module
+
+
+def bind(given: dict[str, Any]) -> dict[str, Any]:
+    return {name: module_from(v) if isinstance(v, ModuleValue) else v for name, v in given.items()}
+
+
+class Execution:
+    """Runs every requested run of one snippet and collects plain outcome dicts."""
+
+    def __init__(self, source: str, expect: list[str]) -> None:
+        self.expect = expect
+        self.memory_exceeded = False
+        self.code = None
+        self.compile_error: str | None = None
+        try:
+            self.code = compile(source, SNIPPET_FILENAME, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, MemoryError, RecursionError) as err:
+            self.compile_error = describe_error(err)
+
+    def _failed(self, err: BaseException) -> str:
+        if is_memory_error(err):
+            self.memory_exceeded = True
+        return describe_error(err)
+
+    def run(self, seed: int, given: dict[str, Any], probes: list[dict[str, Any]]) -> dict[str, Any]:
+        outcome: dict[str, Any] = {"outputs": {}, "missing": [], "error": None, "probe_errors": {}}
+        if self.code is None:
+            outcome["error"] = self.compile_error
+            outcome["missing"] = list(self.expect)
+            return outcome
+        bound = bind(given)
+        namespace: dict[str, Any] = {
+            "__builtins__": builtins,
+            "__name__": "__snippet__",
+            "torch": torch,
+            "nn": nn,
+            "F": F,
+            **bound,
+        }
+        torch.manual_seed(seed)
+        random.seed(seed)
+        try:
+            exec(self.code, namespace)
+        except BaseException as err:  # the snippet's own failure, reported to the student
+            outcome["error"] = self._failed(err)
+        for name in self.expect:
+            if name in namespace:
+                outcome["outputs"][name] = namespace[name]
+            else:
+                outcome["missing"].append(name)
+        if outcome["error"] is None:
+            for probe in probes:
+                self._probe(probe, namespace, bound, outcome)
+        return outcome
+
+    def _probe(
+        self, probe: dict[str, Any], namespace: dict[str, Any], bound: dict[str, Any], out: dict
+    ) -> None:
+        kind = probe["kind"]
+        target = namespace.get(probe["target"])
+        if kind == "grad":
+            self._grad(probe["target"], target, probe["wrt"], bound, out)
+            return
+        name = probe["as_"]
+        try:
+            if kind == "call":
+                out["outputs"][name] = _call(target, probe)
+            elif kind == "fit":
+                out["outputs"][name] = _fit(target, probe)
+            else:
+                out["probe_errors"][name] = f"unknown probe {kind!r}"
+        except BaseException as err:
+            out["probe_errors"][name] = self._failed(err)
+
+    def _grad(
+        self, of_name: str, of: Any, wrt: list[str], bound: dict[str, Any], out: dict
+    ) -> None:
+        names = {w: f"grad__{of_name}__{w}" for w in wrt}
+        sources = {w: bound.get(w) for w in wrt}
+        if not isinstance(of, torch.Tensor):
+            for w, name in names.items():
+                out["probe_errors"][name] = f"{of_name} is not a tensor, so no gradient reaches {w}"
+            return
+        usable = [w for w, t in sources.items() if isinstance(t, torch.Tensor) and t.requires_grad]
+        for w in wrt:
+            if w not in usable:
+                out["probe_errors"][names[w]] = f"{w} is not a given tensor that requires grad"
+        if not usable:
+            return
+        if not of.requires_grad:
+            for w in usable:
+                out["outputs"][names[w]] = None
+                out["probe_errors"][names[w]] = f"no gradient flows from {of_name} to {w}"
+            return
+        try:
+            grads = torch.autograd.grad(
+                of.sum(), [sources[w] for w in usable], allow_unused=True
+            )
+        except BaseException as err:
+            message = self._failed(err)
+            for w in usable:
+                out["probe_errors"][names[w]] = message
+            return
+        for w, grad in zip(usable, grads):
+            out["outputs"][names[w]] = grad
+            if grad is None:
+                out["probe_errors"][names[w]] = f"no gradient flows from {of_name} to {w}"
+
+
+def _call(fn: Any, probe: dict[str, Any]) -> Any:
+    if not callable(fn):
+        raise TypeError(f"{probe['target']} is not callable")
+    with torch.no_grad():
+        if isinstance(fn, nn.Module):
+            fn.train(bool(probe["train_mode"]))
+        return fn(*probe["args"])
+
+
+def _fit(fn: Any, probe: dict[str, Any]) -> Any:
+    if not isinstance(fn, nn.Module):
+        raise TypeError(f"{probe['target']} is not an nn.Module, so it cannot be trained")
+    params = [p for p in fn.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{probe['target']} has no trainable parameters")
+    inputs, targets = probe["args"][0], probe["args"][1]
+    loss_fn = F.binary_cross_entropy if probe["loss"] == "bce" else F.mse_loss
+    optimizer = torch.optim.Adam(params, lr=float(probe["lr"]))
+    fn.train(True)
+    for _ in range(int(probe["steps"])):
+        optimizer.zero_grad()
+        loss = loss_fn(fn(inputs).reshape(targets.shape), targets)
+        loss.backward()
+        optimizer.step()
+    fn.train(False)
+    with torch.no_grad():
+        return fn(inputs).reshape(targets.shape)
+
+
+def execute(request: dict[str, Any]) -> dict[str, Any]:
+    """Every run of the request in order, as a plain document for :func:`wire.encode`."""
+    execution = Execution(request["source"], list(request["expect"]))
+    runs = [execution.run(r["seed"], r["given"], r["probes"]) for r in request["runs"]]
+    return {"runs": runs, "memory_exceeded": execution.memory_exceeded}
