@@ -121,3 +121,45 @@ def _print_summary(report: StatsReport) -> None:
         r = "  n/a " if item.point_biserial is None else f"{item.point_biserial:6.2f}"
         d = " n/a " if item.upper_lower is None else f"{item.upper_lower:5.2f}"
         typer.echo(f"{item.question:<{width}}  {item.facility:8.2f}  {r}  {d}  {'; '.join(item.flags)}")
+
+
+class ExportFormat(StrEnum):
+    moodle = "moodle"
+    gift = "gift"
+    qti = "qti"
+    gradescope = "gradescope"
+
+
+@app.command()
+def export(
+    export_format: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="moodle, gift, qti or gradescope.")
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="File to write (.xml, .gift, .zip).")],
+    bank: Annotated[Optional[Path], typer.Option("--bank", help="Bank folder or file.")] = None,
+    quiz: Annotated[
+        Optional[Path], typer.Option("--quiz", help="Quiz spec (*.quiz.yaml) selecting questions.")
+    ] = None,
+) -> None:
+    """Export the bank, or one quiz, to Moodle XML, GIFT, a QTI 3.0 package or a Gradescope
+    autograder."""
+    import importlib
+
+    from vaequiz.export.common import ExportError, load_export_set
+
+    if out.is_dir():
+        fail(f"-o {out} is a folder; name the file to write")
+    if quiz is not None and not quiz.is_file():
+        fail(f"--quiz {quiz} does not exist")
+    try:
+        selection = load_export_set(resolve_bank(bank), quiz)
+        writer = importlib.import_module(f"vaequiz.export.{export_format.value}")
+        result = writer.export(selection, out)
+    except ExportError as err:
+        fail(str(err), EXIT_INVALID)
+    except OSError as err:
+        fail(f"cannot write {out}: {err.strerror or err}")
+    for question_id, reason in result.skipped:
+        typer.echo(f"vaequiz: skipped {question_id}: {reason}", err=True)
+    typer.echo(f"wrote {out}: {len(result.written)} question(s) as {export_format.value}"
+               + (f", {len(result.skipped)} skipped" if result.skipped else ""))

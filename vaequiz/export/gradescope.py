@@ -1,0 +1,115 @@
+"""Gradescope programming-assignment autograder: a zip with ``setup.sh`` and ``run_autograder``.
+
+The zip ships the vaequiz and reference_impl packages (under ``lib/``), the bank (``bank/``)
+and ``vaequiz_autograder.json`` naming the code questions and their points. ``setup.sh``
+installs CPU-only torch and the other dependencies, then copies ``lib/`` into site-packages;
+``run_autograder`` (vaequiz/export/gradescope_run.py) grades each ``<question id>.py`` of the
+submission with `vaequiz grade --json` and writes Gradescope's ``results.json``, one test per
+check. Only code questions are exported; the other kinds belong in the LMS exports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import vaequiz
+from vaequiz.bank.models import CodeQuestion
+from vaequiz.export import gradescope_run
+from vaequiz.export.common import ExportError, ExportResult, ExportSet
+
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+_PACKAGES = ("vaequiz", "reference_impl")
+
+
+def dependencies() -> list[str]:
+    """vaequiz's runtime requirements, from pyproject.toml in a checkout or the installed
+    metadata, so the autograder installs what this version needs."""
+    checkout = Path(vaequiz.__file__).resolve().parent.parent / "pyproject.toml"
+    if checkout.is_file():
+        import tomllib
+
+        return list(tomllib.loads(checkout.read_text(encoding="utf-8"))["project"]["dependencies"])
+    try:
+        requirements = metadata.requires("vaequiz") or []
+    except metadata.PackageNotFoundError:
+        raise ExportError("cannot find vaequiz's dependencies (no pyproject.toml, not installed)")
+    return [r for r in requirements if "extra ==" not in r]
+
+
+def setup_script(requirements: list[str]) -> str:
+    torch = [r for r in requirements if re.match(r"torch\b", r)] or ["torch"]
+    others = [r for r in requirements if not re.match(r"torch\b", r)]
+    quoted = " ".join(f"'{r}'" for r in others)
+    return f"""#!/usr/bin/env bash
+# Gradescope runs this once when it builds the autograder image.
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update && apt-get install -y python3 python3-pip
+fi
+# CPU-only torch: the autograder has no GPU, and the CUDA wheels are several GB.
+python3 -m pip install --no-cache-dir --index-url {TORCH_CPU_INDEX} '{torch[0]}'
+python3 -m pip install --no-cache-dir {quoted}
+SITE="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+cp -r lib/vaequiz lib/reference_impl "$SITE"/
+chmod +x run_autograder
+# Fail the build now, not at the first submission, if the bank does not load.
+python3 -m vaequiz validate bank
+"""
+
+
+def _package_files(package: str) -> list[tuple[Path, str]]:
+    module = __import__(package)
+    root = Path(module.__file__).resolve().parent
+    return [
+        (path, f"lib/{package}/{path.relative_to(root).as_posix()}")
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    ]
+
+
+def _bank_files(selection: ExportSet) -> list[tuple[Path, str]]:
+    root = selection.bank.root
+    if root.is_file():
+        return [(root, f"bank/{root.name}")]
+    return [(f, f"bank/{f.relative_to(root).as_posix()}") for f in selection.bank.files]
+
+
+def _writestr_executable(archive: zipfile.ZipFile, name: str, text: str) -> None:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFREG | 0o755) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(info, text)
+
+
+def export(selection: ExportSet, out: Path) -> ExportResult:
+    """Write the autograder zip for every code question in the selection."""
+    result = ExportResult(out)
+    questions = []
+    for question in selection.questions:
+        if isinstance(question, CodeQuestion):
+            questions.append({"id": question.id, "points": selection.points[question.id]})
+            result.written.append(question.id)
+        else:
+            result.skipped.append((question.id, "Gradescope's autograder grades code questions only"))
+    if not questions:
+        raise ExportError("no code questions to export; the Gradescope autograder grades code "
+                          "questions (use --quiz to pick some, or another --format)")
+    config = {"questions": questions, "bank": "bank", "vaequiz_version": vaequiz.__dict__.get("__version__", "")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        _writestr_executable(archive, "setup.sh", setup_script(dependencies()))
+        _writestr_executable(archive, "run_autograder",
+                             Path(gradescope_run.__file__).read_text(encoding="utf-8"))
+        archive.writestr(gradescope_run.CONFIG_FILE, json.dumps(config, indent=2))
+        for path, name in _bank_files(selection):
+            archive.write(path, name)
+        for package in _PACKAGES:
+            for path, name in _package_files(package):
+                archive.write(path, name)
+    return result
