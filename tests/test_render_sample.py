@@ -115,6 +115,7 @@ SAMPLE_BANK = r"""
     z = mu + torch.randn_like(sample_reference_std) * sample_reference_std
   trials:
     - bind: {B: 3, D: 5}
+      repeat: 2
   probes:
     - {probe: grad, of: z, wrt: [mu, logvar]}
   checks:

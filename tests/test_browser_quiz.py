@@ -1,0 +1,333 @@
+"""Built pages in a real browser (Debian chromium through Playwright), opened from file://.
+
+Prerequisites: the Debian ``chromium`` package (/usr/bin/chromium) and axe-core from npm in the
+repository root (``npm install --no-save axe-core``). Missing either is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, run_vaequiz
+from tests.test_render_sample import KEY_MARKERS, write_sample_bank, write_sample_quiz
+from vaequiz.cli.app import app
+from vaequiz.grading.models import AnswerSheet
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
+MODES = ("exam", "practice", "key", "flashcards")
+STUDENT = "s-browser"
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing; run `npm install --no-save axe-core` in {REPO}")
+    return AXE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing; install the Debian package: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The sample quiz in every mode, an anonymous exam, and one baked for STUDENT."""
+    folder = tmp_path_factory.mktemp("pages")
+    bank = write_sample_bank(folder)
+    quiz = write_sample_quiz(folder)
+    runner = CliRunner()
+    paths: dict[str, Path] = {"bank": bank, "folder": folder}
+    jobs = {mode: ["--mode", mode] for mode in MODES}
+    jobs["student-exam"] = ["--mode", "exam", "--student", STUDENT]
+    for name, extra in jobs.items():
+        out = folder / f"{name}.html"
+        result = runner.invoke(app, ["build", "--bank", str(bank), "--quiz", str(quiz), *extra, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        paths[name] = out
+    return paths
+
+
+class OpenPage:
+    """A page opened from file:// with every request and console error recorded."""
+
+    def __init__(self, browser: Any, path: Path, scheme: str = "light", width: int = 1000) -> None:
+        self.url = path.resolve().as_uri()
+        self.context = browser.new_context(
+            color_scheme=scheme, accept_downloads=True, viewport={"width": width, "height": 900}
+        )
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(self.url)
+
+    def _route(self, route: Any) -> None:
+        if route.request.url == self.url:
+            route.continue_()
+        else:
+            self.requests.append(route.request.url)
+            route.abort()
+
+    def outside_requests(self) -> list[str]:
+        return [u for u in self.requests if u != self.url and not u.startswith("blob:")]
+
+    def data(self) -> dict[str, Any]:
+        return json.loads(self.page.locator("#quiz-data").text_content())
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Callable[..., OpenPage]]:
+    opened: list[OpenPage] = []
+
+    def opener(path: Path, scheme: str = "light", width: int = 1000) -> OpenPage:
+        page = OpenPage(browser, path, scheme, width)
+        opened.append(page)
+        return page
+
+    yield opener
+    for page in opened:
+        page.close()
+
+
+# --------------------------------------------------------------------------- loading, offline
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mode_loads_offline_with_mathml_and_no_errors(built: dict[str, Path], open_page: Callable[..., OpenPage], mode: str) -> None:
+    page = open_page(built[mode])
+    page.page.wait_for_load_state("load")
+    assert page.errors == []
+    assert page.outside_requests() == []
+    assert page.page.locator("math").count() > 0
+    text = page.page.inner_text("body")
+    assert "\\" not in text and "$" not in text, "LaTeX source is visible"
+    if mode == "exam":
+        content = page.page.content()
+        assert not any(marker in content for marker in KEY_MARKERS)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("mode", MODES)
+def test_axe_finds_no_serious_violation(
+    built: dict[str, Path], open_page: Callable[..., OpenPage], axe_source: str, mode: str, scheme: str
+) -> None:
+    page = open_page(built[mode], scheme)
+    if mode == "flashcards":
+        page.page.click("#show-all-cards")  # audit both faces of the cards
+    if mode == "practice":
+        page.page.locator("details.hint").first.evaluate("d => d.open = true")
+    page.page.add_script_tag(content=axe_source)
+    result = page.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == []
+    assert page.outside_requests() == [] and page.errors == []
+
+
+def test_phone_width_has_no_horizontal_scroll(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
+    for mode in MODES:
+        page = open_page(built[mode], width=360)
+        overflow = page.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{mode} scrolls sideways by {overflow}px at 360px"
+
+
+# --------------------------------------------------------------------------- answering
+
+
+def shown_labels(data: dict[str, Any], question_id: str, bank_labels: list[str]) -> list[str]:
+    inverse = {bank: shown for shown, bank in data["labels"][question_id].items()}
+    return sorted(inverse[b] for b in bank_labels)
+
+
+CODE_ANSWER = "std = torch.exp(0.5 * logvar)\nz = mu + torch.randn_like(std) * std"
+SHORT_ANSWER = "The noise epsilon is separate, so the sample is differentiable and gradients flow."
+
+
+def answer_everything(page: OpenPage) -> None:
+    """Answer each kind through the UI: some right, some wrong, so scores are distinguishable."""
+    p = page.page
+    data = page.data()
+    for label in shown_labels(data, "kl-role", ["A"]):
+        p.check(f"#kl-role-option-{label}")  # right
+    for label in shown_labels(data, "vae-true-facts", ["A"]):
+        p.check(f"#vae-true-facts-option-{label}")  # wrong: misses B
+    p.check(f"#sampling-code-option-{shown_labels(data, 'sampling-code', ['A'])[0]}")  # right
+    p.fill("#answer-latent-shape", "torch.Size([64, 20])")  # right
+    p.fill("#answer-kl-value", "0.5")  # wrong
+    p.fill("#answer-why-reparameterize", SHORT_ANSWER)
+    code = p.locator("#answer-reparam-code")
+    code.click()
+    p.keyboard.press("Control+A")
+    p.keyboard.press("Delete")
+    p.keyboard.type(CODE_ANSWER)
+
+
+def test_answers_persist_and_save_as_a_gradable_sheet(
+    built: dict[str, Path], open_page: Callable[..., OpenPage], tmp_path: Path
+) -> None:
+    page = open_page(built["student-exam"])
+    p = page.page
+    progress = p.locator("#progress")
+    assert progress.text_content() == "7 of 7 questions unanswered"
+    answer_everything(page)
+    assert progress.text_content() == "All 7 questions answered"
+
+    p.reload()
+    assert p.locator("#answer-latent-shape").input_value() == "torch.Size([64, 20])"
+    assert p.locator("#answer-reparam-code").input_value() == CODE_ANSWER
+    data = page.data()
+    checked = p.locator("#q-kl-role input:checked").evaluate_all("els => els.map(e => e.value)")
+    assert checked == shown_labels(data, "kl-role", ["A"])
+    assert progress.text_content() == "All 7 questions answered"
+
+    with p.expect_download() as download_info:
+        p.click("#save-answers")
+    download = download_info.value
+    assert download.suggested_filename == f"sample-quiz-{STUDENT}.json"
+    sheet_path = tmp_path / download.suggested_filename
+    download.save_as(sheet_path)
+    sheet = AnswerSheet.model_validate_json(sheet_path.read_text(encoding="utf-8"))
+    assert (sheet.student, sheet.quiz, sheet.variant) == (STUDENT, "sample-quiz", data["variant"])
+    assert sheet.labels == data["labels"]
+    bank_answer = sheet.labels["vae-true-facts"][sheet.answers["vae-true-facts"][0]]
+    assert bank_answer == "A"
+    assert sheet.answers["reparam-code"] == CODE_ANSWER
+    assert page.outside_requests() == [] and page.errors == []
+
+    out = tmp_path / "graded"
+    result = run_vaequiz("grade-sheets", sheet_path, "--out", out, "--bank", built["bank"], "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    scores = {
+        row["question"]: row["score"]
+        for row in map(json.loads, (out / "results.jsonl").read_text(encoding="utf-8").splitlines())
+    }
+    assert scores["kl-role"] == 1 and scores["sampling-code"] == 1 and scores["latent-shape"] == 1
+    assert scores["vae-true-facts"] < 1 and scores["kl-value"] == 0
+    assert scores["why-reparameterize"] == 1
+    assert scores["reparam-code"] == 1
+
+
+def test_anonymous_page_asks_for_the_student(built: dict[str, Path], open_page: Callable[..., OpenPage], tmp_path: Path) -> None:
+    page = open_page(built["exam"])
+    p = page.page
+    p.fill("#answer-latent-shape", "(64, 20)")
+    p.click("#save-answers")
+    assert p.locator("#save-message").text_content() == "Enter your name or student id first."
+    assert p.evaluate("() => document.activeElement.id") == "student-id"
+    p.fill("#student-id", "Ada Lovelace")
+    p.reload()
+    assert p.locator("#student-id").input_value() == "Ada Lovelace"
+    with p.expect_download() as download_info:
+        p.click("#save-answers")
+    assert download_info.value.suggested_filename == "sample-quiz-Ada_Lovelace.json"
+    sheet = json.loads(Path(download_info.value.path()).read_text(encoding="utf-8"))
+    assert sheet["student"] == "Ada Lovelace" and sheet["answers"] == {"latent-shape": "(64, 20)"}
+    assert "6 unanswered" in p.locator("#save-message").text_content()
+
+
+def test_code_box_tab_indents_and_escape_leaves(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
+    p = open_page(built["exam"]).page
+    box = p.locator("#answer-reparam-code")
+    box.click()
+    p.keyboard.press("Control+A")
+    p.keyboard.type("if True:\n")
+    p.keyboard.press("Tab")
+    p.keyboard.type("z = mu")
+    assert box.input_value() == "if True:\n    z = mu"
+    p.keyboard.press("Escape")
+    p.keyboard.press("Tab")
+    assert p.evaluate("() => document.activeElement.id") != "answer-reparam-code"
+    box.focus()
+    p.keyboard.press("Shift+Tab")
+    assert p.evaluate("() => document.activeElement.id") != "answer-reparam-code"
+    assert box.input_value() == "if True:\n    z = mu"
+
+
+def test_practice_checks_answers_and_reveals_explanations(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
+    page = open_page(built["practice"])
+    p = page.page
+    data = page.data()
+    explanation = p.locator("#reveal-kl-role")
+    assert explanation.is_hidden()
+    wrong = shown_labels(data, "kl-role", ["B"])[0]
+    p.check(f"#kl-role-option-{wrong}")
+    p.click('[data-check="kl-role"]')
+    assert p.locator("#verdict-kl-role").text_content().startswith("Not correct")
+    assert explanation.is_visible()
+    assert p.locator(f'#q-kl-role [data-feedback-for="{wrong}"]').is_visible()
+    p.check(f"#kl-role-option-{shown_labels(data, 'kl-role', ['A'])[0]}")
+    p.click('[data-check="kl-role"]')
+    assert p.locator("#verdict-kl-role").text_content() == "Correct."
+
+    for text, verdict in (("64 x 20", "Correct."), ("[20, 64]", "Not correct"), ("sixty", "Write a shape")):
+        p.fill("#answer-latent-shape", text)
+        p.click('[data-check="latent-shape"]')
+        assert p.locator("#verdict-latent-shape").text_content().startswith(verdict)
+    p.fill("#answer-kl-value", "0.0005")
+    p.click('[data-check="kl-value"]')
+    assert p.locator("#verdict-kl-value").text_content() == "Correct."
+
+    reveal = p.locator('[data-reveal="why-reparameterize"]')
+    assert reveal.is_disabled()
+    p.fill("#answer-why-reparameterize", "my attempt")
+    reveal.click()
+    assert p.locator("#reveal-why-reparameterize").inner_text().count("SAMPLE-MODEL-ANSWER") == 1
+    assert page.errors == []
+
+
+def test_flashcards_flip_by_keyboard(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
+    p = open_page(built["flashcards"]).page
+    back = p.locator("#back-elbo-card")
+    assert back.is_hidden()
+    button = p.locator("#card-elbo-card .flip")
+    button.focus()
+    p.keyboard.press("Enter")
+    assert back.is_visible() and button.get_attribute("aria-expanded") == "true"
+    p.keyboard.press("Space")
+    assert back.is_hidden() and button.get_attribute("aria-expanded") == "false"
+
+
+def test_print_shows_the_key_and_hides_controls(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
+    p = open_page(built["flashcards"]).page
+    p.emulate_media(media="print")
+    assert p.locator("#back-elbo-card").is_visible()
+    assert p.locator("#show-all-cards").is_hidden()
+    pdf = p.pdf()
+    assert pdf.startswith(b"%PDF")
+    exam = open_page(built["exam"]).page
+    exam.emulate_media(media="print")
+    assert exam.locator("#save-answers").is_hidden()
+    assert re.search(r"Question 1", exam.inner_text("main"))
