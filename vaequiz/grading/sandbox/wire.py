@@ -143,7 +143,7 @@ def _type_name(value: Any) -> str:
     name = getattr(kind, "__qualname__", "?")
     if not isinstance(module, str) or not isinstance(name, str):
         return "?"
-    return name if module in ("builtins", "__main__", "") else f"{module}.{name}"
+    return name if module in ("builtins", "__main__", "__snippet__", "") else f"{module}.{name}"
 
 
 def _summarise_module(module: nn.Module) -> dict[str, Any]:
