@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from vaequiz.grading.checks import run_check
+from vaequiz.grading.checks import check_points, default_name, run_check
 from vaequiz.grading.evidence import Evidence
 from vaequiz.grading.inputs import PreparedQuestion
 from vaequiz.grading.models import CheckResult
 from vaequiz.grading.objective import Graded
 from vaequiz.grading.sandbox.api import RunOutcome, SandboxRequest, SandboxResult
-
-MAX_SOURCE_BYTES = 256 * 1024
-"""Longer answers are refused before they reach the sandbox."""
-
 
 class SandboxRunner(Protocol):
     """What grading needs from a sandbox: run one request, thread-safely."""
@@ -29,14 +25,13 @@ def weighted_score(checks: list[CheckResult]) -> float:
 
 def failed_everywhere(prepared: PreparedQuestion, reason: str, retry: bool = False) -> Graded:
     """Every check fails with the same reason (the snippet did not run to a usable end)."""
-    from vaequiz.grading.checks import default_name
 
     checks = [
         CheckResult(
             name=spec.name or default_name(spec),
             passed=False,
             message=reason,
-            points=spec.points,
+            points=check_points(spec),
             hidden=spec.hidden,
         )
         for spec in prepared.question.checks
@@ -48,10 +43,6 @@ def grade_source(prepared: PreparedQuestion, source: str, sandbox: SandboxRunner
     """Run ``source`` on the question's hidden inputs in the sandbox and check what it bound."""
     if not source.strip():
         return failed_everywhere(prepared, "no answer")
-    if len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
-        return failed_everywhere(
-            prepared, f"your answer is longer than {MAX_SOURCE_BYTES // 1024} KB; answers are a few lines"
-        )
     result = sandbox.run(prepared.request(source, device))
     return judge(prepared, result)
 

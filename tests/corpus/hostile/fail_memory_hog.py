@@ -1,0 +1,8 @@
+# question: kl-divergence
+# expect: fail
+# why: hostile
+# reason: memory
+# graded as kl-divergence
+blocks = []
+while True:
+    blocks.append(bytearray(50 * 1024 * 1024))

@@ -1,0 +1,6 @@
+# question: kl-divergence
+# expect: fail
+# why: hostile
+# graded as kl-divergence
+while True:
+    print('x' * 65536)

@@ -1,0 +1,4 @@
+# question: reparameterization-trick
+# expect: fail
+# why: adds the log-variance
+z = mu + torch.randn_like(mu) + logvar

@@ -1,0 +1,4 @@
+# question: reparameterization-trick
+# expect: fail
+# why: returns the mean without sampling
+z = mu
