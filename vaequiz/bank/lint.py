@@ -199,11 +199,14 @@ def rule_key_bunching(bank: Bank) -> Iterator[Finding]:
     worst = max(letters, key=lambda l: observed[l] - expected[l])
     first = next(q for q in questions if q.answer[0] == worst)
     distribution = ", ".join(f"{l} {observed[l]} (expected {expected[l]:.1f})" for l in letters)
+    fixed = sum(1 for q in questions if not q.shuffle)
     yield _finding(
         bank, first.id, ("answer",), "key-bunching",
         f"keys are bunched on {worst} across the bank's {len(questions)} single-answer MCQs: "
-        f"{distribution}; chi-square {statistic:.1f} > {critical:.1f} (p < 0.01)",
-        f"move some keys away from {worst} (reorder the options)",
+        f"{distribution}; chi-square {statistic:.1f} > {critical:.1f} (p < 0.01); "
+        f"{fixed} of them are never shuffled",
+        f"move some keys away from {worst} (reorder the options): answer keys, printed "
+        "papers and exports keep the bank's order",
     )
 
 

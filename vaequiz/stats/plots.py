@@ -17,11 +17,11 @@ def _svg(width: int, height: int, label: str, body: list[str]) -> str:
 
 def histogram_svg(bins: list[HistogramBin]) -> str:
     """Students per band of total score (percent of the maximum)."""
-    width, height, left, bottom, top = 440, 220, 36, 30, 12
-    plot_w, plot_h = width - left - 8, height - bottom - top
+    width, height, left, bottom, top = 440, 220, 24, 30, 12
+    plot_w, plot_h = width - left - 24, height - bottom - top
     most = max((b.count for b in bins), default=0) or 1
     bar_w = plot_w / max(1, len(bins))
-    body = [f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}" class="axis"/>']
+    body = [f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" class="axis"/>']
     for i, b in enumerate(bins):
         h = plot_h * b.count / most
         x = left + i * bar_w
@@ -32,8 +32,11 @@ def histogram_svg(bins: list[HistogramBin]) -> str:
         if b.count:
             body.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h - h - 2:.1f}" '
                         f'text-anchor="middle" class="small">{b.count}</text>')
-        body.append(f'<text x="{x:.1f}" y="{height - 12}" class="small">{b.low:.0f}</text>')
-    body.append(f'<text x="{width - 8}" y="{height - 12}" text-anchor="end" class="small">100%</text>')
+        if i % 2 == 0:
+            body.append(f'<text x="{x:.1f}" y="{height - 12}" text-anchor="middle" '
+                        f'class="small">{b.low:.0f}%</text>')
+    body.append(f'<text x="{left + plot_w:.1f}" y="{height - 12}" text-anchor="middle" '
+                'class="small">100%</text>')
     return _svg(width, height, "Histogram of total scores in percent", body)
 
 
