@@ -139,6 +139,10 @@ def test_broken_yaml_and_duplicate_ids_are_refused(tmp_path: Path) -> None:
     assert code == 2 and "kebab-case" in err
     code, _, err = invoke("new", "essay")
     assert code == 2
+    for wrong in ("notes.txt", "week.quiz.yaml"):
+        code, _, err = invoke("new", "mcq", "--file", str(tmp_path / wrong))
+        assert code == 2 and "is not a bank file" in err
+        assert not (tmp_path / wrong).exists()
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

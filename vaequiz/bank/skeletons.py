@@ -320,7 +320,7 @@ def append_skeleton(file: Path, kind: str, question_id: str) -> Appended:
         indent = source_map.locate(()).column - 1 if before else 0
     else:
         before, indent = 0, 0
-    if isinstance(text, str) and re.fullmatch(r"\s*\[\s*\]\s*", _strip_comments(text)):
+    if re.fullmatch(r"\s*\[\s*\]\s*", _strip_comments(text)):
         text = re.sub(r"\[\s*\]", "", text, count=1)
     if text and not text.endswith("\n"):
         text += "\n"
@@ -334,13 +334,21 @@ def append_skeleton(file: Path, kind: str, question_id: str) -> Appended:
             f"appending would break {file} ({err.message}); is its list written in flow style "
             "[...]? Rewrite it as a block list ('- ' items) first"
         ) from None
-    if not isinstance(parsed, list) or len(parsed) != before + 1 or parsed[-1].get("id") != question_id:
+    appended_item = parsed[-1] if isinstance(parsed, list) and parsed else None
+    if (
+        not isinstance(appended_item, dict)
+        or len(parsed) != before + 1
+        or appended_item.get("id") != question_id
+    ):
         raise SkeletonError(
             f"cannot append to {file}: its list is not a plain block list at the top level"
         )
-    question_adapter.validate_python(parsed[-1])
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(new_text, encoding="utf-8")
+    question_adapter.validate_python(appended_item)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(new_text, encoding="utf-8")
+    except OSError as err:
+        raise SkeletonError(f"cannot write {file}: {err.strerror or err}") from None
     return Appended(file, new_map.locate((before,)).line)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from vaequiz.bank.loader import QUIZ_SUFFIXES
+from vaequiz.bank.models import ID_PATTERN
 from vaequiz.bank.skeletons import KINDS, SkeletonError, append_skeleton, ids_in, skeleton_yaml, unused_id
 from vaequiz.cli.app import EXIT_INVALID, app, fail, resolve_bank
 
@@ -30,10 +32,6 @@ def new(
     ] = None,
 ) -> None:
     """Append a commented skeleton of KIND that validates as-is, or print it."""
-    from vaequiz.bank.models import ID_PATTERN
-
-    import re
-
     kind_name = str(kind.value)
     if question_id is not None and not re.fullmatch(ID_PATTERN, question_id):
         fail(f"--id {question_id!r} is not kebab-case (lowercase letters, digits, single hyphens)")
@@ -42,6 +40,9 @@ def new(
         return
     if file.is_dir():
         fail(f"--file {file} is a folder; name a .yaml file inside it")
+    if file.suffix not in (".yaml", ".yml") or file.name.endswith(QUIZ_SUFFIXES):
+        fail(f"--file {file} is not a bank file; bank files end in .yaml or .yml "
+             "(and are not quiz specs, *.quiz.yaml)")
     chosen = question_id or unused_id(kind_name, ids_in(file))
     try:
         appended = append_skeleton(file, kind_name, chosen)
@@ -96,7 +97,10 @@ def stats(
     for warning in report.warnings:
         typer.echo(f"vaequiz: warning: {warning}", err=True)
     if out is not None:
-        write_html(report, out)
+        try:
+            write_html(report, out)
+        except OSError as err:
+            fail(f"cannot write {out}: {err.strerror or err}")
         typer.echo(f"wrote {out}", err=True)
     if as_json:
         typer.echo(to_json(report))
