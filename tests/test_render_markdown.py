@@ -91,3 +91,18 @@ def test_no_text_injects_markup(text: str) -> None:
     except MathRenderError:
         return
     assert not re.search(r"<(script|img|iframe|object|style|link)\b", html, re.I)
+
+
+def test_code_colours_meet_wcag_aa_on_the_page_code_background() -> None:
+    from pathlib import Path
+
+    from vaequiz.render.markdown import DARK_CODE_BACKGROUND, LIGHT_CODE_BACKGROUND, contrast_ratio
+
+    page_css = (Path(__file__).resolve().parent.parent / "templates" / "quiz.css").read_text()
+    code_backgrounds = re.findall(r"--code-bg: (#[0-9a-f]{6})", page_css)
+    assert code_backgrounds[:2] == [LIGHT_CODE_BACKGROUND, DARK_CODE_BACKGROUND]
+    light, dark = code_stylesheet().split("@media (prefers-color-scheme: dark)")
+    for part, background in ((light, LIGHT_CODE_BACKGROUND), (dark, DARK_CODE_BACKGROUND)):
+        colours = re.findall(r"(?<![-\w])color: (#[0-9a-fA-F]{3,6})", part)
+        assert colours
+        assert min(contrast_ratio(c, background) for c in colours) >= 4.5

@@ -156,12 +156,22 @@ def render_inline(text: str) -> str:
     return html
 
 
+LIGHT_CODE_BACKGROUND = "#f1f3f5"
+DARK_CODE_BACKGROUND = "#0d1117"
+"""Code block backgrounds of templates/quiz.css (--code-bg); token colours are checked against them."""
+MIN_CONTRAST = 4.6
+
+
 def code_stylesheet() -> str:
-    """CSS for highlighted code: a light palette, and a dark one under prefers-color-scheme."""
+    """CSS for highlighted code: a light palette, and a dark one under prefers-color-scheme.
+
+    Every token colour is nudged until it reaches WCAG AA contrast on the code background, so a
+    Pygments style update cannot make code unreadable.
+    """
     light = HtmlFormatter(style="default").get_style_defs(".highlight")
     dark = HtmlFormatter(style="github-dark").get_style_defs(".highlight")
-    light = _drop_backgrounds(light)
-    dark = _drop_backgrounds(dark)
+    light = _readable(_drop_backgrounds(light), LIGHT_CODE_BACKGROUND)
+    dark = _readable(_drop_backgrounds(dark), DARK_CODE_BACKGROUND)
     return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
 
 
@@ -174,3 +184,37 @@ def _drop_backgrounds(css: str) -> str:
                                  "span.linenos", ".highlight  {"))
     ]
     return "\n".join(re.sub(r"background-color: #[0-9a-fA-F]+;?", "", line) for line in lines)
+
+
+def _rgb(hex_colour: str) -> tuple[float, float, float]:
+    value = hex_colour.lstrip("#")
+    if len(value) == 3:
+        value = "".join(c * 2 for c in value)
+    return tuple(int(value[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """The WCAG contrast ratio of two ``#rrggbb`` colours."""
+    lighter, darker = sorted((_luminance(_rgb(foreground)), _luminance(_rgb(background))), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def _readable(css: str, background: str) -> str:
+    towards_white = _luminance(_rgb(background)) < 0.5
+
+    def fix(match: re.Match[str]) -> str:
+        colour = match.group(1)
+        rgb = _rgb(colour)
+        for _ in range(40):
+            hex_now = "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
+            if contrast_ratio(hex_now, background) >= MIN_CONTRAST:
+                return f"color: {hex_now}"
+            rgb = tuple(c + (1 - c) * 0.08 if towards_white else c * 0.92 for c in rgb)  # type: ignore[assignment]
+        return "color: " + ("#ffffff" if towards_white else "#000000")
+
+    return re.sub(r"(?<![-\w])color: (#[0-9a-fA-F]{3,6})\b", fix, css)
