@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 
 from vaequiz.bank.loader import load_bank
 from vaequiz.bank.models import QUESTION_KINDS
-from vaequiz.bank.skeletons import KINDS, skeleton_yaml
+from vaequiz.bank.skeletons import KINDS, skeleton_data, skeleton_yaml
 from vaequiz.cli.app import app
 
 runner = CliRunner()
@@ -157,3 +159,16 @@ def test_any_sequence_of_appends_stays_a_valid_bank(tmp_path_factory, kinds: lis
     assert bank.ok, bank.problems
     assert [q.kind for q in bank.questions] == kinds
     assert len({q.id for q in bank.questions}) == len(kinds)
+
+
+@pytest.mark.slow
+def test_code_skeleton_passes_verify(tmp_path: Path) -> None:
+    """The skeleton teaches by example: its reference passes and every mutant is caught."""
+    invoke("new", "code", "--id", "kl-per-row", "--file", str(tmp_path / "kl.yaml"))
+    done = subprocess.run([sys.executable, "-m", "vaequiz", "verify", str(tmp_path), "--json",
+                           "--workers", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    findings = json.loads(done.stdout)
+    assert len(findings) == 1 + len(skeleton_data("code", "x")["mutants"])
+    assert all(f["agrees"] for f in findings)
+    assert [f["got"] for f in findings] == ["pass"] + ["fail"] * (len(findings) - 1)
