@@ -410,7 +410,7 @@ def _row_indices(rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 def _rows_of(spec: RowsFromCheck | UniformRowsCheck, ev: Evidence, i: int) -> torch.Tensor:
     """The table index of every row of ``of`` in run ``i``; fails if a row is not in the table."""
     value = _tensor(ev, i, spec.of).detach()
-    table = _tensor(ev, i, spec.table).detach()
+    table = _tensor(ev, i, spec.table)  # not detached: the same object keys the row-index cache
     if value.dim() != 2 or value.shape[1] != table.shape[1]:
         raise _fail(
             f"{spec.of} has shape {format_shape(value.shape)}; rows of {spec.table} have shape "
