@@ -22,6 +22,7 @@ group, and a helper running as the slot's uid kills every process of that uid.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -188,13 +189,51 @@ def preload() -> None:
     import vaequiz.grading.sandbox.runner  # noqa: F401  (imported before the checkout is hidden)
     import vaequiz.grading.sandbox.wire  # noqa: F401
 
+    from vaequiz.grading.sandbox import runner, wire
+
     x = torch.randn(4, 3, requires_grad=True)
-    layer = torch.nn.Linear(3, 2)
-    loss = torch.nn.functional.binary_cross_entropy(torch.sigmoid(layer(x)), torch.rand(4, 2))
-    loss.backward()
-    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
-    optimizer.step()
+    warm_up = {
+        "source": "z = mu + 0",
+        "expect": ["z", "decoder"],
+        "runs": [
+            {
+                "seed": 0,
+                "given": {"mu": x, "latent_dim": 3},
+                "probes": [
+                    {"kind": "grad", "target": "z", "wrt": ["mu"]},
+                    {
+                        "kind": "fit",
+                        "target": "decoder",
+                        "as_": "fit",
+                        "args": [x.detach(), torch.rand(4, 2)],
+                        "loss": "bce",
+                        "steps": 2,
+                        "lr": 1e-3,
+                        "train_mode": True,
+                    },
+                ],
+            }
+        ],
+    }
+    warm_up["source"] += "\ndecoder = nn.Sequential(nn.Linear(latent_dim, 2), nn.Sigmoid())"
+    request = wire.decode(wire.encode(warm_up, keep_grad=True), restore_grad=True)
+    wire.decode(wire.encode(runner.execute(request)))
     torch.cdist(x.detach(), x.detach()).argmin(1)
+    make_fork_cheap()
+
+
+def make_fork_cheap() -> None:
+    """Settle the heap so each fork copies and dirties as little as possible.
+
+    Freezing the garbage collector keeps the child's collections off the preloaded objects
+    (each traversal would copy their pages), trimming returns freed heap, and collapsing the
+    heap into transparent huge pages lets fork copy one entry per 2 MB instead of per 4 KB
+    (about three times less fork time measured here). Each step is best effort.
+    """
+    gc.collect()
+    gc.freeze()
+    isolation.trim_heap()
+    isolation.collapse_into_huge_pages()
 
 
 class Sink:
@@ -474,7 +513,7 @@ def _execute(body: bytes, device: str) -> None:  # pragma: no cover - runs in th
     stdout, stderr = sys.stdout, sys.stderr
     request = wire.decode(body, device=device, restore_grad=True)
     del body
-    document = runner.execute(request)
+    document = runner.execute(request, device)
     try:
         encoded = wire.encode(document)
     except Exception as err:

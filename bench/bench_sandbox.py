@@ -1,0 +1,91 @@
+"""Per-snippet sandbox overhead: warm-worker fork path against a fresh interpreter per snippet.
+
+Both sides run the same trivial snippet (``z = mu + 0``) on the same input, in the same run, so
+the ratio holds on any machine. Usage::
+
+    python bench/bench_sandbox.py [--snippets 200] [--naive 6] [--workers N]
+
+Prints snippets/s and ms/snippet for: the naive baseline (``python -c`` importing torch per
+snippet), one warm worker used sequentially (latency, the overhead per snippet), and the whole
+pool driven by as many threads as workers (throughput); then the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vaequiz.grading.sandbox import RunRequest, Sandbox, SandboxRequest  # noqa: E402
+
+SNIPPET = "z = mu + 0"
+NAIVE_PROGRAM = "import torch\ntorch.manual_seed(0)\nmu = torch.randn(64, 20)\n" + SNIPPET
+
+
+def naive(count: int) -> float:
+    """Seconds per snippet when every snippet starts its own interpreter and imports torch."""
+    start = time.perf_counter()
+    for _ in range(count):
+        subprocess.run([sys.executable, "-c", NAIVE_PROGRAM], check=True)
+    return (time.perf_counter() - start) / count
+
+
+def request() -> SandboxRequest:
+    return SandboxRequest(
+        source=SNIPPET,
+        expect=("z",),
+        runs=(RunRequest(seed=0, given={"mu": torch.randn(64, 20)}),),
+    )
+
+
+def sandboxed(sandbox: Sandbox, count: int, threads: int) -> tuple[float, float]:
+    """(seconds per snippet over the batch, median worker-measured wall per snippet)."""
+    req = request()
+    for _ in range(threads * 3):  # warm every worker
+        assert sandbox.run(req).status == "ok"
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(lambda _: sandbox.run(req), range(count)))
+    elapsed = time.perf_counter() - start
+    assert all(r.status == "ok" for r in results), {r.status for r in results}
+    return elapsed / count, statistics.median(r.wall_s for r in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snippets", type=int, default=200)
+    parser.add_argument("--naive", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    naive_s = naive(args.naive)
+    with Sandbox(workers=1) as single:
+        latency_s, worker_wall = sandboxed(single, args.snippets, threads=1)
+    with Sandbox(workers=args.workers) as pool:
+        throughput_s, _ = sandboxed(pool, args.snippets, threads=args.workers)
+
+    rows = [
+        ("naive: fresh interpreter per snippet", naive_s),
+        ("sandbox: 1 warm worker, sequential", latency_s),
+        (f"sandbox: {args.workers} warm workers, {args.workers} threads", throughput_s),
+    ]
+    for name, seconds in rows:
+        print(f"{name:<45} {1 / seconds:8.1f} snippets/s {seconds * 1000:9.1f} ms/snippet")
+    print(f"fork-to-exit inside the worker (median):       {worker_wall * 1000:9.1f} ms/snippet")
+    print(f"ratio, sequential vs naive: {naive_s / latency_s:6.1f}x")
+    print(f"ratio, pool vs naive:       {naive_s / throughput_s:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()
