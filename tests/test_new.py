@@ -136,7 +136,9 @@ def test_broken_yaml_and_duplicate_ids_are_refused(tmp_path: Path) -> None:
     good = tmp_path / "sub" / "good.yaml"
     invoke("new", "mcq", "--id", "same", "--file", str(good))
     code, _, err = invoke("new", "mcq", "--id", "same", "--file", str(good))
-    assert code == 2 and "already has a question with id 'same'" in err
+    assert code == 2 and "id 'same' is already used" in err
+    code, _, err = invoke("new", "mcq", "--id", "same", "--file", str(good.parent / "other.yaml"))
+    assert code == 2 and "id 'same' is already used" in err
     code, _, err = invoke("new", "mcq", "--id", "Not_Kebab")
     assert code == 2 and "kebab-case" in err
     code, _, err = invoke("new", "essay")

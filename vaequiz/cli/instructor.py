@@ -43,7 +43,11 @@ def new(
     if file.suffix not in (".yaml", ".yml") or file.name.endswith(QUIZ_SUFFIXES):
         fail(f"--file {file} is not a bank file; bank files end in .yaml or .yml "
              "(and are not quiz specs, *.quiz.yaml)")
-    chosen = question_id or unused_id(kind_name, ids_in(file))
+    taken = ids_in(file)
+    if question_id in taken:
+        fail(f"id '{question_id}' is already used in the bank folder {file.parent}; "
+             "ids must be unique across the bank")
+    chosen = question_id or unused_id(kind_name, taken)
     try:
         appended = append_skeleton(file, kind_name, chosen)
     except SkeletonError as err:
