@@ -46,6 +46,8 @@ OUTPUT_HARD_FACTOR = 16
 MIN_OUTPUT_HARD_BYTES = 1024 * 1024
 RESULT_FD = 3
 MAX_REQUEST_BYTES = 512 * 1024 * 1024
+CUDA_DRIVER_THREADS = 16
+"""Extra tasks allowed on CUDA: the driver starts helper threads, and RLIMIT_NPROC counts them."""
 TEMP_MB = 512
 """Size of each private temp folder (tmpfs); single files are bounded by file_mb."""
 MINIMAL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -490,7 +492,8 @@ class Worker:
             budget = isolation.address_space_in_use() + limits.memory_mb * 1024 * 1024
             isolation.set_limit(resource.RLIMIT_AS, budget)
         if uid is not None:
-            isolation.set_limit(resource.RLIMIT_NPROC, limits.processes + 1)
+            threads = CUDA_DRIVER_THREADS if limits.device == "cuda" else 0
+            isolation.set_limit(resource.RLIMIT_NPROC, limits.processes + 1 + threads)
             isolation.drop_privileges(uid)
         isolation.set_no_new_privs()
         os.environ.clear()

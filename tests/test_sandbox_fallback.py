@@ -1,0 +1,83 @@
+"""Without namespaces the sandbox still confines snippets, and says which layers are missing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from vaequiz.bank.models import Limits
+from vaequiz.grading.sandbox import RunRequest, Sandbox, SandboxRequest, SandboxResult
+from vaequiz.grading.sandbox.pool import SLOT_UID_BASE
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the uid sweep needs root")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(workers=1, namespaces=False) as pool:
+        yield pool
+
+
+def run(sandbox: Sandbox, source: str, limits: Limits = Limits(time_s=2)) -> SandboxResult:
+    given = {"mu": torch.ones(2, 3)}
+    request = SandboxRequest(source=source, expect=("z",), runs=(RunRequest(0, given),), limits=limits)
+    return sandbox.run(request)
+
+
+def slot_processes() -> list[int]:
+    low = SLOT_UID_BASE + 256 * os.getpid()
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if low <= entry.stat().st_uid < low + 256:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_hardening_names_the_missing_layers(sandbox: Sandbox) -> None:
+    report = "\n".join(sandbox.hardening())
+    assert "PID namespace per snippet" in report and "unavailable (namespaces switched off)" in report
+    assert "no network (own network namespace, loopback down): unavailable" in report
+    assert "per worker, so the process limit applies: active" in report
+
+
+def test_snippets_still_run_under_limits(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import math\nz = mu * math.pi")
+    assert result.status == "ok" and torch.allclose(result.runs[0].outputs["z"], torch.full((2, 3), torch.pi))
+    slow = run(sandbox, "while True:\n    pass", Limits(time_s=1, cpu_s=5))
+    assert slow.status == "time_limit" and slow.reason == "time limit of 1 s exceeded"
+    ended = run(sandbox, "import os\nos._exit(0)")
+    assert ended.status == "crashed"
+
+
+def test_setsid_daemons_are_swept_by_uid(sandbox: Sandbox) -> None:
+    source = (
+        "import os, time\n"
+        "for _ in range(3):\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            while True:\n"
+        "                time.sleep(0.05)\n"
+        "        os._exit(0)\n"
+        "time.sleep(0.2)\n"
+        "z = 1\n"
+    )
+    result = run(sandbox, source)
+    assert result.status == "ok" and result.runs[0].outputs["z"] == 1
+    assert slot_processes() == []
+    assert run(sandbox, "z = mu + 1").status == "ok"
+
+
+def test_scratch_folder_is_private_and_removed(sandbox: Sandbox) -> None:
+    source = "import os\nopen('notes', 'w').write('x')\nprint(os.getcwd())\nz = len(os.listdir('.'))"
+    result = run(sandbox, source)
+    assert result.runs[0].outputs["z"] == 1
+    scratch = result.output.strip()
+    assert scratch.startswith("/tmp/vaequiz-scratch-") and not os.path.exists(scratch)
