@@ -414,3 +414,66 @@ def test_example_quiz_spec_is_valid() -> None:
 
     spec, _ = load_quiz_spec(Path(__file__).resolve().parent.parent / "question_bank" / "vae-week.quiz.yaml")
     assert spec.id == "vae-week" and spec.select
+
+
+def test_missing_quiz_file_and_unwritable_output_are_usage_errors(sample: dict[str, Path], tmp_path: Path) -> None:
+    code, output = build("--bank", sample["bank"], "--quiz", tmp_path / "nope.quiz.yaml", "-o", tmp_path / "x.html")
+    assert code == 2 and "nope.quiz.yaml does not exist" in output
+    blocker = tmp_path / "file"
+    blocker.write_text("", encoding="utf-8")
+    code, output = build("--bank", sample["bank"], "-o", blocker / "x.html")
+    assert code == 2 and "cannot write" in output and "Traceback" not in output
+
+
+def test_student_id_cannot_break_out_of_the_page(sample: dict[str, Path], tmp_path: Path) -> None:
+    hostile = '</script><script>alert(1)</script><!--'
+    out = tmp_path / "x.html"
+    code, output = build("--bank", sample["bank"], "--quiz", sample["quiz"], "--student", hostile, "-o", out)
+    assert code == 0, output
+    html = out.read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in html
+    assert page_data(html)["student"] == hostile
+    assert check_structure(html) == []
+
+
+def test_exam_of_the_bundled_bank_reveals_none_of_its_key_material(tmp_path: Path) -> None:
+    """The grep-able guarantee on the real bank: explanations, hints, model answers, feedback,
+    mutants and reference solutions never reach an exam page."""
+    from tests.conftest import BUNDLED_BANK
+    from vaequiz.render.markdown import render_markdown
+
+    out = tmp_path / "exam.html"
+    code, output = build("--bank", BUNDLED_BANK, "--mode", "exam", "-o", out)
+    assert code == 0, output
+    html = out.read_text(encoding="utf-8")
+    bank = load_bank(BUNDLED_BANK)
+    shown_code = "\n".join(
+        (o.code or "") for q in bank.questions for o in getattr(q, "options", [])
+    ) + "\n".join(q.text + (getattr(q, "starter", None) or "") for q in bank.questions)
+
+    def plain(markdown: str) -> str:
+        return re.sub(r"\s+", " ", re.sub(r"<math.*?</math>|<[^>]+>", " ", render_markdown(markdown))).strip()
+
+    page_text = re.sub(r"\s+", " ", re.sub(r"<math.*?</math>|<[^>]+>", " ", html))
+    shown_text = " ".join(
+        [plain(q.text) for q in bank.questions]
+        + [plain(o.text) for q in bank.questions for o in getattr(q, "options", []) if o.text]
+        + [plain(f"```python\n{o.code}\n```") for q in bank.questions for o in getattr(q, "options", []) if o.code]
+    )
+    for question in bank.questions:
+        secrets = [question.explanation, question.hint, getattr(question, "model_answer", None)]
+        secrets += [o.feedback for o in getattr(question, "options", [])]
+        secrets += [m.why for m in getattr(question, "mutants", [])]
+        for secret in filter(None, secrets):
+            snippet = plain(secret)[:60]
+            if len(snippet) >= 20 and snippet not in shown_text:
+                assert snippet not in page_text, f"{question.id}: {snippet!r} is on the exam page"
+        for source in [getattr(question, "reference", None)] + [m.code for m in getattr(question, "mutants", [])]:
+            if not source or source.strip() in shown_code:
+                continue  # the same code is shown by another question's text or options
+            assert render_code(source) not in html, f"{question.id}: code block on the exam page"
+            for line in source.splitlines():
+                line = line.strip()
+                if len(line) >= 25 and line not in shown_code:
+                    escaped = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                    assert line not in html and escaped not in page_text, f"{question.id}: {line!r}"

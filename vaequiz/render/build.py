@@ -65,6 +65,8 @@ def build(
         raise BuildError("give --student or --roster, not both", usage=True)
     if student is not None and not student.strip():
         raise BuildError("--student is empty", usage=True)
+    if quiz_file is not None and not quiz_file.is_file():
+        raise BuildError(f"quiz file {quiz_file} does not exist", usage=True)
     if roster is not None and not roster.is_file():
         raise BuildError(f"roster file {roster} does not exist", usage=True)
     if roster is None and output.is_dir():
@@ -91,8 +93,11 @@ def build(
         targets = _roster_targets(output, quiz.id, students)
     written = []
     for target, (name, variant, html) in zip(targets, pages):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(html, encoding="utf-8")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(html, encoding="utf-8")
+        except OSError as err:
+            raise BuildError(f"cannot write {target}: {err.strerror or err}", usage=True) from None
         written.append(BuiltPage(target, name, variant))
     return written
 
