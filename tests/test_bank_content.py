@@ -250,3 +250,26 @@ def test_computable_keys_agree_with_torch(bank: Bank) -> None:
     kl = kl_divergence(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(4.0)]]))
     question = bank.get("kl-value")
     assert abs(kl.item() - key("kl-value")) <= question.tolerance  # type: ignore[union-attr]
+
+
+def test_model_answers_earn_every_concept_and_off_topic_answers_do_not(bank: Bank) -> None:
+    from vaequiz.grading.objective import grade_short_answer
+
+    off_topic = "Neural networks are trained with gradient descent on large data sets and GPUs."
+    for question in bank.questions:
+        if isinstance(question, ShortAnswer):
+            graded = grade_short_answer(question, question.model_answer)
+            missed = [c.name for c in graded.checks if not c.passed]
+            assert not missed, f"{question.id}: the model answer misses {missed}"
+            assert grade_short_answer(question, off_topic).score < question.pass_fraction, question.id
+
+
+def test_every_reference_solution_runs_on_its_hidden_inputs(bank: Bank) -> None:
+    from vaequiz.grading.inputs import prepare_question
+
+    for question in bank.questions:
+        if isinstance(question, CodeQuestion):
+            prepared = prepare_question(question)
+            assert prepared.reference_error is None, f"{question.id}: {prepared.reference_error}"
+            for values in prepared.reference:
+                assert set(question.expect) <= set(values), question.id
