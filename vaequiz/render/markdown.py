@@ -118,7 +118,10 @@ def _math_inline(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> st
 
 
 def _math_display(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
-    return render_math(tokens[idx].content, True) + ("\n" if tokens[idx].block else "")
+    # A wide formula scrolls inside its own box rather than widening the page; the box takes
+    # focus so keyboard users can scroll it too. A span, because $$...$$ may sit in a paragraph.
+    mathml = render_math(tokens[idx].content, True)
+    return f'<span class="math-display" tabindex="0">{mathml}</span>' + ("\n" if tokens[idx].block else "")
 
 
 def _build_parser() -> MarkdownIt:
