@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -143,11 +142,15 @@ def test_missing_gradient_is_reported(sandbox: Sandbox) -> None:
     mu = torch.randn(3, 2, requires_grad=True)
     logvar = torch.randn(3, 2, requires_grad=True)
     grad = ProbeRequest(kind="grad", target="z", wrt=("mu", "logvar"))
-    result = run(sandbox, "z = mu * torch.randn_like(mu)", given={"mu": mu, "logvar": logvar}, probes=(grad,))
+    result = run(
+        sandbox, "z = mu * torch.randn_like(mu)", given={"mu": mu, "logvar": logvar}, probes=(grad,)
+    )
     outcome = result.runs[0]
     assert outcome.outputs["grad__z__logvar"] is None
     assert outcome.probe_errors["grad__z__logvar"] == "no gradient flows from z to logvar"
-    detached = run(sandbox, "z = mu.detach() + 1", given={"mu": mu, "logvar": logvar}, probes=(grad,))
+    detached = run(
+        sandbox, "z = mu.detach() + 1", given={"mu": mu, "logvar": logvar}, probes=(grad,)
+    )
     assert "no gradient flows from z to mu" in detached.runs[0].probe_errors["grad__z__mu"]
 
 
@@ -171,12 +174,16 @@ def test_modules_call_and_fit_probes(sandbox: Sandbox) -> None:
     target = (torch.rand(8, 784) > 0.5).float()
     probes = (
         ProbeRequest(kind="call", target="decoder", args=(x,), as_="out"),
-        ProbeRequest(kind="fit", target="decoder", args=(x, target), as_="fitted", steps=60, lr=1e-2),
+        ProbeRequest(
+            kind="fit", target="decoder", args=(x, target), as_="fitted", steps=60, lr=1e-2
+        ),
     )
     result = run(sandbox, source, expect=("decoder",), given={"latent_dim": 5}, probes=probes)
     outcome = result.runs[0]
     assert outcome.outputs["decoder"] == ModuleSummary(
-        "torch.nn.modules.container.Sequential", 5 * 64 + 64 + 64 * 784 + 784, 5 * 64 + 64 + 64 * 784 + 784
+        "torch.nn.modules.container.Sequential",
+        5 * 64 + 64 + 64 * 784 + 784,
+        5 * 64 + 64 + 64 * 784 + 784,
     )
     assert outcome.outputs["out"].shape == (8, 784)
     fitted = outcome.outputs["fitted"]
@@ -206,7 +213,11 @@ def test_untrusted_values_come_back_as_type_names(sandbox: Sandbox) -> None:
     )
     result = run(sandbox, source, expect=("a", "b", "c"))
     outputs = result.runs[0].outputs
-    assert outputs == {"a": OpaqueValue("Sneaky"), "b": OpaqueValue("Evil"), "c": OpaqueValue("str")}
+    assert outputs == {
+        "a": OpaqueValue("Sneaky"),
+        "b": OpaqueValue("Evil"),
+        "c": OpaqueValue("str"),
+    }
     assert not marker.exists()
 
 
@@ -224,10 +235,15 @@ def test_two_workers_serve_threads_concurrently(sandbox: Sandbox) -> None:
     start = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
         results = list(
-            pool.map(lambda mu: run(sandbox, "import time\ntime.sleep(0.4)\nz = mu + 1", given={"mu": mu}), requests)
+            pool.map(
+                lambda mu: run(
+                    sandbox, "import time\ntime.sleep(0.4)\nz = mu + 1", given={"mu": mu}
+                ),
+                requests,
+            )
         )
     elapsed = time.monotonic() - start
-    for mu, result in zip(requests, results):
+    for mu, result in zip(requests, results, strict=True):
         assert torch.equal(value(result), mu + 1)
     assert elapsed < 8 * 0.4, f"8 sleeps of 0.4 s took {elapsed:.1f} s: not concurrent"
 
@@ -289,7 +305,9 @@ def test_process_limit(sandbox: Sandbox) -> None:
 
 
 def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
-    source = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    source = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    )
     result = run(sandbox, source, limits=Limits(time_s=1, processes=16))
     assert result.status in ("time_limit", "cpu_limit")
     assert slot_processes() == []
@@ -301,7 +319,9 @@ def test_output_is_cut_and_floods_are_stopped(sandbox: Sandbox) -> None:
     cut = run(sandbox, "print('x' * 10_000)\nz = 1", limits=limits)
     assert value(cut) == 1
     assert cut.output == "x" * 4096 + "\n[output cut at 4 KB]"
-    flood = run(sandbox, "import sys\nwhile True:\n    sys.stdout.write('y' * 65536)", limits=limits)
+    flood = run(
+        sandbox, "import sys\nwhile True:\n    sys.stdout.write('y' * 65536)", limits=limits
+    )
     assert flood.status == "output_limit"
     assert flood.reason.startswith("output limit of 4 KB exceeded")
     assert len(flood.output) < 4200
@@ -309,7 +329,11 @@ def test_output_is_cut_and_floods_are_stopped(sandbox: Sandbox) -> None:
 
 
 def test_file_size_limit_and_closed_stdin(sandbox: Sandbox) -> None:
-    result = run(sandbox, "open('big', 'wb').write(b'x' * 3_000_000)\nz = 1", limits=Limits(time_s=5, file_mb=1))
+    result = run(
+        sandbox,
+        "open('big', 'wb').write(b'x' * 3_000_000)\nz = 1",
+        limits=Limits(time_s=5, file_mb=1),
+    )
     assert result.runs[0].error == "OSError: [Errno 27] File too large (line 1)"
     assert value(run(sandbox, "import sys\nz = len(sys.stdin.read())")) == 0
 
@@ -321,13 +345,19 @@ def test_file_size_limit_and_closed_stdin(sandbox: Sandbox) -> None:
     ("source", "status", "reason"),
     [
         ("import os\nos._exit(0)", "crashed", "before its results were sent (exit status 0)"),
-        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "crashed", "killed by signal 9 (SIGKILL)"),
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+            "crashed",
+            "killed by signal 9 (SIGKILL)",
+        ),
         ("import ctypes\nctypes.string_at(0)", "crashed", "killed by signal 11 (SIGSEGV)"),
         ("import os\nos.close(3)\nz = 1", "crashed", "before its results were sent"),
         ("import os\nos.write(3, b'garbage')\nz = 1", "invalid_output", "could not be read"),
     ],
 )
-def test_hostile_endings_are_reported(sandbox: Sandbox, source: str, status: str, reason: str) -> None:
+def test_hostile_endings_are_reported(
+    sandbox: Sandbox, source: str, status: str, reason: str
+) -> None:
     result = run(sandbox, source)
     assert result.status == status, (result.status, result.reason)
     assert reason in result.reason
@@ -374,10 +404,7 @@ def test_no_network(sandbox: Sandbox) -> None:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        source = (
-            "import socket\n"
-            f"socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
-        )
+        source = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
         result = run(sandbox, source)
         assert "OSError" in result.runs[0].error and "unreachable" in result.runs[0].error
     interfaces = run(sandbox, "import socket\nz = len(socket.if_nameindex())")
@@ -395,15 +422,30 @@ def test_bank_checkout_and_hidden_paths_are_unreadable(sandbox: Sandbox, hidden_
 
 
 def test_writes_only_in_private_scratch_folders(sandbox: Sandbox) -> None:
-    for target in ("/etc/vaequiz-probe", str(Path(__file__).parent / "probe"), "/root/probe", "/probe"):
+    for target in (
+        "/etc/vaequiz-probe",
+        str(Path(__file__).parent / "probe"),
+        "/root/probe",
+        "/probe",
+    ):
         result = run(sandbox, f"open({target!r}, 'w').write('x')\nz = 1")
         error = result.runs[0].error
         reasons = ("Read-only file system", "Permission denied", "No such file or directory")
         assert error is not None and any(r in error for r in reasons), error
         assert not Path(target).exists()
-    write = "import os\nopen('notes', 'w').write('hi')\nopen('/tmp/t', 'w').write('x')\nz = os.getcwd()\nprint(os.getcwd())"
+    write = (
+        "import os\n"
+        "open('notes', 'w').write('hi')\n"
+        "open('/tmp/t', 'w').write('x')\n"
+        "open('/dev/shm/s', 'w').write('x')\n"
+        "print(os.getcwd())\n"
+        "z = 1\n"
+    )
     assert run(sandbox, write).output.strip() == "/tmp/work"
-    leftovers = run(sandbox, "import os\nz = len(os.listdir('.')) + len(os.listdir('/tmp')) + len(os.listdir('/dev/shm'))")
+    leftovers = run(
+        sandbox,
+        "import os\nz = sum(len(os.listdir(d)) for d in ('.', '/tmp', '/dev/shm'))",
+    )
     assert value(leftovers) == 1  # only /tmp/work itself: nothing survives from the last snippet
 
 

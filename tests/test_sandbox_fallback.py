@@ -21,9 +21,14 @@ def sandbox() -> Iterator[Sandbox]:
         yield pool
 
 
-def run(sandbox: Sandbox, source: str, limits: Limits = Limits(time_s=2)) -> SandboxResult:
+FAST = Limits(time_s=2)
+
+
+def run(sandbox: Sandbox, source: str, limits: Limits = FAST) -> SandboxResult:
     given = {"mu": torch.ones(2, 3)}
-    request = SandboxRequest(source=source, expect=("z",), runs=(RunRequest(0, given),), limits=limits)
+    request = SandboxRequest(
+        source=source, expect=("z",), runs=(RunRequest(0, given),), limits=limits
+    )
     return sandbox.run(request)
 
 
@@ -42,14 +47,18 @@ def slot_processes() -> list[int]:
 
 def test_hardening_names_the_missing_layers(sandbox: Sandbox) -> None:
     report = "\n".join(sandbox.hardening())
-    assert "PID namespace per snippet" in report and "unavailable (namespaces switched off)" in report
+    assert (
+        "PID namespace per snippet" in report and "unavailable (namespaces switched off)" in report
+    )
     assert "no network (own network namespace, loopback down): unavailable" in report
     assert "per worker, so the process limit applies: active" in report
 
 
 def test_snippets_still_run_under_limits(sandbox: Sandbox) -> None:
     result = run(sandbox, "import math\nz = mu * math.pi")
-    assert result.status == "ok" and torch.allclose(result.runs[0].outputs["z"], torch.full((2, 3), torch.pi))
+    assert result.status == "ok" and torch.allclose(
+        result.runs[0].outputs["z"], torch.full((2, 3), torch.pi)
+    )
     slow = run(sandbox, "while True:\n    pass", Limits(time_s=1, cpu_s=5))
     assert slow.status == "time_limit" and slow.reason == "time limit of 1 s exceeded"
     ended = run(sandbox, "import os\nos._exit(0)")
@@ -76,7 +85,9 @@ def test_setsid_daemons_are_swept_by_uid(sandbox: Sandbox) -> None:
 
 
 def test_scratch_folder_is_private_and_removed(sandbox: Sandbox) -> None:
-    source = "import os\nopen('notes', 'w').write('x')\nprint(os.getcwd())\nz = len(os.listdir('.'))"
+    source = (
+        "import os\nopen('notes', 'w').write('x')\nprint(os.getcwd())\nz = len(os.listdir('.'))"
+    )
     result = run(sandbox, source)
     assert result.runs[0].outputs["z"] == 1
     scratch = result.output.strip()

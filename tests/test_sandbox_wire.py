@@ -26,7 +26,9 @@ def _tensor(dtype_name: str, shape: list[int], seed: int) -> torch.Tensor:
     if dtype.is_floating_point or dtype.is_complex:
         return (torch.randn(shape, generator=generator, dtype=torch.float64) * 100).to(dtype)
     info = torch.iinfo(dtype)
-    return torch.randint(info.min, info.max, shape, generator=generator, dtype=torch.int64).to(dtype)
+    return torch.randint(info.min, info.max, shape, generator=generator, dtype=torch.int64).to(
+        dtype
+    )
 
 
 tensors = st.builds(
@@ -43,7 +45,7 @@ def test_tensors_round_trip_exactly(values: list[torch.Tensor], grad: bool) -> N
     values = [v.requires_grad_(grad) if v.dtype.is_floating_point else v for v in values]
     decoded = wire.decode(wire.encode({"xs": values}, keep_grad=True), restore_grad=True)
     assert len(decoded["xs"]) == len(values)
-    for original, copy in zip(values, decoded["xs"]):
+    for original, copy in zip(values, decoded["xs"], strict=True):
         assert type(copy) is torch.Tensor
         assert copy.dtype == original.dtype and copy.shape == original.shape
         assert torch.equal(copy.detach().view(-1), original.detach().view(-1))
@@ -53,7 +55,9 @@ def test_tensors_round_trip_exactly(values: list[torch.Tensor], grad: bool) -> N
 json_leaves = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20)
 json_trees = st.recursive(
     json_leaves | st.floats(allow_nan=False),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -67,7 +71,12 @@ def test_plain_values_round_trip(tree: object) -> None:
 def test_views_non_contiguous_and_special_floats_travel_as_plain_tensors() -> None:
     base = torch.arange(24.0).reshape(2, 3, 4)
     view = base.transpose(0, 2)[1:]
-    doc = {"view": view, "param": nn.Parameter(torch.ones(2)), "inf": float("inf"), "nan": float("nan")}
+    doc = {
+        "view": view,
+        "param": nn.Parameter(torch.ones(2)),
+        "inf": float("inf"),
+        "nan": float("nan"),
+    }
     decoded = wire.decode(wire.encode(doc))
     assert torch.equal(decoded["view"], view) and decoded["view"].is_contiguous()
     assert type(decoded["param"]) is torch.Tensor
@@ -164,7 +173,12 @@ MALFORMED = {
     "bad summary": _message(
         {
             "tensors": [],
-            "doc": {"$": "summary", "class_name": 3, "trainable_parameters": 1, "total_parameters": 1},
+            "doc": {
+                "$": "summary",
+                "class_name": 3,
+                "trainable_parameters": 1,
+                "total_parameters": 1,
+            },
         }
     ),
     "deep nesting": struct.pack("<4sI", wire.MAGIC, 200_004)

@@ -211,11 +211,7 @@ def plan_masks(plan: MountPlan) -> list[tuple[Path, tuple[str, ...]]]:
         if any(folder == k or k in folder.parents for k in keeps):
             del masks[folder]  # never cover what must stay reachable
     ordered = sorted(masks.items(), key=lambda m: len(m[0].parts))
-    return [
-        (folder, tuple(sorted(kept)))
-        for folder, kept in ordered
-        if _reachable(folder, masks)
-    ]
+    return [(folder, tuple(sorted(kept))) for folder, kept in ordered if _reachable(folder, masks)]
 
 
 def _reachable(path: Path, masks: dict[Path, set[str]]) -> bool:

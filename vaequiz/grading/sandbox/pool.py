@@ -131,7 +131,9 @@ class _Worker:
         self.log.seek(0)
         return self.log.read()[-2000:].decode(errors="replace").strip()
 
-    def call(self, control: dict[str, Any], body: bytes, timeout: float) -> tuple[dict, bytes, bytes]:
+    def call(
+        self, control: dict[str, Any], body: bytes, timeout: float
+    ) -> tuple[dict, bytes, bytes]:
         try:
             frames.write_json(self.to_worker, control)
             frames.write_frame(self.to_worker, body)
@@ -219,7 +221,7 @@ class Sandbox:
         fresh.ready()
         return fresh
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -370,7 +372,9 @@ def _outcomes(document: Any, expected_runs: int) -> tuple[list[RunOutcome], bool
         )
         if not isinstance(outputs, dict):
             raise wire.WireError("'outputs' must map names to values")
-        outputs = {k: v if _is_value(v) else OpaqueValue(type(v).__name__) for k, v in outputs.items()}
+        outputs = {
+            k: v if _is_value(v) else OpaqueValue(type(v).__name__) for k, v in outputs.items()
+        }
         if not isinstance(missing, list) or not all(isinstance(m, str) for m in missing):
             raise wire.WireError("'missing' must be a list of names")
         if error is not None and not isinstance(error, str):

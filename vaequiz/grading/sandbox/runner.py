@@ -175,15 +175,13 @@ class Execution:
                 out["probe_errors"][names[w]] = f"no gradient flows from {of_name} to {w}"
             return
         try:
-            grads = torch.autograd.grad(
-                of.sum(), [sources[w] for w in usable], allow_unused=True
-            )
+            grads = torch.autograd.grad(of.sum(), [sources[w] for w in usable], allow_unused=True)
         except BaseException as err:
             message = self._failed(err)
             for w in usable:
                 out["probe_errors"][names[w]] = message
             return
-        for w, grad in zip(usable, grads):
+        for w, grad in zip(usable, grads, strict=True):
             out["outputs"][names[w]] = grad
             if grad is None:
                 out["probe_errors"][names[w]] = f"no gradient flows from {of_name} to {w}"

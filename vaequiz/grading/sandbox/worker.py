@@ -23,7 +23,6 @@ group, and a helper running as the slot's uid kills every process of that uid.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import resource
 import selectors
@@ -79,7 +78,7 @@ class Settings:
     namespaces: bool | None = None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Settings":
+    def from_json(cls, data: dict[str, Any]) -> Settings:
         return cls(
             uid=data.get("uid"),
             hide=tuple(Path(p) for p in data.get("hide", [])),
@@ -111,7 +110,7 @@ class Limits:
     device: str
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Limits":
+    def from_json(cls, data: dict[str, Any]) -> Limits:
         return cls(
             time_s=float(data["time_s"]),
             cpu_s=float(data.get("cpu_s") or data["time_s"]),
@@ -188,10 +187,7 @@ def preload() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    import vaequiz.grading.sandbox.runner  # noqa: F401  (imported before the checkout is hidden)
-    import vaequiz.grading.sandbox.wire  # noqa: F401
-
-    from vaequiz.grading.sandbox import runner, wire
+    from vaequiz.grading.sandbox import runner, wire  # before the checkout is hidden
 
     x = torch.randn(4, 3, requires_grad=True)
     warm_up = {
@@ -307,7 +303,10 @@ class Worker:
     def serve(self) -> None:
         frames.write_json(
             self.proto_out,
-            {"hardening": describe_layers(self.layers, len(self.settings.hide)), "pid": os.getpid()},
+            {
+                "hardening": describe_layers(self.layers, len(self.settings.hide)),
+                "pid": os.getpid(),
+            },
         )
         while True:
             try:
@@ -503,9 +502,11 @@ class Worker:
 
 
 def _fresh_stdio() -> None:  # pragma: no cover - runs in the child
-    sys.stdin = open(0, "r", closefd=False)
+    sys.stdin = open(0, closefd=False)
     for name, fd in (("stdout", 1), ("stderr", 2)):
-        stream = open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+        stream = open(
+            fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+        )
         setattr(sys, name, stream)
 
 
