@@ -178,6 +178,9 @@ def test_practice_carries_hints_explanations_checks_and_keys(sample: dict[str, P
     assert "SAMPLE-EXPLANATION-KL" in html and "Which two distributions" in html
     assert "SAMPLE-MODEL-ANSWER" in html
     assert "What the grader checks" in html and "and 1 hidden check" in html
+    # The names the grader reports in feedback; the hidden check's name stays hidden.
+    assert "<li>shape of z</li>" in html and "<li>gradient of z w.r.t. mu, logvar</li>" in html
+    assert "fresh randomness in z" not in html
     assert "sample_reference_std" not in html  # reference code is for the key only
     data = page_data(html)
     assert data["checks"]["latent-shape"] == {"shape": [64, 20]}

@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from vaequiz.bank.models import (
     AnyQuestion,
+    CheckSpec,
     CodeQuestion,
     Flashcard,
     MultipleChoice,
@@ -21,7 +22,7 @@ from vaequiz.bank.models import (
     ShapeAnswer,
     ShortAnswer,
 )
-from vaequiz.render.markdown import MathRenderError, render_code, render_inline, render_markdown
+from vaequiz.render.markdown import MathRenderError, render_code, render_markdown
 
 
 class Mode(StrEnum):
@@ -187,11 +188,11 @@ class FragmentRenderer:
             base["starter"] = q.starter or ""
             if mode is Mode.practice:
                 visible = [c for c in q.checks if not c.hidden]
-                base["checks"] = tuple(Markup(render_inline(describe_check(c))) for c in visible)
+                base["checks"] = tuple(Markup.escape(describe_check(c)) for c in visible)
                 base["hidden_checks"] = len(q.checks) - len(visible)
             elif mode is Mode.key:
                 base["checks"] = tuple(
-                    Markup(render_inline(describe_check(c) + (" (hidden from students)" if c.hidden else "")))
+                    Markup.escape(describe_check(c) + (" (hidden from students)" if c.hidden else ""))
                     for c in q.checks
                 )
             if mode is Mode.key:
@@ -224,26 +225,8 @@ def _tolerance_text(q: NumericAnswer) -> Markup:
     return Markup(" ({})").format(" or ".join(parts)) if parts else Markup("")
 
 
-def describe_check(check: object) -> str:
-    """A check as students read it: its own name, else what it looks at."""
-    name = getattr(check, "name", None)
-    if name:
-        return str(name)
-    kind = getattr(check, "check")
-    of = getattr(check, "of")
-    phrases = {
-        "shape": f"`{of}` has the right shape",
-        "dtype": f"`{of}` has the right dtype",
-        "close": f"`{of}` matches the reference on hidden inputs",
-        "range": f"every value of `{of}` is in range",
-        "gaussian": f"`{of}` follows the intended Gaussian",
-        "independent": f"samples in `{of}` are independent",
-        "fresh": f"`{of}` changes from run to run (no fixed seed)",
-        "gradient": f"gradients flow from `{of}` to its inputs",
-        "rows_from": f"every row of `{of}` comes from the table",
-        "uniform_rows": f"rows of `{of}` are drawn uniformly",
-        "nearest": f"`{of}` picks the nearest rows",
-        "module": f"`{of}` is a module with trainable parameters",
-        "fit": f"`{of}` can be trained to fit a batch",
-    }
-    return phrases.get(str(kind), f"{kind} of `{of}`")
+def describe_check(check: CheckSpec) -> str:
+    """A check's name exactly as the grader reports it, so practice pages and feedback agree."""
+    from vaequiz.grading.checks import default_name  # imports torch; only code questions need it
+
+    return check.name or default_name(check)
