@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import torch
+
 from vaequiz.grading.checks import check_points, default_name, run_check
 from vaequiz.grading.evidence import Evidence
 from vaequiz.grading.inputs import PreparedQuestion
@@ -54,7 +56,7 @@ def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
         graded = failed_everywhere(prepared, reason, retry=result.status == "sandbox_error")
         graded.output = result.output
         return graded
-    outcomes = list(result.runs)
+    outcomes = [_on_cpu(o) for o in result.runs]
     if len(outcomes) != len(prepared.runs):
         missing_reason = result.reason or "your code stopped before every hidden input was tried"
         outcomes += [RunOutcome(error=missing_reason)] * (len(prepared.runs) - len(outcomes))
@@ -65,3 +67,9 @@ def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
     return Graded(
         weighted_score(checks), checks, error=error, passed=all(c.passed for c in checks), output=result.output
     )
+
+
+def _on_cpu(outcome: RunOutcome) -> RunOutcome:
+    """Checks compare on the CPU, where the hidden inputs and reference values live."""
+    moved = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in outcome.outputs.items()}
+    return RunOutcome(outputs=moved, missing=outcome.missing, error=outcome.error, probe_errors=outcome.probe_errors)

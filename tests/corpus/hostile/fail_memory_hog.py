@@ -1,7 +1,7 @@
 # question: kl-divergence
 # expect: fail
 # why: hostile
-# reason: memory
+# reason: memory|time limit
 # graded as kl-divergence
 blocks = []
 while True:
