@@ -490,3 +490,13 @@ def test_environment_is_scrubbed(sandbox: Sandbox) -> None:
     result = run(sandbox, source)
     assert value(result) == 0
     assert result.output.strip() == "['HOME', 'LANG', 'PATH', 'TMPDIR']"
+
+
+def test_forked_copies_of_the_snippet_never_report(sandbox: Sandbox) -> None:
+    source = (
+        "import os\nme = os.getpid()\nfor _ in range(3):\n    os.fork()\nz = int(os.getpid() == me)"
+    )
+    result = run(sandbox, source, limits=Limits(time_s=5, processes=16), seeds=(0, 1))
+    assert result.status == "ok", result.reason
+    assert [r.outputs["z"] for r in result.runs] == [1, 1]  # reported by the runner alone
+    assert slot_processes() == []

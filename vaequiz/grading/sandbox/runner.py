@@ -8,6 +8,7 @@ decoder of :mod:`wire`. It knows nothing about processes or limits (see :mod:`wo
 from __future__ import annotations
 
 import builtins
+import os
 import random
 from typing import Any
 
@@ -92,6 +93,7 @@ class Execution:
     def __init__(self, source: str, expect: list[str], device: str = "cpu") -> None:
         self.expect = expect
         self.device = device
+        self.pid = os.getpid()
         self.memory_exceeded = False
         self.code = None
         self.compile_error: str | None = None
@@ -99,6 +101,11 @@ class Execution:
             self.code = compile(source, SNIPPET_FILENAME, "exec", dont_inherit=True)
         except (SyntaxError, ValueError, MemoryError, RecursionError) as err:
             self.compile_error = describe_error(err)
+
+    def _only_in_the_runner(self) -> None:
+        """A process the snippet forked has no say in the results: it ends here, silently."""
+        if os.getpid() != self.pid:
+            os._exit(0)
 
     def _failed(self, err: BaseException) -> str:
         if is_memory_error(err):
@@ -124,7 +131,9 @@ class Execution:
         try:
             exec(self.code, namespace)
         except BaseException as err:  # the snippet's own failure, reported to the student
+            self._only_in_the_runner()
             outcome["error"] = self._failed(err)
+        self._only_in_the_runner()
         for name in self.expect:
             if name in namespace:
                 outcome["outputs"][name] = namespace[name]
