@@ -30,7 +30,7 @@ class Quiz:
 
 
 def whole_bank_quiz(bank: Bank, seed: int = 0) -> Quiz:
-    """Every question in bank order, options shuffled only when a student id is given."""
+    """Every question in bank order; options are shuffled per variant where the MCQ allows it."""
     return Quiz(
         id=WHOLE_BANK_ID,
         title="Question bank",
