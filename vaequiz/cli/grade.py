@@ -7,19 +7,18 @@ import os
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from vaequiz.bank.loader import Bank, load_bank
 from vaequiz.bank.models import AnyQuestion, CodeQuestion
 from vaequiz.cli.app import EXIT_INVALID, app, fail, resolve_bank
-from vaequiz.grading.code import SandboxRunner
-from vaequiz.grading.grader import Grader
-from vaequiz.grading.objective import Graded
-from vaequiz.grading.reports import visible_message
-from vaequiz.grading.verify import Finding, needs_sandbox
-from vaequiz.grading.verify import verify as run_verify
+
+if TYPE_CHECKING:  # torch-heavy modules are imported when a command runs, not at start-up
+    from vaequiz.grading.code import SandboxRunner
+    from vaequiz.grading.objective import Graded
+    from vaequiz.grading.verify import Finding
 
 
 class Device(StrEnum):
@@ -115,6 +114,8 @@ def _find_question(bank: Bank, question_id: str) -> AnyQuestion:
 
 
 def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
+    from vaequiz.grading.reports import visible_message
+
     return {
         "question": question.id,
         "kind": question.kind,
@@ -138,6 +139,8 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
 
 
 def _print_report(question: AnyQuestion, graded: Graded) -> None:
+    from vaequiz.grading.reports import visible_message
+
     verdict = "PASSED" if graded.passed else "NOT PASSED"
     typer.echo(
         f"{question.id}: {verdict}, score {graded.score:.0%} "
@@ -164,6 +167,9 @@ def grade(
     bank: BankOpt = None,
 ) -> None:
     """Grade one answer. Exit 0 passed, 1 not passed, 2 usage error."""
+    from vaequiz.grading.grader import Grader, refused
+    from vaequiz.grading.sandbox import source_problem
+
     check_device(device)
     loaded = load_checked_bank(bank)
     question = _find_question(loaded, question_id)
@@ -175,7 +181,9 @@ def grade(
         graded: Graded | None = None
     except UnicodeDecodeError as err:
         text = ""
-        graded = Graded(0.0, [], error=f"the answer is not UTF-8 text (byte {err.start}); save it as UTF-8")
+        graded = refused(f"the answer is not UTF-8 text (byte {err.start}); save it as UTF-8")
+    if graded is None and isinstance(question, CodeQuestion) and (problem := source_problem(raw)):
+        graded = refused(problem)
     if graded is None:
         if isinstance(question, CodeQuestion):
             with open_sandbox(1, device, hidden_paths(loaded, file.parent)) as sandbox:
@@ -243,6 +251,10 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as a JSON list.")] = False,
 ) -> None:
     """References pass, mutants fail, linked code options match their key. Exit 1 on any disagreement."""
+    from vaequiz.grading.grader import Grader
+    from vaequiz.grading.verify import needs_sandbox
+    from vaequiz.grading.verify import verify as run_verify
+
     workers = workers or all_cores()
     check_workers(workers)
     check_device(device)

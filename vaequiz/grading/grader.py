@@ -25,6 +25,11 @@ from vaequiz.grading.objective import Graded, grade_mcq, grade_numeric, grade_sh
 NO_ANSWER = "no answer"
 
 
+def refused(reason: str) -> Graded:
+    """An answer that cannot be run at all (not UTF-8, too large): not passed, with the reason."""
+    return Graded(0.0, [CheckResult(name="answer", passed=False, message=reason)], error=reason)
+
+
 class Grader:
     """Grades (question, answer) pairs; thread-safe, so a pool can share one instance."""
 
@@ -47,7 +52,7 @@ class Grader:
     def grade(self, question: AnyQuestion, answer: Answer | None) -> Graded:
         """Score one answer; None or blank text is "no answer"."""
         if answer is None or (isinstance(answer, str) and not answer.strip()) or answer == []:
-            return Graded(0.0, [CheckResult(name="answer", passed=False, message=NO_ANSWER)], error=NO_ANSWER)
+            return refused(NO_ANSWER)
         if isinstance(question, MultipleChoice):
             return grade_mcq(question, answer)
         text = answer if isinstance(answer, str) else ", ".join(answer)
