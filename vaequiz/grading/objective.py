@@ -144,6 +144,8 @@ def parse_shape(text: str) -> list[int] | None:
     """``(64, 20)``, ``[64, 20]``, ``torch.Size([64, 20])``, ``64x20``, ``64 × 20``, ``64, 20``,
     ``(784,)``, ``()`` -> a list of sizes; None when the text is not a shape."""
     body = text.strip().lower()
+    if not body:
+        return None
     changed = True
     while changed:
         changed = False
@@ -152,7 +154,7 @@ def parse_shape(text: str) -> list[int] | None:
             if match:
                 body, changed = match.group(1).strip(), True
                 break
-    if body == "":
+    if body == "":  # "()", "[]" or "torch.Size([])": a scalar
         return []
     parts = re.split(r"\s*(?:,|x|×|\*)\s*", body)
     if parts and parts[-1] == "" and "," in body:
