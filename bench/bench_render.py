@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import vaequiz.grading.checks  # noqa: E402,F401  (imports torch, as the CLI does, outside the timings)
 from vaequiz.bank.loader import load_bank  # noqa: E402
 from vaequiz.paths import bundled_bank  # noqa: E402
 from vaequiz.render.build import build  # noqa: E402
