@@ -298,8 +298,9 @@ def test_qti_package_structure_for_every_kind(every_kind_bank: Path, tmp_path: P
     assert "torch.sum(1 + logvar - mu**2 - logvar.exp())" in "".join(pre.itertext())
     mapping = items["shape-new"].find(f".//{QTI}qti-mapping")
     assert [e.get("map-key") for e in mapping] == shape_spellings([64, 20])
-    equal = items["numeric-new"].find(f".//{QTI}qti-equal")
-    assert equal.get("tolerance-mode") == "absolute" and equal.get("tolerance") == "0.001 0.001"
+    within = items["numeric-new"].find(f".//{QTI}qti-response-if/{QTI}qti-and")
+    bounds = [(c.tag.removeprefix(QTI), float(c.find(f"{QTI}qti-base-value").text)) for c in within]
+    assert bounds == [("qti-gte", -0.001), ("qti-lte", 0.001)]
     rubric = items["short-answer-new"].find(f".//{QTI}qti-rubric-block")
     assert rubric.get("view") == "scorer" and "noise drawn separately" in "".join(rubric.itertext())
 

@@ -4,9 +4,9 @@ question under ``items/`` and a ``qti-assessment-test`` holding them in order.
 Kinds: mcq -> qti-choice-interaction (cardinality single or multiple, all-or-nothing
 match_correct), short_answer and code -> qti-extended-text-interaction (scored by hand; the
 model answer, rubric or reference sit in a scorer-only qti-rubric-block), shape ->
-qti-text-entry-interaction mapping every accepted spelling, numeric -> text entry compared with
-an absolute tolerance. Flashcards are skipped. Math is MathML in the MathML namespace; option
-feedback and hints are not carried.
+qti-text-entry-interaction mapping every accepted spelling, numeric -> text entry accepted
+within an absolute tolerance (two comparisons). Flashcards are skipped. Math is MathML in the
+MathML namespace; option feedback and hints are not carried.
 """
 
 from __future__ import annotations
@@ -196,13 +196,15 @@ def _numeric_item(item: ET.Element, question: NumericAnswer, points: float) -> N
     processing = ET.SubElement(item, q("qti-response-processing"))
     condition = ET.SubElement(processing, q("qti-response-condition"))
     branch = ET.SubElement(condition, q("qti-response-if"))
+    # lower <= RESPONSE <= upper with plain comparisons: tolerance-mode on qti-equal is in
+    # the spec, but players (e.g. @citolab/qti-components 7) only implement exact equality
     tolerance = absolute_tolerance(question)
-    equal = ET.SubElement(branch, q("qti-equal"), {
-        "tolerance-mode": "absolute" if tolerance else "exact",
-        **({"tolerance": f"{tolerance!r} {tolerance!r}"} if tolerance else {}),
-    })
-    ET.SubElement(equal, q("qti-variable"), {"identifier": "RESPONSE"})
-    ET.SubElement(equal, q("qti-correct"), {"identifier": "RESPONSE"})
+    within = ET.SubElement(branch, q("qti-and"))
+    for operator, bound in (("qti-gte", question.answer - tolerance),
+                            ("qti-lte", question.answer + tolerance)):
+        comparison = ET.SubElement(within, q(operator))
+        ET.SubElement(comparison, q("qti-variable"), {"identifier": "RESPONSE"})
+        ET.SubElement(comparison, q("qti-base-value"), {"base-type": "float"}).text = repr(bound)
     for parent, value in ((branch, "1"), (ET.SubElement(condition, q("qti-response-else")), "0")):
         outcome = ET.SubElement(parent, q("qti-set-outcome-value"), {"identifier": "SCORE"})
         ET.SubElement(outcome, q("qti-base-value"), {"base-type": "float"}).text = value
