@@ -259,7 +259,26 @@ class Outcome:
 
     status: str = "ok"
     reason: str = ""
-    wall_s: float = 0.0
+
+
+@dataclass
+class Submission:
+    """One submission in flight: its runner, pipes, limits and what has arrived so far."""
+
+    runner: int
+    limits: Limits
+    start: float
+    result_r: int
+    output_r: int
+    status_r: int
+    scratch: Path
+    result: Sink = field(default_factory=lambda: Sink(MAX_RESULT_BYTES + 1))
+    output: Sink = field(default_factory=lambda: Sink(0))
+    status_text: bytearray = field(default_factory=bytearray)
+    reaped: tuple[int, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.output = Sink(self.limits.output_kb * 1024)
 
 
 SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
@@ -313,25 +332,17 @@ class Worker:
                 control = frames.read_json(self.proto_in)
             except frames.FrameError:
                 return
-            limits = Limits.from_json(control)
-            result, output, outcome = self.handle(limits)
-            frames.write_json(
-                self.proto_out,
-                {
-                    "status": outcome.status,
-                    "reason": outcome.reason,
-                    "wall_s": outcome.wall_s,
-                    "output_total": output.total,
-                },
-            )
-            frames.write_frame(self.proto_out, result.data)
-            frames.write_frame(self.proto_out, output.data)
-            result.release()
-            output.release()
+            submission = self.begin(Limits.from_json(control))
+            try:
+                outcome = self.supervise(submission)
+                self.respond(submission, outcome)
+            finally:
+                self.finish(submission)
 
     # ------------------------------------------------------------------ one submission
 
-    def handle(self, limits: Limits) -> tuple[Sink, Sink, Outcome]:
+    def begin(self, limits: Limits) -> Submission:
+        """Fork the runner; it reads the submission itself, straight from the grader's pipe."""
         start = time.monotonic()
         result_r, result_w = os.pipe()
         output_r, output_w = os.pipe()
@@ -347,16 +358,7 @@ class Worker:
                 os._exit(71)
         for fd in (result_w, output_w, status_w):
             os.close(fd)
-        try:
-            result, output, outcome = self.supervise(
-                runner, limits, start, result_r, output_r, status_r
-            )
-        finally:
-            for fd in (result_r, output_r, status_r):
-                os.close(fd)
-            self.clean_up(scratch)
-        outcome.wall_s = round(time.monotonic() - start, 4)
-        return result, output, outcome
+        return Submission(runner, limits, start, result_r, output_r, status_r, scratch)
 
     def scratch(self) -> Path:
         owner = self.layers.uid if self.layers.uid is not None else os.getuid()
@@ -366,23 +368,20 @@ class Worker:
         os.chown(folder, owner, owner)
         return folder
 
-    def supervise(
-        self, runner: int, limits: Limits, start: float, result_r: int, output_r: int, status_r: int
-    ) -> tuple[Sink, Sink, Outcome]:
-        result = Sink(MAX_RESULT_BYTES + 1)
-        output = Sink(limits.output_kb * 1024)
+    def supervise(self, sub: Submission) -> Outcome:
+        """Watch the runner until its results are complete, it ends, or a limit is hit; then
+        make sure it and every process it started are gone."""
+        limits = sub.limits
         output_hard = max(OUTPUT_HARD_FACTOR * limits.output_kb * 1024, MIN_OUTPUT_HARD_BYTES)
-        status_text = bytearray()
-        outcome = Outcome()
-        runner_fd = os.pidfd_open(runner)
+        runner_fd = os.pidfd_open(sub.runner)
         selector = selectors.DefaultSelector()
-        for fd in (result_r, output_r, status_r, runner_fd):
+        for fd in (sub.result_r, sub.output_r, sub.status_r, runner_fd):
             selector.register(fd, selectors.EVENT_READ)
-        deadline = start + limits.time_s
+        deadline = sub.start + limits.time_s
         kill_reason: tuple[str, str] | None = None
-        runner_done = False
+        runner_done = complete = False
         try:
-            while not runner_done and kill_reason is None:
+            while not (runner_done or complete or kill_reason):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     kill_reason = ("time_limit", f"time limit of {limits.time_s:g} s exceeded")
@@ -395,43 +394,90 @@ class Worker:
                     chunk = os.read(fd, 1 << 16)
                     if not chunk:
                         selector.unregister(fd)
-                        continue
-                    if fd == result_r:
-                        result.feed(chunk)
-                        if result.total > MAX_RESULT_BYTES:
+                    elif fd == sub.result_r:
+                        sub.result.feed(chunk)
+                        complete = _frame_complete(sub.result)
+                        if sub.result.total > MAX_RESULT_BYTES:
                             kill_reason = (
                                 "invalid_output",
                                 f"results larger than {MAX_RESULT_BYTES // 2**20} MB",
                             )
-                    elif fd == output_r:
-                        output.feed(chunk)
-                        if output.total > output_hard:
+                    elif fd == sub.output_r:
+                        sub.output.feed(chunk)
+                        if sub.output.total > output_hard:
                             kill_reason = (
                                 "output_limit",
                                 f"output limit of {limits.output_kb} KB exceeded "
                                 f"(the snippet wrote more than {output_hard // 1024} KB)",
                             )
                     else:
-                        status_text += chunk
+                        sub.status_text += chunk
         finally:
             selector.close()
             os.close(runner_fd)
+        if kill_reason or complete:  # done, or over a limit: either way the runner goes now
+            try:
+                os.kill(sub.runner, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_status, cpu = self.reap_runner(sub)
+        self.kill_leftovers(sub.runner)
+        _drain(sub.output_r, sub.output)
         if kill_reason is not None:
-            os.kill(runner, signal.SIGKILL)
-        _, wait_status, usage = os.wait4(runner, 0)
-        self.kill_leftovers(runner)
-        _drain(output_r, output)
-        if kill_reason is None:
-            _drain(result_r, result)
-        status_text += _drain_bytes(status_r)
-        if b"body" not in status_text:
+            return Outcome(*kill_reason)
+        if complete:  # the snippet's output was flushed before its results
+            return Outcome("ok", "")
+        _drain(sub.result_r, sub.result)
+        sub.status_text += _drain_bytes(sub.status_r)
+        if b"body" not in sub.status_text:
             raise RuntimeError("the runner ended before reading the request; the stream is lost")
-        if kill_reason is not None:
-            outcome.status, outcome.reason = kill_reason
-        else:
-            cpu = usage.ru_utime + usage.ru_stime
-            outcome.status, outcome.reason = _judge(wait_status, cpu, result, limits)
-        return result, output, outcome
+        if _frame_complete(sub.result):
+            return Outcome("ok", "")
+        if sub.result.data:
+            return Outcome("invalid_output", "the snippet's results could not be read (cut short)")
+        return Outcome(*_judge(wait_status, cpu, limits))
+
+    def respond(self, sub: Submission, outcome: Outcome) -> None:
+        """Answer the grader (every process of the submission is already gone); files and IPC
+        objects are wiped afterwards, while the grader reads and checks."""
+        payload = memoryview(sub.result.data)[4:] if outcome.status == "ok" else b""
+        frames.write_json(
+            self.proto_out,
+            {
+                "status": outcome.status,
+                "reason": outcome.reason,
+                "wall_s": round(time.monotonic() - sub.start, 4),
+                "output_total": sub.output.total,
+            },
+        )
+        frames.write_frame(self.proto_out, payload)
+        frames.write_frame(self.proto_out, sub.output.data)
+        if isinstance(payload, memoryview):
+            payload.release()
+
+    def reap_runner(self, sub: Submission) -> tuple[int, float]:
+        """Collect the runner's exit status and CPU time (once)."""
+        if sub.reaped is None:
+            _, wait_status, usage = os.wait4(sub.runner, 0)
+            sub.reaped = (wait_status, usage.ru_utime + usage.ru_stime)
+        return sub.reaped
+
+    def finish(self, sub: Submission) -> None:
+        """Leave nothing of the submission behind: processes, pipes, files, IPC objects."""
+        try:
+            if sub.reaped is None:  # only if supervising failed half-way
+                try:
+                    os.kill(sub.runner, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.reap_runner(sub)
+                self.kill_leftovers(sub.runner)
+        finally:
+            for fd in (sub.result_r, sub.output_r, sub.status_r):
+                os.close(fd)
+            self.clean_up(sub.scratch)
+            sub.result.release()
+            sub.output.release()
 
     def kill_leftovers(self, runner: int) -> None:
         """Kill every process the snippet started, wherever it went, and reap them."""
@@ -522,13 +568,19 @@ def _execute(body: bytes, device: str) -> None:  # pragma: no cover - runs in th
         encoded = wire.encode(document)
     except Exception as err:
         encoded = wire.encode({"encode_error": f"{type(err).__name__}: {err}"[:300]})
-    frames.write_all(RESULT_FD, encoded)
     for stream in (stdout, stderr):
         try:
             stream.flush()
         except Exception:
             pass
+    frames.write_frame(RESULT_FD, encoded)
     os._exit(0)
+
+
+def _frame_complete(sink: Sink) -> bool:
+    """Whether the sink holds a whole length-prefixed frame (the runner's results)."""
+    data = sink.data
+    return len(data) >= 4 and len(data) >= 4 + int.from_bytes(data[:4], "little")
 
 
 def _drain(fd: int, sink: Sink) -> None:
@@ -552,12 +604,10 @@ def _drain_bytes(fd: int, limit: int = 1 << 16) -> bytes:
     return b"".join(chunks)
 
 
-def _judge(wait_status: int, cpu: float, result: Sink, limits: Limits) -> tuple[str, str]:
-    """The status and student-facing reason for a runner that ended on its own."""
+def _judge(wait_status: int, cpu: float, limits: Limits) -> tuple[str, str]:
+    """The status and student-facing reason for a runner that ended without sending results."""
     if os.WIFEXITED(wait_status):
         code = os.WEXITSTATUS(wait_status)
-        if code == 0 and result.data:
-            return "ok", ""
         return "crashed", (
             "crashed: the snippet ended the process before its results were sent"
             f" (exit status {code})"
