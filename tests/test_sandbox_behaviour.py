@@ -500,3 +500,10 @@ def test_forked_copies_of_the_snippet_never_report(sandbox: Sandbox) -> None:
     assert result.status == "ok", result.reason
     assert [r.outputs["z"] for r in result.runs] == [1, 1]  # reported by the runner alone
     assert slot_processes() == []
+
+
+def test_replacing_process_exits_does_not_keep_the_snippet_alive(sandbox: Sandbox) -> None:
+    source = "import os, sys\nos._exit = lambda *a: None\nsys.exit = lambda *a: None\nz = 1"
+    assert value(run(sandbox, source)) == 1
+    assert slot_processes() == []
+    assert_still_serving(sandbox)

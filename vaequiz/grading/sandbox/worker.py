@@ -39,6 +39,9 @@ from typing import Any
 
 from vaequiz.grading.sandbox import frames, isolation
 
+_hard_exit = os._exit
+"""Bound at import, so a snippet that replaces ``os._exit`` cannot keep its process alive."""
+
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 OUTPUT_HARD_FACTOR = 16
 """Output beyond output_kb is dropped; beyond this many times output_kb the snippet is stopped."""
@@ -168,7 +171,7 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         "private /proc, /tmp, /var/tmp, /dev/shm and scratch folder: "
         + (on if layers.mounts else off),
         "read-only file system, except the private folders: " + (on if layers.mounts else off),
-        f"bank, reference, checkout and {hidden} hidden path(s) unreadable: "
+        f"bank, reference code, checkout and extra hidden paths unreadable ({hidden} covered): "
         + (on if layers.mounts else off),
         "environment scrubbed to PATH, HOME, LANG: active",
     ]
@@ -311,7 +314,7 @@ class Worker:
                 os.close(self.proto_in)
                 os.close(self.proto_out)
                 _, status = os.waitpid(child, 0)
-                os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+                _hard_exit(os.waitstatus_to_exitcode(status) & 0xFF)
             isolation.set_parent_death_signal()
             if self.layers.mounts:
                 isolation.mount_fresh_proc()
@@ -355,7 +358,7 @@ class Worker:
                     os.close(fd)
                 self.run_snippet(limits, result_w, output_w, status_w, scratch)
             finally:
-                os._exit(71)
+                _hard_exit(71)
         for fd in (result_w, output_w, status_w):
             os.close(fd)
         return Submission(runner, limits, start, result_r, output_r, status_r, scratch)
@@ -497,7 +500,7 @@ class Worker:
                     isolation.drop_privileges(uid)
                     isolation.kill_everything_else()
                 finally:
-                    os._exit(0)
+                    _hard_exit(0)
             os.waitpid(helper, 0)
         isolation.reap_all(block=False)
 
@@ -574,7 +577,7 @@ def _execute(body: bytes, device: str) -> None:  # pragma: no cover - runs in th
         except Exception:
             pass
     frames.write_frame(RESULT_FD, encoded)
-    os._exit(0)
+    _hard_exit(0)
 
 
 def _frame_complete(sink: Sink) -> bool:
