@@ -120,8 +120,8 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
         "question": question.id,
         "kind": question.kind,
         "passed": bool(graded.passed),
-        "score": round(min(1.0, max(0.0, graded.score)), 6),
-        "points": round(graded.score * question.points, 6),
+        "score": round(min(1.0, max(0.0, graded.score)), 9),
+        "points": round(min(1.0, max(0.0, graded.score)) * question.points, 9),
         "max_points": question.points,
         "error": graded.error,
         "checks": [

@@ -76,15 +76,16 @@ class Grader:
 
 
 def item_result(student: str, question: AnyQuestion, answer: Answer | None, graded: Graded) -> ItemResult:
-    """The gradebook line for a graded answer: score clamped to 0..1, points = score x points."""
-    score = round(min(1.0, max(0.0, graded.score)), 6)
+    """The gradebook line for a graded answer: score clamped to 0..1, points = score x points
+    (both rounded to 9 decimals, so 1/3 of 3 points is 1, not 0.999999)."""
+    raw = min(1.0, max(0.0, graded.score))
     return ItemResult(
         student=student,
         question=question.id,
         kind=question.kind,
         passed=bool(graded.passed),
-        score=score,
-        points=round(score * question.points, 6),
+        score=round(raw, 9),
+        points=round(raw * question.points, 9),
         max_points=question.points,
         checks=graded.checks,
         answer=answer,

@@ -1,0 +1,229 @@
+"""`vaequiz grade-sheets` end to end: sheets in, results.jsonl / grades.csv / feedback out;
+malformed sheets, shuffled labels, resume after a kill, Gradescope output."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, run_vaequiz
+from vaequiz.cli.app import app
+
+BANK = """
+- id: pick
+  kind: mcq
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  points: 2
+  stem: Which term pulls the posterior towards the prior?
+  options:
+    - {label: A, text: the KL term}
+    - {label: B, text: the reconstruction term, feedback: "It measures how well x is rebuilt."}
+    - {label: C, text: the learning rate}
+  answer: A
+  explanation: The KL term.
+- id: why
+  kind: short_answer
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  prompt: Why sample with the reparameterization trick?
+  model_answer: Sampling is not differentiable; moving the noise into epsilon lets gradients flow.
+  rubric:
+    - {name: not differentiable, phrasings: [not differentiable]}
+    - {name: noise in epsilon, phrasings: [epsilon]}
+  explanation: See the model answer.
+- id: z-shape
+  kind: shape
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  prompt: Shape of z?
+  answer: [64, 20]
+  explanation: Batch by latent size.
+- id: kl
+  kind: code
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  points: 3
+  prompt: Bind kl, the KL divergence to N(0, I) summed over everything.
+  explanation: The closed form.
+  given:
+    mu: {type: tensor, shape: [B, D], requires_grad: true}
+    logvar: {type: tensor, shape: [B, D], dist: uniform, low: -2, high: 1, requires_grad: true}
+  expect: [kl]
+  reference: |
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+  trials:
+    - bind: {B: 3, D: 4}
+    - bind: {B: 7, D: 2}
+  checks:
+    - {check: shape, of: kl, is: [[]]}
+    - {check: close, of: kl, points: 2}
+"""
+
+RIGHT_KL = "kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())"
+WRONG_KL = "kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())"
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> Path:
+    folder = tmp_path / "bank"
+    folder.mkdir()
+    (folder / "questions.yaml").write_text(BANK)
+    return folder
+
+
+def write_sheet(folder: Path, name: str, content: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_sheets_graded_into_results_grades_and_feedback(bank: Path, tmp_path: Path) -> None:
+    sheets = tmp_path / "sheets"
+    ada = write_sheet(
+        sheets,
+        "ada.json",
+        {
+            "student": "ada",
+            "answers": {"pick": "B", "why": "It is not differentiable, so noise goes in epsilon.", "z-shape": "64x20", "kl": RIGHT_KL},
+            "labels": {"pick": {"A": "C", "B": "A", "C": "B"}},
+        },
+    )
+    bob = write_sheet(sheets, "bob.json", {"student": "<b>bob</b>", "answers": {"pick": "B", "z-shape": "(20, 64)", "kl": WRONG_KL}})
+    out = tmp_path / "out"
+    done = run_vaequiz("grade-sheets", ada, bob, "--out", out, "--workers", "2", "--bank", bank)
+    assert done.returncode == 0, done.stderr
+    lines = read_lines(out / "results.jsonl")
+    assert len(lines) == 8 and len({(r["student"], r["question"]) for r in lines}) == 8
+    by = {(r["student"], r["question"]): r for r in lines}
+    assert by[("ada", "pick")]["passed"] and by[("ada", "pick")]["answer"] == "A", "shown B maps to bank A"
+    assert by[("ada", "pick")]["points"] == 2
+    assert not by[("<b>bob</b>", "pick")]["passed"], "without labels, B is B"
+    assert "It measures how well x is rebuilt." in by[("<b>bob</b>", "pick")]["checks"][0]["message"]
+    assert by[("ada", "kl")]["passed"] and by[("ada", "kl")]["points"] == 3
+    bob_kl = by[("<b>bob</b>", "kl")]
+    assert not bob_kl["passed"] and bob_kl["score"] == pytest.approx(1 / 3) and bob_kl["points"] == pytest.approx(1)
+    assert by[("<b>bob</b>", "why")]["error"] == "no answer" and by[("<b>bob</b>", "why")]["score"] == 0
+    with (out / "grades.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["student", "pick", "why", "z-shape", "kl", "total"]
+    assert rows[1] == ["<b>bob</b>", "0", "0", "0", "1", "1"]
+    assert rows[2] == ["ada", "2", "1", "1", "3", "7"]
+    pages = sorted((out / "feedback").glob("*.html"))
+    assert len(pages) == 2
+    bob_page = next(p for p in pages if p.name != "ada.html").read_text()
+    assert "&lt;b&gt;bob&lt;/b&gt;" in bob_page and "<b>bob</b>" not in bob_page
+    assert "kl = " in bob_page and "expected" in bob_page and "no answer" in bob_page
+    assert "<script" not in bob_page and "http" not in bob_page.replace("http-equiv", ""), "self-contained"
+
+
+def test_malformed_sheets_are_reported_and_skipped(bank: Path, tmp_path: Path) -> None:
+    sheets = tmp_path / "sheets"
+    good = write_sheet(sheets, "good.json", {"student": "ok", "answers": {"pick": "A", "nope-question": "x"}})
+    broken = [
+        (write_sheet(sheets, "truncated.json", '{"student": "x", "answers": {'), "not valid JSON: line 1"),
+        (write_sheet(sheets, "nostudent.json", {"answers": {"pick": "A"}}), "student: Field required"),
+        (write_sheet(sheets, "badanswer.json", {"student": "y", "answers": {"pick": {"label": "A"}}}), "answers.pick"),
+        (write_sheet(sheets, "twice.json", {"student": "ok", "answers": {}}), "already has a sheet"),
+        (sheets / "missing.json", "no such file"),
+    ]
+    latin1 = sheets / "latin1.json"
+    latin1.write_bytes(b'{"student": "caf\xe9"}')
+    broken.append((latin1, "not UTF-8"))
+    out = tmp_path / "out"
+    done = run_vaequiz("grade-sheets", good, *(p for p, _ in broken), "--out", out, "--bank", bank, "--workers", "1")
+    assert done.returncode == 1
+    for path, reason in broken:
+        line = next((line for line in done.stderr.splitlines() if str(path) in line), done.stderr)
+        assert "skipped" in line and reason in line, line
+    assert "answer to 'nope-question' ignored" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert [(r["student"], r["question"], r["passed"]) for r in read_lines(out / "results.jsonl")] == [("ok", "pick", True)]
+
+
+def test_usage_errors(bank: Path, tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path, "s.json", {"student": "a", "answers": {"pick": "A"}})
+    not_folder = write_sheet(tmp_path, "file.txt", "x")
+
+    def invoke(*args: object) -> Result:
+        return CliRunner().invoke(app, ["grade-sheets", *map(str, args), "--bank", str(bank)])
+
+    taken = invoke(sheet, "--out", not_folder)
+    assert taken.exit_code == 2 and "exists and is not a folder" in taken.stderr
+    assert invoke(sheet, "--out", tmp_path / "o", "--workers", "0").exit_code == 0, "0 means all cores"
+    negative = invoke(sheet, "--out", tmp_path / "o", "--workers", "-1")
+    assert negative.exit_code == 2 and "--workers must be at least 1" in negative.stderr
+    none = invoke(tmp_path / "nothing.json", "--out", tmp_path / "o")
+    assert none.exit_code == 2 and "none of the sheets exist" in none.stderr
+    unknown_format = invoke(sheet, "--out", tmp_path / "o", "--format", "moodle")
+    assert unknown_format.exit_code == 2
+
+
+def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(bank: Path, tmp_path: Path) -> None:
+    sheets = [
+        write_sheet(tmp_path / "sheets", f"s{i:02d}.json", {"student": f"s{i:02d}", "answers": {"kl": f"import time\ntime.sleep(0.3)\n{RIGHT_KL if i % 2 else WRONG_KL}"}})
+        for i in range(16)
+    ]
+    out = tmp_path / "out"
+    results = out / "results.jsonl"
+    command = [sys.executable, "-m", "vaequiz", "grade-sheets", *map(str, sheets), "--out", str(out), "--workers", "1", "--bank", str(bank)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if results.exists() and len(results.read_bytes().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    before = results.read_bytes()
+    assert 3 <= len(before.splitlines()) < 16, "killed mid-run"
+    with results.open("ab") as handle:  # what a kill in the middle of a write leaves behind
+        handle.write(b'{"student": "s15", "question": "kl", "ki')
+    done = run_vaequiz("grade-sheets", *sheets, "--out", out, "--workers", "2", "--bank", bank)
+    assert done.returncode == 0, done.stderr
+    assert "dropped an incomplete last line" in done.stderr
+    after = results.read_bytes()
+    assert after.startswith(before), "earlier results are kept byte for byte"
+    lines = read_lines(results)
+    assert sorted(r["student"] for r in lines) == [f"s{i:02d}" for i in range(16)], "each pair exactly once"
+    assert all(r["passed"] is bool(int(r["student"][1:]) % 2) for r in lines)
+    assert f"{len(before.splitlines())} already in" in done.stdout
+    again = run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank)
+    assert again.returncode == 0 and "graded 0 answer(s), 16 already in" in again.stdout
+    assert results.read_bytes() == after
+
+
+def test_gradescope_results_per_student(bank: Path, tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "sheets", "a.json", {"student": "ann lee", "answers": {"pick": "A", "z-shape": "64 x 21"}})
+    out = tmp_path / "out"
+    done = run_vaequiz("grade-sheets", sheet, "--out", out, "--format", "gradescope", "--bank", bank)
+    assert done.returncode == 0, done.stderr
+    files = list((out / "gradescope").glob("*/results.json"))
+    assert len(files) == 1
+    payload = json.loads(files[0].read_text())
+    assert payload["score"] == 2
+    assert [t["name"] for t in payload["tests"]] == ["pick", "z-shape"]
+    for test in payload["tests"]:
+        assert set(test) == {"name", "score", "max_score", "output", "visibility"}
+    shape = payload["tests"][1]
+    assert shape["score"] == 0 and shape["max_score"] == 1 and "(64, 21) is not the right shape" in shape["output"]
