@@ -245,7 +245,7 @@ class Sink:
         self.data = bytearray()
         self.total = 0
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         self.total += len(chunk)
         room = self.keep - len(self.data)
         if room > 0:
@@ -294,6 +294,7 @@ class Worker:
         self.settings = settings
         self.proto_in = proto_in
         self.proto_out = proto_out
+        self.buffer = bytearray(1 << 16)
         self.layers = set_up_layers(settings)
         preload()
         if self.layers.mounts:
@@ -394,7 +395,7 @@ class Worker:
                     if fd == runner_fd:
                         runner_done = True
                         continue
-                    chunk = os.read(fd, 1 << 16)
+                    chunk = _read_into(fd, self.buffer)
                     if not chunk:
                         selector.unregister(fd)
                     elif fd == sub.result_r:
@@ -425,12 +426,12 @@ class Worker:
                 pass
         wait_status, cpu = self.reap_runner(sub)
         self.kill_leftovers(sub.runner)
-        _drain(sub.output_r, sub.output)
+        _drain(sub.output_r, sub.output, self.buffer)
         if kill_reason is not None:
             return Outcome(*kill_reason)
         if complete:  # the snippet's output was flushed before its results
             return Outcome("ok", "")
-        _drain(sub.result_r, sub.result)
+        _drain(sub.result_r, sub.result, self.buffer)
         sub.status_text += _drain_bytes(sub.status_r)
         if b"body" not in sub.status_text:
             raise RuntimeError("the runner ended before reading the request; the stream is lost")
@@ -481,6 +482,8 @@ class Worker:
             self.clean_up(sub.scratch)
             sub.result.release()
             sub.output.release()
+            sub.status_text.clear()
+            self.buffer[:] = bytes(len(self.buffer))
 
     def kill_leftovers(self, runner: int) -> None:
         """Kill every process the snippet started, wherever it went, and reap them."""
@@ -586,8 +589,26 @@ def _frame_complete(sink: Sink) -> bool:
     return len(data) >= 4 and len(data) >= 4 + int.from_bytes(data[:4], "little")
 
 
-def _drain(fd: int, sink: Sink) -> None:
-    sink.feed(_drain_bytes(fd, sink.keep + 1))
+def _read_into(fd: int, buffer: bytearray) -> memoryview:
+    """One read into the worker's reusable buffer (zeroed after each submission), so a
+    snippet's bytes never linger in freed heap memory that the next child inherits."""
+    count = os.readv(fd, [buffer])
+    return memoryview(buffer)[:count]
+
+
+def _drain(fd: int, sink: Sink, buffer: bytearray) -> None:
+    """Read what is left in a pipe without blocking, at most what the sink keeps (plus one)."""
+    os.set_blocking(fd, False)
+    budget = sink.keep + 1
+    while budget > 0:
+        try:
+            chunk = _read_into(fd, buffer)
+        except BlockingIOError:
+            return
+        if not chunk:
+            return
+        sink.feed(chunk)
+        budget -= len(chunk)
 
 
 def _drain_bytes(fd: int, limit: int = 1 << 16) -> bytes:
