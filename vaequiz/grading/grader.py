@@ -36,18 +36,21 @@ class Grader:
     def __init__(self, sandbox: SandboxRunner | None, device: str = "cpu") -> None:
         self.sandbox = sandbox
         self.device = device
-        self._prepared: dict[str, PreparedQuestion] = {}
+        self._prepared: dict[str, tuple[CodeQuestion, PreparedQuestion]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def prepared(self, question: CodeQuestion) -> PreparedQuestion:
-        """Hidden inputs and reference outputs for ``question``, computed once."""
+        """Hidden inputs and reference outputs for ``question``, computed once (again if a
+        question with the same id but other content comes along)."""
         with self._lock:
             lock = self._locks.setdefault(question.id, threading.Lock())
         with lock:
-            if question.id not in self._prepared:
-                self._prepared[question.id] = prepare_question(question, self.device)
-            return self._prepared[question.id]
+            cached = self._prepared.get(question.id)
+            if cached is None or not (cached[0] is question or cached[0] == question):
+                cached = (question, prepare_question(question, self.device))
+                self._prepared[question.id] = cached
+            return cached[1]
 
     def grade(self, question: AnyQuestion, answer: Answer | None) -> Graded:
         """Score one answer; None or blank text is "no answer"."""
