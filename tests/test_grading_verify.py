@@ -1,0 +1,93 @@
+"""`vaequiz verify`: the bundled bank agrees with itself; a bank with wrong keys is caught."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BUNDLED_BANK, run_vaequiz
+from vaequiz.bank.loader import load_bank
+from vaequiz.bank.models import CodeQuestion, MultipleChoice
+
+WRONG_KEYS = """
+- id: kl-sum
+  kind: code
+  topics: [kl]
+  difficulty: beginner
+  source: original
+  prompt: Bind kl.
+  explanation: Closed form.
+  given:
+    mu: {type: tensor, shape: [B, D]}
+    logvar: {type: tensor, shape: [B, D]}
+  expect: [kl]
+  reference: "kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())"
+  trials:
+    - bind: {B: 4, D: 3}
+  checks:
+    - {check: close, of: kl}
+  mutants:
+    - code: "kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())"
+      why: Averages.
+    - code: "kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum()"
+      why: Listed as a mutant by mistake; it is right.
+- id: kl-snippet
+  kind: mcq
+  topics: [kl]
+  difficulty: beginner
+  source: original
+  stem: Which line computes the KL term?
+  code_question: kl-sum
+  options:
+    - {label: A, code: "kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())"}
+    - {label: B, code: "kl = torch.sum(mu)"}
+  answer: B
+  explanation: Deliberately keyed wrong.
+- id: explain
+  kind: short_answer
+  topics: [kl]
+  difficulty: beginner
+  source: original
+  prompt: What does the KL term do?
+  model_answer: It keeps the posterior close to the prior.
+  rubric:
+    - {name: regularisation, phrasings: [regularises]}
+  explanation: The model answer misses its own rubric.
+"""
+
+
+@pytest.mark.slow
+def test_bundled_bank_verifies() -> None:
+    bank = load_bank(BUNDLED_BANK)
+    code_ids = {q.id for q in bank.questions if isinstance(q, CodeQuestion)}
+    linked = {q.id for q in bank.questions if isinstance(q, MultipleChoice) and q.code_question}
+    done = run_vaequiz("verify", "--json", timeout=600)
+    findings = json.loads(done.stdout)
+    disagreements = [f for f in findings if not f["agrees"]]
+    assert done.returncode == 0 and not disagreements, disagreements or done.stderr
+    references = {f["question"] for f in findings if f["subject"] == "reference"}
+    assert references == code_ids
+    mutants = [f for f in findings if f["subject"].startswith("mutant")]
+    assert mutants and all(f["got"] == "fail" and f["detail"].startswith("fails: ") for f in mutants)
+    assert {f["question"] for f in findings if f["subject"].startswith("option")} == linked
+
+
+def test_wrong_keys_are_reported_with_exit_1(tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "wrong.yaml").write_text(WRONG_KEYS)
+    done = run_vaequiz("verify", bank, "--workers", "1")
+    assert done.returncode == 1
+    assert "DISAGREES" in done.stdout and "2 of 6 agree" in done.stdout + done.stderr
+    as_json = run_vaequiz("verify", bank, "--json", "--workers", "2")
+    assert as_json.returncode == 1
+    rows = {(f["question"], f["subject"]): f for f in json.loads(as_json.stdout)}
+    assert rows[("kl-sum", "reference")]["agrees"]
+    assert rows[("kl-sum", "mutant 1")]["agrees"] and rows[("kl-sum", "mutant 1")]["detail"] == "fails: value of kl"
+    assert not rows[("kl-sum", "mutant 2")]["agrees"], "a right answer listed as a mutant is caught"
+    assert not rows[("kl-snippet", "option A")]["agrees"] and rows[("kl-snippet", "option A")]["got"] == "pass"
+    assert not rows[("kl-snippet", "option B")]["agrees"] and rows[("kl-snippet", "option B")]["got"] == "fail"
+    explain = rows[("explain", "model answer")]
+    assert not explain["agrees"] and "regularisation: not found in your answer" in explain["detail"]
