@@ -1,0 +1,176 @@
+"""Benchmark: grade corpus snippets with the grade-sheets machinery against a naive baseline.
+
+The corpus (tests/corpus, right and wrong answers, hostile ones left out) is cycled into answer
+sheets and graded by :func:`vaequiz.grading.sheets.grade_sheets` on a warm sandbox, in three
+groups: the five questions without a training step or large repeat count (reparameterization,
+flatten, KL, loss, nearest), the decoder (60 Adam steps per trial) and codebook-sample (768
+repeats per answer, for its uniformity test). In the same run, the naive baseline grades a
+subsample by starting a fresh Python interpreter per snippet (import torch, draw inputs, run
+the snippet unsandboxed, check), and its rate is extrapolated. Prints snippets/s and the ratio.
+
+    python bench/bench_grading.py [--snippets 500] [--baseline 30] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from itertools import cycle
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vaequiz.bank.loader import load_bank  # noqa: E402
+from vaequiz.bank.models import CodeQuestion  # noqa: E402
+from vaequiz.grading.code import judge  # noqa: E402
+from vaequiz.grading.grader import Grader  # noqa: E402
+from vaequiz.grading.sandbox import Sandbox  # noqa: E402
+from vaequiz.grading.sheets import grade_sheets  # noqa: E402
+
+CORPUS = ROOT / "tests" / "corpus"
+FAST = ["reparameterization-trick", "codebook-flatten", "kl-divergence", "vae-loss", "vq-nearest"]
+SLOW = {"mnist-decoder-bce": "decoder (training step)", "codebook-sample": "codebook-sample (768 repeats)"}
+
+
+def corpus(questions: list[str]) -> dict[str, list[str]]:
+    """Snippet sources per question, right and wrong (hostile snippets excluded)."""
+    found: dict[str, list[str]] = {q: [] for q in questions}
+    for path in sorted(CORPUS.rglob("*.py")):
+        if path.parent.name == "hostile":
+            continue
+        question = re.search(r"^# question: (.*)$", path.read_text(), re.M)
+        if question and question.group(1).strip() in found:
+            found[question.group(1).strip()].append(path.read_text())
+    return found
+
+
+def write_sheets(folder: Path, snippets: dict[str, list[str]], total: int) -> list[Path]:
+    """Sheets answering every question of ``snippets``, cycling through its corpus, ``total`` answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    streams = {q: cycle(s) for q, s in snippets.items()}
+    per_sheet = len(snippets)
+    paths = []
+    for i in range(-(-total // per_sheet)):
+        answers = {q: next(stream) for q, stream in streams.items()}
+        path = folder / f"student-{i:04d}.json"
+        path.write_text(json.dumps({"student": f"student-{i:04d}", "answers": answers}))
+        paths.append(path)
+    return paths
+
+
+def timed_sheets(bank_path: Path, sandbox: Sandbox, snippets: dict[str, list[str]], total: int, workers: int) -> tuple[int, float]:
+    """(answers graded, seconds) for grade_sheets on an already warm sandbox."""
+    bank = load_bank(bank_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        sheets = write_sheets(Path(tmp) / "sheets", snippets, total)
+        start = time.perf_counter()
+        report = grade_sheets(sheets, Path(tmp) / "out", bank, lambda: nullcontext(sandbox), workers)
+        seconds = time.perf_counter() - start
+    assert not report.problems, report.problems
+    return report.graded, seconds
+
+
+def naive_one(bank_path: Path, question: str, source: str) -> float:
+    """Seconds to grade one snippet in a fresh interpreter (imports, inputs, unsandboxed run, checks)."""
+    script = (
+        "import sys\n"
+        "from vaequiz.bank.loader import load_bank\n"
+        "from vaequiz.grading.code import judge\n"
+        "from vaequiz.grading.inputs import prepare_question, run_trusted\n"
+        "from vaequiz.grading.sandbox.api import RunOutcome, SandboxResult\n"
+        "question = load_bank(sys.argv[1]).get(sys.argv[2])\n"
+        "prepared = prepare_question(question)\n"
+        "source = sys.stdin.read()\n"
+        "outcomes = []\n"
+        "for run in prepared.runs:\n"
+        "    try:\n"
+        "        outcomes.append(RunOutcome(outputs=run_trusted(source, question.expect, run)))\n"
+        "    except Exception as err:\n"
+        "        outcomes.append(RunOutcome(error=f'{type(err).__name__}: {err}'))\n"
+        "print(judge(prepared, SandboxResult('ok', '', outcomes)).passed)\n"
+    )
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", script, str(bank_path), question],
+        input=source,
+        text=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    return time.perf_counter() - start
+
+
+def naive_rate(bank_path: Path, snippets: dict[str, list[str]], count: int, workers: int) -> float:
+    """Snippets per second of the naive baseline, from ``count`` snippets on ``workers`` processes."""
+    pairs = [(q, s) for q, sources in snippets.items() for s in sources]
+    chosen = [pairs[i * len(pairs) // count] for i in range(count)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda pair: naive_one(bank_path, *pair), chosen))
+    return count / (time.perf_counter() - start)
+
+
+def overhead(bank_path: Path, sandbox: Sandbox, snippets: dict[str, list[str]], count: int) -> tuple[float, float]:
+    """Median milliseconds per snippet in the sandbox (fork, limits, wire, run) and in the checks."""
+    bank = load_bank(bank_path)
+    grader = Grader(sandbox)
+    pairs = [(q, s) for q, sources in snippets.items() for s in sources]
+    sandbox_ms, checks_ms = [], []
+    for i in range(count):
+        question_id, source = pairs[i % len(pairs)]
+        question = bank.get(question_id)
+        assert isinstance(question, CodeQuestion)
+        prepared = grader.prepared(question)
+        start = time.perf_counter()
+        result = sandbox.run(prepared.request(source))
+        middle = time.perf_counter()
+        judge(prepared, result)
+        sandbox_ms.append((middle - start) * 1000)
+        checks_ms.append((time.perf_counter() - middle) * 1000)
+    return statistics.median(sandbox_ms), statistics.median(checks_ms)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snippets", type=int, default=500)
+    parser.add_argument("--baseline", type=int, default=30, help="naive snippets to time")
+    parser.add_argument("--slow", type=int, default=20, help="snippets per slow question")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--bank", type=Path, default=ROOT / "question_bank")
+    args = parser.parse_args()
+    bank_ids = {q.id for q in load_bank(args.bank).questions}
+    fast = corpus([q for q in FAST if q in bank_ids])
+    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, torch CPU; workers {args.workers}")
+    started = time.perf_counter()
+    with Sandbox(workers=args.workers) as sandbox:
+        print(f"sandbox start-up: {time.perf_counter() - started:.1f} s (once per command)")
+        timed_sheets(args.bank, sandbox, fast, 2 * len(fast), args.workers)  # warm caches
+        graded, seconds = timed_sheets(args.bank, sandbox, fast, args.snippets, args.workers)
+        fast_rate = graded / seconds
+        print(f"grade-sheets, {len(fast)} questions without a training step: {graded} snippets in {seconds:.2f} s = {fast_rate:.1f} snippets/s")
+        for question, label in SLOW.items():
+            if question in bank_ids:
+                count, secs = timed_sheets(args.bank, sandbox, corpus([question]), args.slow, args.workers)
+                print(f"grade-sheets, {label}: {count} snippets in {secs:.2f} s = {count / secs:.2f} snippets/s")
+        sandbox_ms, checks_ms = overhead(args.bank, sandbox, fast, 100)
+        print(f"per snippet (one at a time, median): sandbox {sandbox_ms:.1f} ms, checks {checks_ms:.1f} ms")
+    baseline = naive_rate(args.bank, fast, args.baseline, args.workers)
+    print(f"naive baseline (fresh interpreter per snippet, {args.baseline} timed, {args.workers} at a time): {baseline:.2f} snippets/s")
+    print(f"ratio: {fast_rate / baseline:.0f}x the naive baseline")
+
+
+if __name__ == "__main__":
+    main()
