@@ -145,7 +145,7 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
     verdict = "PASSED" if graded.passed else "NOT PASSED"
     typer.echo(
         f"{question.id}: {verdict}, score {graded.score:.0%} "
-        f"({graded.score * question.points:g} of {question.points:g} points)"
+        f"({round(graded.score * question.points, 2):g} of {question.points:g} points)"
     )
     if graded.error:
         typer.echo(f"  {graded.error}")
