@@ -10,6 +10,7 @@ sandbox.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,11 +188,18 @@ def prepare_runs(question: CodeQuestion) -> list[PreparedRun]:
     return runs
 
 
+_TRUSTED_RNG = threading.Lock()
+"""The reference seeds torch's global generator; one question at a time keeps that reproducible."""
+
+
 def prepare_question(question: CodeQuestion, device: str = "cpu") -> PreparedQuestion:
     """Inputs for every run, plus the reference's outputs on them (computed here, trusted)."""
     prepared = PreparedQuestion(question=question, runs=prepare_runs(question))
     try:
-        prepared.reference = [run_trusted(question.reference, question.expect, run, device) for run in prepared.runs]
+        with _TRUSTED_RNG:
+            prepared.reference = [
+                run_trusted(question.reference, question.expect, run, device) for run in prepared.runs
+            ]
     except Exception as err:  # an author's bug: reported by checks that need the reference
         prepared.reference_error = f"the reference solution failed: {type(err).__name__}: {err}"
     return prepared
