@@ -29,7 +29,6 @@ from vaequiz.grading.sandbox import (
     SandboxRequest,
     SandboxResult,
 )
-from vaequiz.grading.sandbox.pool import SLOT_UID_BASE
 from vaequiz.paths import bundled_bank
 
 SECRET = "grader-secret-4f9a"
@@ -94,14 +93,13 @@ def assert_still_serving(sandbox: Sandbox) -> None:
         assert torch.equal(value(result), mu * 2)
 
 
-def slot_processes() -> list[int]:
+def slot_processes(sandbox: Sandbox) -> list[int]:
     """Host pids of processes running as any of this grader's slot uids."""
-    low = SLOT_UID_BASE + 256 * os.getpid()
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if low <= entry.stat().st_uid < low + 256:
+                if entry.stat().st_uid in sandbox.slot_uids:
                     found.append(int(entry.name))
             except OSError:
                 pass
@@ -300,7 +298,7 @@ def test_process_limit(sandbox: Sandbox) -> None:
     )
     result = run(sandbox, source, limits=Limits(time_s=5, processes=4))
     assert value(result) == 4
-    assert slot_processes() == []
+    assert slot_processes(sandbox) == []
     assert_still_serving(sandbox)
 
 
@@ -310,7 +308,7 @@ def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
     )
     result = run(sandbox, source, limits=Limits(time_s=1, processes=16))
     assert result.status in ("time_limit", "cpu_limit")
-    assert slot_processes() == []
+    assert slot_processes(sandbox) == []
     assert_still_serving(sandbox)
 
 
@@ -386,7 +384,7 @@ def test_setsid_daemons_are_gone_after_the_run(sandbox: Sandbox) -> None:
         "z = 1\n"
     )
     assert value(run(sandbox, source)) == 1
-    assert slot_processes() == []
+    assert slot_processes(sandbox) == []
     assert_still_serving(sandbox)
 
 
@@ -468,8 +466,7 @@ def test_unprivileged_uid_and_private_proc(sandbox: Sandbox) -> None:
     )
     result = run(sandbox, source, expect=("uid", "root", "init_env", "z"))
     outputs = result.runs[0].outputs
-    low = SLOT_UID_BASE + 256 * os.getpid()
-    assert low <= outputs["uid"] < low + 2
+    assert outputs["uid"] in sandbox.slot_uids
     assert outputs["root"] == 0 and outputs["init_env"] == 0
     assert outputs["z"] == 2, "only the namespace's init and the snippet itself are visible"
 
@@ -499,11 +496,11 @@ def test_forked_copies_of_the_snippet_never_report(sandbox: Sandbox) -> None:
     result = run(sandbox, source, limits=Limits(time_s=5, processes=16), seeds=(0, 1))
     assert result.status == "ok", result.reason
     assert [r.outputs["z"] for r in result.runs] == [1, 1]  # reported by the runner alone
-    assert slot_processes() == []
+    assert slot_processes(sandbox) == []
 
 
 def test_replacing_process_exits_does_not_keep_the_snippet_alive(sandbox: Sandbox) -> None:
     source = "import os, sys\nos._exit = lambda *a: None\nsys.exit = lambda *a: None\nz = 1"
     assert value(run(sandbox, source)) == 1
-    assert slot_processes() == []
+    assert slot_processes(sandbox) == []
     assert_still_serving(sandbox)

@@ -10,7 +10,6 @@ import torch
 
 from vaequiz.bank.models import Limits
 from vaequiz.grading.sandbox import RunRequest, Sandbox, SandboxRequest, SandboxResult
-from vaequiz.grading.sandbox.pool import SLOT_UID_BASE
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the uid sweep needs root")
 
@@ -32,13 +31,13 @@ def run(sandbox: Sandbox, source: str, limits: Limits = FAST) -> SandboxResult:
     return sandbox.run(request)
 
 
-def slot_processes() -> list[int]:
-    low = SLOT_UID_BASE + 256 * os.getpid()
+def slot_processes(sandbox: Sandbox) -> list[int]:
+    """Host pids of processes running as one of the sandbox's slot uids."""
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if low <= entry.stat().st_uid < low + 256:
+                if entry.stat().st_uid in sandbox.slot_uids:
                     found.append(int(entry.name))
             except OSError:
                 pass
@@ -80,7 +79,7 @@ def test_setsid_daemons_are_swept_by_uid(sandbox: Sandbox) -> None:
     )
     result = run(sandbox, source)
     assert result.status == "ok" and result.runs[0].outputs["z"] == 1
-    assert slot_processes() == []
+    assert slot_processes(sandbox) == []
     assert run(sandbox, "z = mu + 1").status == "ok"
 
 
@@ -91,4 +90,7 @@ def test_scratch_folder_is_private_and_removed(sandbox: Sandbox) -> None:
     result = run(sandbox, source)
     assert result.runs[0].outputs["z"] == 1
     scratch = result.output.strip()
-    assert scratch.startswith("/tmp/vaequiz-scratch-") and not os.path.exists(scratch)
+    assert scratch.startswith("/tmp/vaequiz-scratch-")
+    following = run(sandbox, source)  # the worker wipes a submission's files before the next
+    assert following.runs[0].outputs["z"] == 1 and following.output.strip() != scratch
+    assert not os.path.exists(scratch)

@@ -7,6 +7,7 @@ that dies or stops answering is replaced transparently; the request it held is r
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import select
@@ -37,8 +38,9 @@ MAX_SOURCE_BYTES = 256 * 1024
 GRACE_S = 15.0
 """How long past a request's own time limit the grader waits for a worker before replacing it."""
 START_TIMEOUT_S = 120.0
-SLOT_UID_BASE = 1_000_000
-"""Snippets run as uid SLOT_UID_BASE + 256 * (grader pid) + slot: unique per worker slot."""
+SLOT_UID_BASE = 100_000
+"""Snippets run as uids from here on, one per worker slot, never shared by two sandboxes."""
+_instances = itertools.count()
 _PACKAGE_ROOT = Path(vaequiz.__file__).resolve().parent
 _IMPORT_ROOT = _PACKAGE_ROOT.parent
 
@@ -183,6 +185,9 @@ class Sandbox:
         if not 1 <= count <= 256:
             raise ValueError(f"workers must be between 1 and 256, not {count}")
         self.device = device
+        block = (os.getpid() % 1_000_000) * 4 + next(_instances) % 4
+        self.slot_uids = range(SLOT_UID_BASE + 256 * block, SLOT_UID_BASE + 256 * block + count)
+        """The uids snippets run as (one per worker slot), where the machine allows it."""
         self._hide = [str(Path(p).resolve()) for p in [*default_hidden_paths(), *hide_paths]]
         self._namespaces = namespaces
         self._lock = threading.Lock()
@@ -203,9 +208,10 @@ class Sandbox:
 
     def _spawn(self, slot: int) -> _Worker:
         settings = {
-            "uid": SLOT_UID_BASE + 256 * os.getpid() + slot,
+            "uid": self.slot_uids[slot],
             "hide": self._hide,
             "namespaces": self._namespaces,
+            "import_path": [p for p in sys.path if p],
         }
         worker = _Worker(slot, settings)
         with self._lock:

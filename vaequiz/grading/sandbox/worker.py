@@ -79,6 +79,8 @@ class Settings:
     uid: int | None
     hide: tuple[Path, ...]
     namespaces: bool | None = None
+    import_path: tuple[str, ...] = ()
+    """The grader's ``sys.path``, so the worker imports the same torch (user site, venv...)."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Settings:
@@ -86,6 +88,7 @@ class Settings:
             uid=data.get("uid"),
             hide=tuple(Path(p) for p in data.get("hide", [])),
             namespaces=data.get("namespaces"),
+            import_path=tuple(str(p) for p in data.get("import_path", [])),
         )
 
 
@@ -101,7 +104,7 @@ class Layers:
 
 
 @dataclass
-class Limits:
+class SnippetLimits:
     """The limits of one request, as the grader sent them (plain numbers)."""
 
     time_s: float
@@ -113,7 +116,7 @@ class Limits:
     device: str
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Limits:
+    def from_json(cls, data: dict[str, Any]) -> SnippetLimits:
         return cls(
             time_s=float(data["time_s"]),
             cpu_s=float(data.get("cpu_s") or data["time_s"]),
@@ -269,7 +272,7 @@ class Submission:
     """One submission in flight: its runner, pipes, limits and what has arrived so far."""
 
     runner: int
-    limits: Limits
+    limits: SnippetLimits
     start: float
     result_r: int
     output_r: int
@@ -296,6 +299,7 @@ class Worker:
         self.proto_out = proto_out
         self.buffer = bytearray(1 << 16)
         self.layers = set_up_layers(settings)
+        sys.path.extend(p for p in settings.import_path if p not in sys.path)
         preload()
         if self.layers.mounts:
             try:
@@ -336,7 +340,7 @@ class Worker:
                 control = frames.read_json(self.proto_in)
             except frames.FrameError:
                 return
-            submission = self.begin(Limits.from_json(control))
+            submission = self.begin(SnippetLimits.from_json(control))
             try:
                 outcome = self.supervise(submission)
                 self.respond(submission, outcome)
@@ -345,7 +349,7 @@ class Worker:
 
     # ------------------------------------------------------------------ one submission
 
-    def begin(self, limits: Limits) -> Submission:
+    def begin(self, limits: SnippetLimits) -> Submission:
         """Fork the runner; it reads the submission itself, straight from the grader's pipe."""
         start = time.monotonic()
         result_r, result_w = os.pipe()
@@ -505,7 +509,9 @@ class Worker:
                 finally:
                     _hard_exit(0)
             os.waitpid(helper, 0)
-        isolation.reap_all(block=False)
+        # After the uid sweep every orphan this worker adopted is dying, so waiting is safe;
+        # without it a surviving daemon would make a blocking wait hang.
+        isolation.reap_all(block=uid is not None)
 
     def clean_up(self, scratch: Path) -> None:
         """Leave nothing of this submission for the next: files, IPC objects."""
@@ -520,7 +526,7 @@ class Worker:
     # ------------------------------------------------------------------ in the child
 
     def run_snippet(
-        self, limits: Limits, result_w: int, output_w: int, status_w: int, scratch: Path
+        self, limits: SnippetLimits, result_w: int, output_w: int, status_w: int, scratch: Path
     ) -> None:  # pragma: no cover - runs in the child
         """The runner: read the submission, confine this process, then execute it."""
         isolation.set_parent_death_signal()
@@ -628,7 +634,7 @@ def _drain_bytes(fd: int, limit: int = 1 << 16) -> bytes:
     return b"".join(chunks)
 
 
-def _judge(wait_status: int, cpu: float, limits: Limits) -> tuple[str, str]:
+def _judge(wait_status: int, cpu: float, limits: SnippetLimits) -> tuple[str, str]:
     """The status and student-facing reason for a runner that ended without sending results."""
     if os.WIFEXITED(wait_status):
         code = os.WEXITSTATUS(wait_status)
