@@ -504,3 +504,8 @@ def test_replacing_process_exits_does_not_keep_the_snippet_alive(sandbox: Sandbo
     assert value(run(sandbox, source)) == 1
     assert slot_processes(sandbox) == []
     assert_still_serving(sandbox)
+
+
+def test_modules_not_preloaded_still_import(sandbox: Sandbox) -> None:
+    source = "import fractions, decimal, heapq, torch.nn.utils.parametrize as p\nz = 1"
+    assert value(run(sandbox, source)) == 1
