@@ -47,10 +47,11 @@ def slot_processes(sandbox: Sandbox) -> list[int]:
 def test_hardening_names_the_missing_layers(sandbox: Sandbox) -> None:
     report = "\n".join(sandbox.hardening())
     assert (
-        "PID namespace per snippet" in report and "unavailable (namespaces switched off)" in report
+        "own PID namespace, emptied after every snippet" in report
+        and "unavailable (namespaces switched off)" in report
     )
     assert "no network (own network namespace, loopback down): unavailable" in report
-    assert "per worker, so the process limit applies: active" in report
+    assert "so the process limit applies: active" in report
 
 
 def test_snippets_still_run_under_limits(sandbox: Sandbox) -> None:

@@ -166,9 +166,9 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
     return [
         "fork per snippet from a warm worker (torch preloaded, 1 thread): active",
         "limits on wall clock, CPU, memory, output, file size; stdin closed: active",
-        f"unprivileged uid {uid} per worker, so the process limit applies: "
-        + (on if uid is not None else off),
-        "PID namespace per snippet (every process it starts dies with it): "
+        f"unprivileged uid per worker ({uid}), so the process limit applies: "
+        + (on if uid is not None else f"{off}; no process limit"),
+        "own PID namespace, emptied after every snippet (setsid daemons included): "
         + (on if layers.namespaces else f"{off}; process group kill and uid sweep instead"),
         "no network (own network namespace, loopback down): " + (on if layers.network else off),
         "private /proc, /tmp, /var/tmp, /dev/shm and scratch folder: "
@@ -176,7 +176,7 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         "read-only file system, except the private folders: " + (on if layers.mounts else off),
         f"bank, reference code, checkout and extra hidden paths unreadable ({hidden} covered): "
         + (on if layers.mounts else off),
-        "environment scrubbed to PATH, HOME, LANG: active",
+        "environment scrubbed to PATH, HOME, LANG, TMPDIR: active",
     ]
 
 
