@@ -509,3 +509,10 @@ def test_replacing_process_exits_does_not_keep_the_snippet_alive(sandbox: Sandbo
 def test_modules_not_preloaded_still_import(sandbox: Sandbox) -> None:
     source = "import fractions, decimal, heapq, torch.nn.utils.parametrize as p\nz = 1"
     assert value(run(sandbox, source)) == 1
+
+
+def test_system_v_ipc_objects_do_not_outlive_the_snippet(sandbox: Sandbox) -> None:
+    create = "import ctypes\nz = ctypes.CDLL(None).shmget(4242, 4096, 0o1000 | 0o666)"
+    assert value(run(sandbox, create)) >= 0
+    count = "z = len(open('/proc/sysvipc/shm').read().splitlines()) - 1"
+    assert [value(run(sandbox, count)) for _ in range(2)] == [0, 0]  # on both workers

@@ -35,8 +35,8 @@ MS_PRIVATE = 1 << 18
 MS_RELATIME = 1 << 21
 
 PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
 
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
@@ -340,7 +340,7 @@ def reap_all(block: bool) -> None:
 
 def set_child_subreaper() -> None:
     """Adopt orphaned descendants, so they can be reaped here rather than by the system's init."""
-    _check(_libc.prctl(36, ctypes.c_ulong(1), 0, 0, 0), "prctl(CHILD_SUBREAPER)")
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), 0, 0, 0), "prctl(SUBREAPER)")
 
 
 def drop_privileges(uid: int) -> None:
