@@ -284,7 +284,7 @@ NEAREST = dict(
     expect=["indices"],
     reference="indices = torch.cdist(flat_z, codebook).argmin(1)",
     trials=[{"bind": {"N": 50, "D": 3, "K": 7}}],
-    checks=[{"check": "nearest", "of": "indices", "points": "flat_z", "table": "codebook"}],
+    checks=[{"check": "nearest", "of": "indices", "rows": "flat_z", "table": "codebook"}],
 )
 
 

@@ -102,7 +102,7 @@ def test_nearest_right_passes_perturbed_fails(grader: Grader, n: int, k: int, d:
         reference="indices = torch.cdist(flat_z, codebook).argmin(1)",
         checks=[
             {"check": "dtype", "of": "indices", "is": ["int64"]},
-            {"check": "nearest", "of": "indices", "points": "flat_z", "table": "codebook"},
+            {"check": "nearest", "of": "indices", "rows": "flat_z", "table": "codebook"},
         ],
     )
     right = "indices = ((flat_z[:, None, :] - codebook[None]) ** 2).sum(-1).argmin(-1)"

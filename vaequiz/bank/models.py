@@ -518,11 +518,11 @@ class UniformRowsCheck(CheckBase):
 
 
 class NearestCheck(CheckBase):
-    """``of`` holds, for each row of ``points``, the index of a nearest row of ``table``."""
+    """``of`` holds, for each row of ``rows``, the index of a nearest row of ``table``."""
 
     check: Literal["nearest"]
     of: PythonName
-    points: PythonName
+    rows: PythonName = Field(description="The query rows; one index is expected per row.")
     table: PythonName
 
 
@@ -719,7 +719,7 @@ def _probe_inputs(probe: Any) -> list[Any]:
 
 def _check_names(check: Any) -> list[str]:
     names = [check.of]
-    for attr in ("like", "mean", "logvar", "points", "table"):
+    for attr in ("like", "mean", "logvar", "rows", "table"):
         value = getattr(check, attr, None)
         if isinstance(value, str):
             names.append(value.split(".")[0])

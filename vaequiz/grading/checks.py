@@ -482,13 +482,13 @@ def check_nearest(spec: NearestCheck, ev: Evidence) -> Verdict:
     """
     for i in ev.run_indices():
         value = _tensor(ev, i, spec.of).detach()
-        points = _tensor(ev, i, spec.points).detach().to(torch.float64)
+        points = _tensor(ev, i, spec.rows).detach().to(torch.float64)
         table = _tensor(ev, i, spec.table).detach().to(torch.float64)
         n, k = points.shape[0], table.shape[0]
         if tuple(value.shape) != (n,):
             return False, (
                 f"{spec.of} has shape {format_shape(value.shape)}{_where(ev, i)}; expected ({n},), "
-                f"one index per row of {spec.points}"
+                f"one index per row of {spec.rows}"
             )
         if value.is_floating_point() or value.is_complex():
             if not torch.equal(value, value.round()):
@@ -505,7 +505,7 @@ def check_nearest(spec: NearestCheck, ev: Evidence) -> Verdict:
             row = int(wrong[0])
             return False, (
                 f"{spec.of}[{row}] = {int(indices[row])}{_where(ev, i)}, a row at distance "
-                f"{_fmt(chosen[row].sqrt().item())} from {spec.points}[{row}], but row {int(best_index[row])} "
+                f"{_fmt(chosen[row].sqrt().item())} from {spec.rows}[{row}], but row {int(best_index[row])} "
                 f"of {spec.table} is closer ({_fmt(best[row].sqrt().item())}); {wrong.numel()} of {n} "
                 "indices are not nearest"
             )
@@ -636,12 +636,8 @@ def run_check(spec: CheckSpec, ev: Evidence) -> CheckResult:
         name=spec.name or default_name(spec),
         passed=passed,
         message=message if not passed else "",
-        points=check_points(spec),
+        points=spec.points,
         hidden=spec.hidden,
     )
 
 
-def check_points(spec: CheckSpec) -> float:
-    """The check's weight. ``nearest`` checks reuse the name ``points`` for the table of query
-    rows, which hides the weight field, so they weigh 1."""
-    return spec.points if isinstance(spec.points, (int, float)) else 1.0

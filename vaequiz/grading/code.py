@@ -6,7 +6,7 @@ from typing import Protocol
 
 import torch
 
-from vaequiz.grading.checks import check_points, default_name, run_check
+from vaequiz.grading.checks import default_name, run_check
 from vaequiz.grading.evidence import Evidence
 from vaequiz.grading.inputs import PreparedQuestion
 from vaequiz.grading.models import CheckResult
@@ -33,7 +33,7 @@ def failed_everywhere(prepared: PreparedQuestion, reason: str, retry: bool = Fal
             name=spec.name or default_name(spec),
             passed=False,
             message=reason,
-            points=check_points(spec),
+            points=spec.points,
             hidden=spec.hidden,
         )
         for spec in prepared.question.checks
