@@ -516,3 +516,28 @@ def test_system_v_ipc_objects_do_not_outlive_the_snippet(sandbox: Sandbox) -> No
     assert value(run(sandbox, create)) >= 0
     count = "z = len(open('/proc/sysvipc/shm').read().splitlines()) - 1"
     assert [value(run(sandbox, count)) for _ in range(2)] == [0, 0]  # on both workers
+
+
+def test_the_snippet_finds_no_grader_secret_in_its_own_memory(sandbox: Sandbox) -> None:
+    head, tail = SECRET[:8], SECRET[8:]  # the snippet never builds the whole secret itself
+    source = (
+        "import ctypes\n"
+        "found = scanned = 0\n"
+        f"head, tail = {head!r}.encode(), {tail!r}.encode()\n"
+        "with open('/proc/self/maps') as maps:\n"
+        "    regions = [line.split() for line in maps]\n"
+        "for fields in regions:\n"
+        "    if fields[1].startswith('rw') and fields[-1] not in ('[vvar]', '[vsyscall]'):\n"
+        "        low, high = (int(x, 16) for x in fields[0].split('-'))\n"
+        "        data = ctypes.string_at(low, high - low)\n"
+        "        scanned += len(data)\n"
+        "        at = data.find(head)\n"
+        "        while at >= 0:\n"
+        "            found += data[at + len(head):at + len(head) + len(tail)] == tail\n"
+        "            at = data.find(head, at + 1)\n"
+        "        del data\n"
+        "z = found\n"
+    )
+    result = run(sandbox, source, expect=("z", "scanned"), limits=Limits(time_s=20))
+    assert value(result, "scanned") > 50 * 2**20  # the heap inherited from the warm worker
+    assert value(result) == 0
