@@ -9,10 +9,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-import jinja2
-
 from vaequiz.grading.models import CheckResult, ItemResult
-from vaequiz.paths import templates_dir
+from vaequiz.templating import template_environment
 
 HIDDEN_MESSAGE = "details hidden until results are released"
 
@@ -51,20 +49,12 @@ def visible_message(check: CheckResult) -> str:
     return HIDDEN_MESSAGE if check.hidden else check.message
 
 
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def write_feedback_pages(folder: Path, results: list[ItemResult], questions: list[str]) -> dict[str, Path]:
     """``folder/<student>.html``: a self-contained page with every item, check and message."""
     folder.mkdir(parents=True, exist_ok=True)
-    template = _environment().get_template("feedback.html.j2")
+    template = template_environment().get_template("feedback.html.j2")
     written: dict[str, Path] = {}
     order = {q: i for i, q in enumerate(questions)}
     for student, items in by_student(results).items():

@@ -16,6 +16,7 @@ from vaequiz.render.fragments import FragmentRenderer, ItemFragment, Mode, kinds
 from vaequiz.render.markdown import code_stylesheet
 from vaequiz.render.selection import Quiz
 from vaequiz.render.variants import LABELS, Variant, derive_variant
+from vaequiz.templating import template_environment
 
 PAGE_TEMPLATE = "quiz.html.j2"
 ASSETS = ("quiz.css", "quiz.js")
@@ -54,13 +55,7 @@ def _script_json(data: Any) -> Markup:
 
 @lru_cache(maxsize=1)
 def _environment(folder: str) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = template_environment().overlay()
     assets = {name: Markup((Path(folder) / name).read_text(encoding="utf-8")) for name in ASSETS}
     assets["code.css"] = Markup(code_stylesheet())
     env.globals["asset"] = assets.__getitem__

@@ -5,22 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jinja2
 from markupsafe import Markup
 
-from vaequiz.paths import templates_dir
 from vaequiz.stats.analysis import GROUP_SHARE, TOO_EASY, TOO_HARD, StatsReport
 from vaequiz.stats.plots import histogram_svg, item_map_svg, option_bars_svg
-
-
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+from vaequiz.templating import template_environment
 
 
 def _number(value: float | None, digits: int = 2) -> str:
@@ -29,7 +18,7 @@ def _number(value: float | None, digits: int = 2) -> str:
 
 def render_html(report: StatsReport) -> str:
     """The report page; plots are SVG built from escaped text, everything else autoescaped."""
-    environment = _environment()
+    environment = template_environment()
     environment.filters["num"] = _number
     template = environment.get_template("stats.html.j2")
     return template.render(
