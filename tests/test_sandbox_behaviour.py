@@ -541,3 +541,22 @@ def test_the_snippet_finds_no_grader_secret_in_its_own_memory(sandbox: Sandbox) 
     result = run(sandbox, source, expect=("z", "scanned"), limits=Limits(time_s=20))
     assert value(result, "scanned") > 50 * 2**20  # the heap inherited from the warm worker
     assert value(result) == 0
+
+
+def test_an_interrupted_call_does_not_leave_a_worker_out_of_step(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    worker = sandbox._idle.get()
+    sandbox._idle.put(worker)
+    for _ in range(sandbox._idle.qsize() - 1):  # make ``worker`` the next one handed out
+        sandbox._idle.put(sandbox._idle.get())
+    monkeypatch.setattr(worker, "_read", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(sandbox, "import time\ntime.sleep(0.3)\nz = 1")
+    monkeypatch.undo()
+    assert worker.in_flight
+    for _ in range(3):  # every worker, the one left mid-answer included, answers correctly
+        assert value(run(sandbox, "z = 7")) == 7

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ class _Worker:
         self.from_worker = self.process.stdout.fileno()
         frames.write_json(self.to_worker, settings)
         self.hardening: list[str] = []
+        self.in_flight = False
+        """True between sending a request and reading its whole answer; a worker left so by an
+        interrupted call (KeyboardInterrupt) is out of step and gets replaced on next use."""
 
     def ready(self, timeout: float = START_TIMEOUT_S) -> None:
         hello = self._read(timeout, lambda fd: frames.read_json(fd))
@@ -136,6 +140,9 @@ class _Worker:
     def call(
         self, control: dict[str, Any], body: bytes, timeout: float
     ) -> tuple[dict, bytes, bytes]:
+        if self.in_flight:
+            raise WorkerLost(f"worker {self.slot} still owes an answer to an interrupted call")
+        self.in_flight = True
         try:
             frames.write_json(self.to_worker, control)
             frames.write_frame(self.to_worker, body)
@@ -146,6 +153,7 @@ class _Worker:
         left = max(1.0, deadline - time.monotonic())
         result = self._read(left, lambda fd: frames.read_frame(fd, wire.DEFAULT_MAX_BYTES))
         output = self._read(left, lambda fd: frames.read_frame(fd, 64 * 1024 * 1024))
+        self.in_flight = False
         return head, result, output
 
     def stop(self) -> None:
@@ -205,6 +213,7 @@ class Sandbox:
         self._hardening = started[0].hardening
         for worker in started:
             self._idle.put(worker)
+        weakref.finalize(self, _stop_all, self._all)
 
     def _spawn(self, slot: int) -> _Worker:
         settings = {
@@ -237,9 +246,9 @@ class Sandbox:
         """Stop every worker (they exit when their pipe closes)."""
         self._closed = True
         with self._lock:
-            workers, self._all = list(self._all), []
-        for worker in workers:
-            worker.stop()
+            workers = list(self._all)
+            self._all.clear()
+        _stop_all(workers)
 
     def hardening(self) -> list[str]:
         """One line per isolation layer: which are active and which are unavailable, and why."""
@@ -297,6 +306,13 @@ class Sandbox:
                 self._idle.put(worker)
             return _result(head, result, output, request, device)
         raise AssertionError("unreachable")
+
+
+def _stop_all(workers: list[_Worker]) -> None:
+    """Stop workers; also run when a sandbox is garbage-collected or the grader exits unclosed."""
+    for worker in list(workers):
+        worker.stop()
+    workers.clear()
 
 
 def _probe_doc(probe: Any) -> dict[str, Any]:
