@@ -23,6 +23,7 @@ def test_snippets_run_on_the_gpu_and_results_decode_there() -> None:
         device="cuda",
     )
     with Sandbox(workers=1, device="cuda") as sandbox:
+        assert any(line.startswith("memory limit on CUDA") for line in sandbox.hardening())
         result = sandbox.run(request)
         again = sandbox.run(request)
     assert result.status == "ok", result.reason

@@ -252,7 +252,13 @@ class Sandbox:
 
     def hardening(self) -> list[str]:
         """One line per isolation layer: which are active and which are unavailable, and why."""
-        return list(self._hardening)
+        lines = list(self._hardening)
+        if self.device == "cuda":
+            lines.append(
+                "memory limit on CUDA: unavailable (CUDA reserves more address space than "
+                "RLIMIT_AS could allow); time, CPU and process limits still apply"
+            )
+        return lines
 
     # ------------------------------------------------------------------ running
 
