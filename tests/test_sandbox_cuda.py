@@ -5,14 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaequiz.grading.sandbox import ProbeRequest, RunRequest, Sandbox, SandboxRequest
+from vaequiz.grading.sandbox import (
+    ProbeRequest,
+    RunRequest,
+    Sandbox,
+    SandboxRequest,
+    SandboxUnavailable,
+)
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_a_device_is_refused_up_front() -> None:
+    with pytest.raises(SandboxUnavailable, match="needs a CUDA device"):
+        Sandbox(workers=1, device="cuda")
+
+
+@pytest.mark.cuda
+@needs_cuda
 def test_snippets_run_on_the_gpu_and_results_decode_there() -> None:
     mu = torch.randn(8, 4, requires_grad=True)
     grad = ProbeRequest(kind="grad", target="z", wrt=("mu",))

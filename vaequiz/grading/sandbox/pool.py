@@ -189,6 +189,8 @@ class Sandbox:
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise SandboxUnavailable("device 'cuda' needs a CUDA device, and none is available")
         count = workers if workers is not None else (os.cpu_count() or 1)
         if not 1 <= count <= 256:
             raise ValueError(f"workers must be between 1 and 256, not {count}")
@@ -270,6 +272,8 @@ class Sandbox:
         if self._closed:
             raise SandboxUnavailable("the sandbox is closed")
         device = "cuda" if "cuda" in (self.device, request.device) else "cpu"
+        if device == "cuda" and self.device != "cuda" and not torch.cuda.is_available():
+            return SandboxResult(status="sandbox_error", reason="no CUDA device is available")
         source = request.source if isinstance(request.source, str) else request.source.decode()
         body = wire.encode(
             {
