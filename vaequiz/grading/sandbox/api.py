@@ -10,7 +10,7 @@ strictly from bytes. Verdicts are computed from it by the grader, never inside t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
