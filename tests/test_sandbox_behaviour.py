@@ -560,3 +560,15 @@ def test_an_interrupted_call_does_not_leave_a_worker_out_of_step(
     assert worker.in_flight
     for _ in range(3):  # every worker, the one left mid-answer included, answers correctly
         assert value(run(sandbox, "z = 7")) == 7
+
+
+def test_runs_sharing_inputs_each_get_a_fresh_copy(sandbox: Sandbox) -> None:
+    """Repeats of a trial share one copy of their inputs on the wire; an in-place edit in one
+    run must not reach the next."""
+    mu = torch.zeros(3, 2, requires_grad=True)
+    counts = torch.zeros(4, dtype=torch.int64)
+    source = "counts += 1\nwith torch.no_grad():\n    mu.add_(5)\nz = mu.detach() + counts.sum()"
+    result = run(sandbox, source, given={"mu": mu, "counts": counts}, seeds=(0, 1, 2))
+    for index in range(3):
+        assert torch.equal(value(result, run_index=index), torch.full((3, 2), 9.0))
+    assert torch.equal(mu, torch.zeros(3, 2)) and torch.equal(counts, torch.zeros(4, dtype=torch.int64))

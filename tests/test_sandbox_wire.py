@@ -210,3 +210,15 @@ def test_arbitrary_bytes_never_escape_as_other_errors(noise: bytes, cut: int) ->
             wire.decode(candidate)
         except wire.WireError:
             pass
+
+
+def test_a_tensor_repeated_in_a_message_travels_once() -> None:
+    encode, decode = wire.encode, wire.decode
+    shared = torch.randn(512, 64)
+    once = encode({"runs": [{"w": shared}]})
+    many = encode({"runs": [{"w": shared} for _ in range(50)]})
+    assert len(many) < len(once) + 50 * 64  # header grows a little; the 128 KB body does not
+    decoded = decode(many)["runs"]
+    assert all(torch.equal(run["w"], shared) for run in decoded)
+    equal_but_distinct = encode({"a": shared, "b": shared.clone()})
+    assert len(equal_but_distinct) > 2 * shared.numel() * 4

@@ -87,7 +87,18 @@ def seed_everything(seed: int, device: str) -> None:
 
 
 def bind(given: dict[str, Any]) -> dict[str, Any]:
-    return {name: module_from(v) if isinstance(v, ModuleValue) else v for name, v in given.items()}
+    """Fresh copies for one run: runs of a trial share their decoded inputs, and one run's
+    in-place edits must not reach the next."""
+    return {name: _fresh(value) for name, value in given.items()}
+
+
+def _fresh(value: Any) -> Any:
+    if isinstance(value, ModuleValue):
+        return module_from(value)
+    if isinstance(value, torch.Tensor):
+        copy = value.detach().clone()
+        return copy.requires_grad_(value.requires_grad) if copy.is_floating_point() else copy
+    return value
 
 
 class Execution:

@@ -68,8 +68,14 @@ class _Encoder:
         self.keep_grad = keep_grad
         self.specs: list[dict[str, Any]] = []
         self.blobs: list[bytes] = []
+        self.seen: dict[int, tuple[torch.Tensor, int]] = {}
+        """id -> (tensor, index): a tensor that appears several times (the inputs shared by
+        every repeat of a trial) travels once; the tensor is held so its id stays unique."""
 
     def tensor(self, value: torch.Tensor) -> dict[str, Any]:
+        known = self.seen.get(id(value))
+        if known is not None and known[0] is value:
+            return {"$": "tensor", "i": known[1]}
         plain = value.detach()
         if plain.device.type != "cpu":
             plain = plain.cpu()
@@ -85,6 +91,7 @@ class _Encoder:
             }
         )
         self.blobs.append(blob)
+        self.seen[id(value)] = (value, len(self.specs) - 1)
         return {"$": "tensor", "i": len(self.specs) - 1}
 
     def value(self, value: Any, depth: int = 0) -> Any:
