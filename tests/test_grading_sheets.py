@@ -227,3 +227,21 @@ def test_gradescope_results_per_student(bank: Path, tmp_path: Path) -> None:
         assert set(test) == {"name", "score", "max_score", "output", "visibility"}
     shape = payload["tests"][1]
     assert shape["score"] == 0 and shape["max_score"] == 1 and "(64, 21) is not the right shape" in shape["output"]
+
+
+def test_quiz_spec_fixes_the_questions_and_their_points(bank: Path, tmp_path: Path) -> None:
+    quiz = tmp_path / "week.quiz.yaml"
+    quiz.write_text("id: week\ntitle: Week\nselect:\n  - ids: [pick, z-shape]\npoints: {pick: 5}\n")
+    sheet = write_sheet(tmp_path / "sheets", "ada.json", {"student": "ada", "answers": {"pick": "A", "why": "epsilon"}})
+    out = tmp_path / "out"
+    done = run_vaequiz("grade-sheets", sheet, "--out", out, "--bank", bank, "--quiz", quiz)
+    assert done.returncode == 0, done.stderr
+    by = {r["question"]: r for r in read_lines(out / "results.jsonl")}
+    assert set(by) == {"pick", "z-shape"}, "only the quiz's questions, answered or not"
+    assert by["pick"]["points"] == 5 and by["pick"]["max_points"] == 5
+    assert by["z-shape"]["error"] == "no answer"
+    missing = run_vaequiz("grade-sheets", sheet, "--out", out, "--bank", bank, "--quiz", tmp_path / "nope.yaml")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    quiz.write_text("id: week\ntitle: Week\nselect:\n  - ids: [nowhere]\n")
+    broken = run_vaequiz("grade-sheets", sheet, "--out", tmp_path / "o2", "--bank", bank, "--quiz", quiz)
+    assert broken.returncode == 1 and "week.quiz.yaml:4" in broken.stderr, broken.stderr

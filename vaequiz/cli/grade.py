@@ -68,6 +68,23 @@ def load_checked_bank(path: Path | None) -> Bank:
     return bank
 
 
+def apply_quiz(bank: Bank, quiz_file: Path) -> list[str]:
+    """The quiz's question ids; its points overrides replace the bank's points for grading."""
+    from vaequiz.render.build import BuildError, load_quiz
+
+    if not quiz_file.is_file():
+        fail(f"quiz spec {quiz_file} does not exist")
+    try:
+        quiz = load_quiz(bank.root, quiz_file, None)
+    except BuildError as err:
+        fail(str(err), EXIT_INVALID)
+    bank.questions = [
+        q.model_copy(update={"points": quiz.points[q.id]}) if q.id in quiz.points else q
+        for q in bank.questions
+    ]
+    return [q.id for q in quiz.questions]
+
+
 def hidden_paths(bank: Bank, *extra: Path) -> list[Path]:
     """Folders the snippet must not read: the bank, the reference implementation, sheets, output."""
     paths = [bank.root.resolve(), *(p.resolve() for p in extra)]
@@ -208,6 +225,10 @@ def grade_sheets_command(
     output_format: Annotated[
         SheetFormat, typer.Option("--format", help="gradescope: also write Gradescope results.json files.")
     ] = SheetFormat.default,
+    quiz: Annotated[
+        Optional[Path],
+        typer.Option("--quiz", help="Quiz spec: grade its questions, with its points overrides."),
+    ] = None,
 ) -> None:
     """Grade answer sheets; resumes from OUT/results.jsonl. Exit 1 if a sheet was skipped."""
     from vaequiz.grading.sheets import grade_sheets
@@ -220,6 +241,7 @@ def grade_sheets_command(
     if not any(p.exists() for p in sheets):
         fail("none of the sheets exist: " + ", ".join(str(p) for p in sheets[:5]))
     loaded = load_checked_bank(bank)
+    only = apply_quiz(loaded, quiz) if quiz is not None else None
     hide = hidden_paths(loaded, out, *{p.parent for p in sheets})
     report = grade_sheets(
         sheets,
@@ -229,6 +251,7 @@ def grade_sheets_command(
         workers,
         device.value,
         output_format.value,  # type: ignore[arg-type]
+        only,
     )
     for warning in report.warnings:
         typer.echo(f"vaequiz: warning: {warning}", err=True)

@@ -134,16 +134,23 @@ def grade_sheets(
     workers: int,
     device: str = "cpu",
     output_format: Literal["default", "gradescope"] = "default",
+    only: list[str] | None = None,
 ) -> SheetsReport:
-    """Grade every sheet into ``out``; resumes from ``out/results.jsonl`` without regrading."""
+    """Grade every sheet into ``out``; resumes from ``out/results.jsonl`` without regrading.
+
+    ``only`` (a quiz's question ids) fixes the questions every student is graded on; without
+    it, every question answered by some sheet of the run is.
+    """
     report = SheetsReport()
     sheets = load_sheets(paths, bank, report)
     out.mkdir(parents=True, exist_ok=True)
     done, warnings = read_results(out / RESULTS_FILE)
     report.warnings += warnings
     done_pairs = {(i.student, i.question) for i in done}
-    answered = {q for s in sheets for q in s.answers} | {i.question for i in done}
-    questions = [q for q in bank.questions if q.id in answered and not isinstance(q, Flashcard)]
+    asked = set(only) if only is not None else {q for s in sheets for q in s.answers} | {
+        i.question for i in done
+    }
+    questions = [q for q in bank.questions if q.id in asked and not isinstance(q, Flashcard)]
     report.questions = [q.id for q in questions]
     pending = [
         (sheet, question)
