@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from vaequiz.bank.models import Limits
+from tests.sandbox_helpers import slot_processes
 from vaequiz.grading.sandbox import (
     ModuleSummary,
     ModuleValue,
@@ -93,17 +94,6 @@ def assert_still_serving(sandbox: Sandbox) -> None:
         assert torch.equal(value(result), mu * 2)
 
 
-def slot_processes(sandbox: Sandbox) -> list[int]:
-    """Host pids of processes running as any of this grader's slot uids."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid in sandbox.slot_uids:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 # --------------------------------------------------------------------------- ordinary runs

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vaequiz.bank.models import Limits
+from tests.sandbox_helpers import slot_processes
 from vaequiz.grading.sandbox import RunRequest, Sandbox, SandboxRequest, SandboxResult
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the uid sweep needs root")
@@ -31,17 +32,6 @@ def run(sandbox: Sandbox, source: str, limits: Limits = FAST) -> SandboxResult:
     return sandbox.run(request)
 
 
-def slot_processes(sandbox: Sandbox) -> list[int]:
-    """Host pids of processes running as one of the sandbox's slot uids."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid in sandbox.slot_uids:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def test_hardening_names_the_missing_layers(sandbox: Sandbox) -> None:

@@ -82,15 +82,21 @@ def _fmt(x: float) -> str:
 # --------------------------------------------------------------------------- shape and dtype
 
 
+def _like_target(spec: ShapeCheck | DtypeCheck, ev: Evidence, i: int, what: str) -> torch.Tensor:
+    """The tensor a ``like:`` check compares with: the reference's value or a given."""
+    assert spec.like is not None
+    target = ev.reference(i, spec.of) if spec.like == "reference" else ev.value(i, spec.like)
+    if not isinstance(target, torch.Tensor):
+        raise _fail(f"{spec.like} is not a tensor, so the {what} of {spec.of} cannot be compared")
+    return target
+
+
 def check_shape(spec: ShapeCheck, ev: Evidence) -> Verdict:
     """``of`` has one of the listed shapes, or the shape of a given / the reference."""
     for i in ev.run_indices():
         value = _tensor(ev, i, spec.of)
         if spec.like is not None:
-            target = ev.reference(i, spec.of) if spec.like == "reference" else ev.value(i, spec.like)
-            if not isinstance(target, torch.Tensor):
-                raise _fail(f"{spec.like} is not a tensor, so the shape of {spec.of} cannot be compared")
-            expected = [tuple(target.shape)]
+            expected = [tuple(_like_target(spec, ev, i, "shape").shape)]
             note = "the expected shape" if spec.like == "reference" else f"the shape of {spec.like}"
         else:
             bind = ev.runs[i].bind
@@ -114,10 +120,7 @@ def check_dtype(spec: DtypeCheck, ev: Evidence) -> Verdict:
     for i in ev.run_indices():
         value = _tensor(ev, i, spec.of)
         if spec.like is not None:
-            target = ev.reference(i, spec.of) if spec.like == "reference" else ev.value(i, spec.like)
-            if not isinstance(target, torch.Tensor):
-                raise _fail(f"{spec.like} is not a tensor, so the dtype of {spec.of} cannot be compared")
-            expected = [_dtype_name(target.dtype)]
+            expected = [_dtype_name(_like_target(spec, ev, i, "dtype").dtype)]
             note = "" if spec.like == "reference" else f", the dtype of {spec.like}"
         else:
             expected = list(spec.is_ or [])
