@@ -245,3 +245,17 @@ def test_quiz_spec_fixes_the_questions_and_their_points(bank: Path, tmp_path: Pa
     quiz.write_text("id: week\ntitle: Week\nselect:\n  - ids: [nowhere]\n")
     broken = run_vaequiz("grade-sheets", sheet, "--out", tmp_path / "o2", "--bank", bank, "--quiz", quiz)
     assert broken.returncode == 1 and "week.quiz.yaml:4" in broken.stderr, broken.stderr
+
+
+def test_feedback_pages_show_questions_and_render_only_bank_text(bank: Path, tmp_path: Path) -> None:
+    hostile = 'raise ValueError("<img src=x onerror=alert(1)> *not emphasis*")'
+    sheet = write_sheet(tmp_path / "sheets", "eve.json", {"student": "eve", "answers": {"pick": "B", "kl": hostile}})
+    out = tmp_path / "out"
+    done = run_vaequiz("grade-sheets", sheet, "--out", out, "--bank", bank)
+    assert done.returncode == 0, done.stderr
+    page = (out / "feedback" / "eve.html").read_text()
+    assert "Which term pulls the posterior towards the prior?" in page
+    assert "<strong>B</strong> the reconstruction term" in page, "the chosen option is named by its text"
+    assert "It measures how well x is rebuilt." in page
+    assert "&lt;img src=x onerror=alert(1)&gt; *not emphasis*" in page, "code messages stay plain text"
+    assert "<img" not in page and "<em>not emphasis</em>" not in page

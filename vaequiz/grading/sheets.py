@@ -197,7 +197,9 @@ def grade_sheets(
     report.students = len({i.student for i in report.results})
     write_grades_csv(out / "grades.csv", report.results, report.questions)
     report.written.append(out / "grades.csv")
-    report.written += write_feedback_pages(out / "feedback", report.results, report.questions).values()
+    report.written += write_feedback_pages(
+        out / "feedback", report.results, report.questions, bank.by_id()
+    ).values()
     if output_format == "gradescope":
         report.written += write_gradescope(out / "gradescope", report.results, report.questions).values()
     return report
