@@ -9,7 +9,7 @@ from __future__ import annotations
 import keyword
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
@@ -412,11 +412,23 @@ class CheckBase(StrictModel):
     hidden: bool = Field(False, description="Hide this check's message from students.")
     message: str | None = Field(None, description="Replaces the default failure message.")
 
+    default_title: ClassVar[str] = "{check} of {of}"
+    """How the check is named when the author gives no ``name``; fields fill the braces."""
+
+    @property
+    def title(self) -> str:
+        """The name students see, in the grader's feedback and on practice and key pages alike."""
+        if self.name:
+            return self.name
+        fields = {k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in self.__dict__.items()}
+        return self.default_title.format(**fields)
+
 
 class ShapeCheck(CheckBase):
     """``of`` has one of the shapes in ``is`` (symbols from the trial) or the shape of ``like``."""
 
     check: Literal["shape"]
+    default_title: ClassVar[str] = "shape of {of}"
     of: PythonName
     is_: list[list[Dim]] | None = Field(None, alias="is")
     like: PythonName | None = Field(None, description="A given name, or 'reference'.")
@@ -432,6 +444,7 @@ class DtypeCheck(CheckBase):
     """``of`` has one of the dtypes in ``is``, or the dtype of ``like`` (a given or 'reference')."""
 
     check: Literal["dtype"]
+    default_title: ClassVar[str] = "dtype of {of}"
     of: PythonName
     is_: list[Literal["float16", "bfloat16", "float32", "float64", "int32", "int64", "bool"]] | None = (
         Field(None, alias="is")
@@ -449,6 +462,7 @@ class CloseCheck(CheckBase):
     """``of`` equals the reference's value on the same hidden inputs, within tolerances."""
 
     check: Literal["close"]
+    default_title: ClassVar[str] = "value of {of}"
     of: PythonName
     rtol: float = Field(1e-4, ge=0)
     atol: float = Field(1e-5, ge=0)
@@ -458,6 +472,7 @@ class RangeCheck(CheckBase):
     """Every element of ``of`` lies in [min, max]."""
 
     check: Literal["range"]
+    default_title: ClassVar[str] = "range of {of}"
     of: PythonName
     min: float | None = None
     max: float | None = None
@@ -468,6 +483,7 @@ class GaussianCheck(CheckBase):
     1, unrelated to the variance, with tolerances for a false failure below 1e-6."""
 
     check: Literal["gaussian"]
+    default_title: ClassVar[str] = "{of} ~ N({mean}, exp({logvar}))"
     of: PythonName
     mean: PythonName
     logvar: PythonName
@@ -477,6 +493,7 @@ class IndependenceCheck(CheckBase):
     """Standardised residuals of ``of`` are uncorrelated across elements, rows and repeats."""
 
     check: Literal["independent"]
+    default_title: ClassVar[str] = "independent noise in {of}"
     of: PythonName
     mean: PythonName
     logvar: PythonName
@@ -486,6 +503,7 @@ class FreshCheck(CheckBase):
     """Repeats of a trial (same inputs, new seed) give different values: no fixed seed."""
 
     check: Literal["fresh"]
+    default_title: ClassVar[str] = "fresh randomness in {of}"
     of: PythonName
 
 
@@ -494,6 +512,7 @@ class GradientCheck(CheckBase):
     (matches the reference's gradient on the same inputs)."""
 
     check: Literal["gradient"]
+    default_title: ClassVar[str] = "gradient of {of} w.r.t. {wrt}"
     of: PythonName
     wrt: list[PythonName] = Field(min_length=1)
     compare: Literal["nonzero", "reference"] = "nonzero"
@@ -505,6 +524,7 @@ class RowsFromCheck(CheckBase):
     """Every row of ``of`` is exactly a row of the embedding table ``table`` (e.g. model.codebook)."""
 
     check: Literal["rows_from"]
+    default_title: ClassVar[str] = "rows of {of} come from {table}"
     of: PythonName
     table: str = Field(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$", description="given.attribute")
 
@@ -513,6 +533,7 @@ class UniformRowsCheck(CheckBase):
     """Rows of ``of``, pooled over repeats, are drawn uniformly from all rows of ``table``."""
 
     check: Literal["uniform_rows"]
+    default_title: ClassVar[str] = "codes in {of} uniform over {table}"
     of: PythonName
     table: str = Field(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$")
 
@@ -521,6 +542,7 @@ class NearestCheck(CheckBase):
     """``of`` holds, for each row of ``rows``, the index of a nearest row of ``table``."""
 
     check: Literal["nearest"]
+    default_title: ClassVar[str] = "{of} picks nearest rows of {table}"
     of: PythonName
     rows: PythonName = Field(description="The query rows; one index is expected per row.")
     table: PythonName
@@ -530,6 +552,7 @@ class ModuleCheck(CheckBase):
     """``of`` is an ``nn.Module`` with at least ``min_trainable`` trainable parameters."""
 
     check: Literal["module"]
+    default_title: ClassVar[str] = "{of} is a trainable nn.Module"
     of: PythonName
     min_trainable: int = Field(1, ge=0)
 
@@ -538,6 +561,7 @@ class FitCheck(CheckBase):
     """A fit probe's predictions reach a loss below ``below`` (mean per element) on its batch."""
 
     check: Literal["fit"]
+    default_title: ClassVar[str] = "{of} fits a small batch"
     of: PythonName
     below: float = Field(gt=0)
 

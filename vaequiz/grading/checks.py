@@ -592,39 +592,6 @@ CHECKS: dict[str, CheckFunction] = {
 """Check kind (the ``check`` field in the bank) -> the function that evaluates it."""
 
 
-def default_name(spec: CheckSpec) -> str:
-    """The name a student sees when the author gave none."""
-    of = spec.of
-    match spec:
-        case ShapeCheck():
-            return f"shape of {of}"
-        case DtypeCheck():
-            return f"dtype of {of}"
-        case CloseCheck():
-            return f"value of {of}"
-        case RangeCheck():
-            return f"range of {of}"
-        case GaussianCheck():
-            return f"{of} ~ N({spec.mean}, exp({spec.logvar}))"
-        case IndependenceCheck():
-            return f"independent noise in {of}"
-        case FreshCheck():
-            return f"fresh randomness in {of}"
-        case GradientCheck():
-            return f"gradient of {of} w.r.t. {', '.join(spec.wrt)}"
-        case RowsFromCheck():
-            return f"rows of {of} come from {spec.table}"
-        case UniformRowsCheck():
-            return f"codes in {of} uniform over {spec.table}"
-        case NearestCheck():
-            return f"{of} picks nearest rows of {spec.table}"
-        case ModuleCheck():
-            return f"{of} is a trainable nn.Module"
-        case FitCheck():
-            return f"{of} fits a small batch"
-    return f"{spec.check} of {of}"
-
-
 def run_check(spec: CheckSpec, ev: Evidence) -> CheckResult:
     """Evaluate one check; any missing value or failure becomes a failed result with its reason."""
     try:
@@ -636,7 +603,7 @@ def run_check(spec: CheckSpec, ev: Evidence) -> CheckResult:
     if not passed and spec.message:
         message = f"{spec.message} ({message})" if message else spec.message
     return CheckResult(
-        name=spec.name or default_name(spec),
+        name=spec.title,
         passed=passed,
         message=message if not passed else "",
         points=spec.points,

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import torch
 
-from vaequiz.grading.checks import default_name, run_check
+from vaequiz.grading.checks import run_check
 from vaequiz.grading.evidence import Evidence
 from vaequiz.grading.inputs import PreparedQuestion
 from vaequiz.grading.models import CheckResult
@@ -30,7 +30,7 @@ def failed_everywhere(prepared: PreparedQuestion, reason: str, retry: bool = Fal
 
     checks = [
         CheckResult(
-            name=spec.name or default_name(spec),
+            name=spec.title,
             passed=False,
             message=reason,
             points=spec.points,

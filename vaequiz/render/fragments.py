@@ -14,7 +14,6 @@ from markupsafe import Markup
 
 from vaequiz.bank.models import (
     AnyQuestion,
-    CheckSpec,
     CodeQuestion,
     Flashcard,
     MultipleChoice,
@@ -188,11 +187,11 @@ class FragmentRenderer:
             base["starter"] = q.starter or ""
             if mode is Mode.practice:
                 visible = [c for c in q.checks if not c.hidden]
-                base["checks"] = tuple(Markup.escape(describe_check(c)) for c in visible)
+                base["checks"] = tuple(Markup.escape(c.title) for c in visible)
                 base["hidden_checks"] = len(q.checks) - len(visible)
             elif mode is Mode.key:
                 base["checks"] = tuple(
-                    Markup.escape(describe_check(c) + (" (hidden from students)" if c.hidden else ""))
+                    Markup.escape(c.title + (" (hidden from students)" if c.hidden else ""))
                     for c in q.checks
                 )
             if mode is Mode.key:
@@ -225,8 +224,4 @@ def _tolerance_text(q: NumericAnswer) -> Markup:
     return Markup(" ({})").format(" or ".join(parts)) if parts else Markup("")
 
 
-def describe_check(check: CheckSpec) -> str:
-    """A check's name exactly as the grader reports it, so practice pages and feedback agree."""
-    from vaequiz.grading.checks import default_name  # imports torch; only code questions need it
 
-    return check.name or default_name(check)
