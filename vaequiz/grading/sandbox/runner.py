@@ -67,10 +67,9 @@ def module_from(value: ModuleValue) -> nn.Module:
     """A plain ``nn.Module`` whose attributes are ``nn.Embedding`` tables with the given weights."""
     module = nn.Module()
     for name, weight in value.embeddings.items():
-        embedding = nn.Embedding(weight.shape[0], weight.shape[1], device=weight.device)
-        with torch.no_grad():
-            embedding.weight.copy_(weight)
-        setattr(module, name, embedding)
+        # from_pretrained skips the random initialisation that the weights replace anyway;
+        # the clone keeps one run's in-place edits away from the next.
+        setattr(module, name, nn.Embedding.from_pretrained(weight.detach().clone(), freeze=False))
     return module
 
 
