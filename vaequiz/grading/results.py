@@ -19,11 +19,12 @@ from vaequiz.grading.models import ItemResult
 RESULTS_FILE = "results.jsonl"
 
 
-def read_results(path: Path) -> tuple[list[ItemResult], list[str]]:
+def read_results(path: Path, *, repair: bool = True) -> tuple[list[ItemResult], list[str]]:
     """Every complete, valid line of ``path`` (last one wins per pair), plus warnings.
 
-    A partial last line (no newline: the run was killed mid-write) is cut from the file so
-    appending continues on a clean line.
+    A partial last line (no newline: the run was killed mid-write) is ignored; with ``repair``
+    (the grader, about to append) it is also cut from the file so appending continues on a
+    clean line. Readers that only analyse pass ``repair=False`` and never change the file.
     """
     if not path.exists():
         return [], []
@@ -31,17 +32,28 @@ def read_results(path: Path) -> tuple[list[ItemResult], list[str]]:
     warnings: list[str] = []
     end = raw.rfind(b"\n") + 1
     if end < len(raw):
-        warnings.append(f"{path}: dropped an incomplete last line (an interrupted run); it will be graded again")
-        with path.open("r+b") as handle:
-            handle.truncate(end)
+        if repair:
+            warnings.append(
+                f"{path}: dropped an incomplete last line (an interrupted run); it will be graded again"
+            )
+            with path.open("r+b") as handle:
+                handle.truncate(end)
+        else:
+            last_line = raw[:end].count(b"\n") + 1
+            warnings.append(
+                f"{path}:{last_line}: incomplete last line (a run still writing or interrupted); ignored"
+            )
     latest: dict[tuple[str, str], ItemResult] = {}
     for number, line in enumerate(raw[:end].splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = ItemResult.model_validate_json(line)
-        except ValidationError:
-            warnings.append(f"{path}:{number}: not a result line; ignored (that pair will be graded again)")
+        except ValidationError as err:
+            warnings.append(
+                f"{path}:{number}: not a result line ({err.errors()[0]['msg']}); ignored"
+                + (" (that pair will be graded again)" if repair else "")
+            )
             continue
         latest[(item.student, item.question)] = item
     return list(latest.values()), warnings

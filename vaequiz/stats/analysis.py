@@ -16,9 +16,7 @@ from typing import Any, Sequence
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import MultipleChoice
 from vaequiz.grading.models import ItemResult
-from pydantic import ValidationError
-
-from vaequiz.grading.results import RESULTS_FILE
+from vaequiz.grading.results import RESULTS_FILE, read_results
 
 TOO_EASY = 0.9
 TOO_HARD = 0.2
@@ -263,29 +261,6 @@ def _histogram(percents: list[float]) -> list[HistogramBin]:
     return [HistogramBin(i * width, (i + 1) * width, c) for i, c in enumerate(counts)]
 
 
-def read_results_readonly(path: Path) -> tuple[list[ItemResult], list[str]]:
-    """Valid lines of ``path``, the last one winning per (student, question); unlike the
-    grader's reader it never truncates the file, since analysing must not change results."""
-    latest: dict[tuple[str, str], ItemResult] = {}
-    warnings: list[str] = []
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = ItemResult.model_validate_json(line)
-        except ValidationError as err:
-            last = number == len(lines)
-            why = "incomplete last line (a run still writing or interrupted)" if last else (
-                f"not a result line ({err.errors()[0]['msg']})"
-            )
-            warnings.append(f"{path}:{number}: {why}; ignored")
-            continue
-        latest[(item.student, item.question)] = item
-    return list(latest.values()), warnings
-
-
 def results_path(folder: Path) -> Path:
     """``DIR/results.jsonl``, or the file itself when given one."""
     return folder if folder.is_file() else folder / RESULTS_FILE
@@ -298,7 +273,7 @@ def analyse_folder(folder: Path, bank: Bank | None = None) -> StatsReport:
         raise StatsInputError(
             f"{path} not found; point stats at the folder `vaequiz grade-sheets` wrote"
         )
-    results, warnings = read_results_readonly(path)
+    results, warnings = read_results(path, repair=False)
     if not results:
         raise StatsInputError(f"{path} holds no result lines; run `vaequiz grade-sheets` first")
     name = (folder if folder.is_dir() else folder.parent).resolve().name
