@@ -196,3 +196,16 @@ def test_bad_input_gives_clear_messages(tmp_path: Path) -> None:
     assert done.exit_code == 0
     assert "incomplete last line" in done.stderr
     assert (folder / "results.jsonl").read_bytes() == before
+
+
+def test_results_from_several_quizzes_are_flagged(tmp_path) -> None:
+    from vaequiz.grading.models import ItemResult
+    from vaequiz.stats.analysis import analyse_folder
+
+    lines = [
+        ItemResult(student=s, question="q", kind="mcq", passed=True, score=1, points=1, max_points=1, quiz=quiz)
+        for s, quiz in (("ada", "week-5"), ("ben", "week-6"))
+    ]
+    (tmp_path / "results.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in lines))
+    report = analyse_folder(tmp_path)
+    assert any("2 quizzes (week-5, week-6)" in w for w in report.warnings)

@@ -78,7 +78,9 @@ class Grader:
         return item_result(student, question, answer, self.grade(question, answer))
 
 
-def item_result(student: str, question: AnyQuestion, answer: Answer | None, graded: Graded) -> ItemResult:
+def item_result(
+    student: str, question: AnyQuestion, answer: Answer | None, graded: Graded, quiz: str | None = None
+) -> ItemResult:
     """The gradebook line for a graded answer: score clamped to 0..1, points = score x points
     (both rounded to 9 decimals, so 1/3 of 3 points is 1, not 0.999999)."""
     raw = min(1.0, max(0.0, graded.score))
@@ -93,4 +95,5 @@ def item_result(student: str, question: AnyQuestion, answer: Answer | None, grad
         checks=graded.checks,
         answer=answer,
         error=graded.error,
+        quiz=quiz,
     )

@@ -57,3 +57,4 @@ class ItemResult(BaseModel):
     checks: list[CheckResult] = Field(default_factory=list)
     answer: Answer | None = Field(None, description="The answer as graded (bank labels).")
     error: str | None = Field(None, description="Why the answer could not be graded, if so.")
+    quiz: str | None = Field(None, description="The quiz the sheet was saved from, if it says.")

@@ -189,7 +189,7 @@ def grade_sheets(
                     f"{sheet.student} / {question.id}: not graded: {graded.error}; rerun to retry"
                 )
                 continue
-            item = item_result(sheet.student, question, graded_answer(sheet, question), graded)
+            item = item_result(sheet.student, question, graded_answer(sheet, question), graded, sheet.quiz)
             log.append(item)
             fresh.append(item)
             report.graded += 1

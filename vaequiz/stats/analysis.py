@@ -274,6 +274,12 @@ def analyse_folder(folder: Path, bank: Bank | None = None) -> StatsReport:
             f"{path} not found; point stats at the folder `vaequiz grade-sheets` wrote"
         )
     results, warnings = read_results(path, repair=False)
+    quizzes = sorted({r.quiz for r in results if r.quiz})
+    if len(quizzes) > 1:
+        warnings.append(
+            f"{path}: results come from {len(quizzes)} quizzes ({', '.join(quizzes)}); the "
+            "statistics treat them as one; grade each quiz into its own folder"
+        )
     if not results:
         raise StatsInputError(f"{path} holds no result lines; run `vaequiz grade-sheets` first")
     name = (folder if folder.is_dir() else folder.parent).resolve().name
