@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from vaequiz.bank.models import Limits
-from tests.sandbox_helpers import slot_processes
+from tests.sandbox_helpers import SETSID_DAEMONS, slot_processes
 from vaequiz.grading.sandbox import (
     ModuleSummary,
     ModuleValue,
@@ -361,18 +361,7 @@ def test_huge_or_undecodable_source_is_rejected_before_running(sandbox: Sandbox)
 
 
 def test_setsid_daemons_are_gone_after_the_run(sandbox: Sandbox) -> None:
-    source = (
-        "import os, time\n"
-        "for _ in range(3):\n"
-        "    if os.fork() == 0:\n"
-        "        os.setsid()\n"
-        "        if os.fork() == 0:\n"
-        "            while True:\n"
-        "                time.sleep(0.05)\n"
-        "        os._exit(0)\n"
-        "time.sleep(0.2)\n"
-        "z = 1\n"
-    )
+    source = SETSID_DAEMONS
     assert value(run(sandbox, source)) == 1
     assert slot_processes(sandbox) == []
     assert_still_serving(sandbox)

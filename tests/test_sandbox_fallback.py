@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vaequiz.bank.models import Limits
-from tests.sandbox_helpers import slot_processes
+from tests.sandbox_helpers import SETSID_DAEMONS, slot_processes
 from vaequiz.grading.sandbox import RunRequest, Sandbox, SandboxRequest, SandboxResult
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the uid sweep needs root")
@@ -56,18 +56,7 @@ def test_snippets_still_run_under_limits(sandbox: Sandbox) -> None:
 
 
 def test_setsid_daemons_are_swept_by_uid(sandbox: Sandbox) -> None:
-    source = (
-        "import os, time\n"
-        "for _ in range(3):\n"
-        "    if os.fork() == 0:\n"
-        "        os.setsid()\n"
-        "        if os.fork() == 0:\n"
-        "            while True:\n"
-        "                time.sleep(0.05)\n"
-        "        os._exit(0)\n"
-        "time.sleep(0.2)\n"
-        "z = 1\n"
-    )
+    source = SETSID_DAEMONS
     result = run(sandbox, source)
     assert result.status == "ok" and result.runs[0].outputs["z"] == 1
     assert slot_processes(sandbox) == []
