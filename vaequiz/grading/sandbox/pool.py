@@ -230,12 +230,19 @@ class Sandbox:
         return worker
 
     def _replace(self, worker: _Worker) -> _Worker:
+        """A fresh worker for ``worker``'s slot. Never raises: one that fails to start is
+        returned dead, and is replaced again when it is next taken."""
         worker.process.kill()
         worker.stop()
         with self._lock:
-            self._all.remove(worker)
+            if worker in self._all:
+                self._all.remove(worker)
         fresh = self._spawn(worker.slot)
-        fresh.ready()
+        try:
+            fresh.ready()
+        except WorkerLost:
+            fresh.process.kill()
+            fresh.process.wait()
         return fresh
 
     def __enter__(self) -> Sandbox:
@@ -303,12 +310,11 @@ class Sandbox:
         for attempt in (1, 2):
             worker = self._idle.get()
             try:
+                if worker.process.poll() is not None:  # died while idle: replace before use
+                    worker = self._replace(worker)
                 head, result, output = worker.call(control, body, limits.time_s + GRACE_S)
             except WorkerLost as err:
-                try:
-                    worker = self._replace(worker)
-                except WorkerLost:
-                    pass
+                worker = self._replace(worker)
                 if attempt == 2:
                     return SandboxResult(status="sandbox_error", reason=str(err))
                 continue
