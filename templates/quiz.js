@@ -141,19 +141,40 @@
 
   /* ------------------------------------------------------------------ practice checks */
 
+  /* The same rules as vaequiz/grading/objective.py (parse_shape, parse_number), so a practice
+     check and the grader always agree; a browser test compares the two on many spellings. */
+  var SHAPE_WRAPPERS = [/^torch\.size\s*\(\s*(.*)\s*\)$/, /^size\s*\(\s*(.*)\s*\)$/, /^\((.*)\)$/, /^\[(.*)\]$/];
+
   function parseShape(text) {
-    var body = text.trim().replace(/^torch\.Size\s*\(\s*(.*)\s*\)$/, "$1").trim();
-    body = body.replace(/^[\[(]\s*(.*?)\s*[\])]$/, "$1").trim();
-    if (body === "") { return []; }
-    var parts = body.split(/\s*(?:,|x|×|\*)\s*|\s+/).filter(function (p) { return p !== ""; });
-    if (!parts.every(function (p) { return /^\d+$/.test(p); })) { return null; }
+    var body = text.trim().toLowerCase();
+    if (body === "") { return null; }
+    var changed = true;
+    while (changed) {
+      changed = false;
+      for (var i = 0; i < SHAPE_WRAPPERS.length; i++) {
+        var match = SHAPE_WRAPPERS[i].exec(body);
+        if (match) { body = match[1].trim(); changed = true; break; }
+      }
+    }
+    if (body === "" || body === "scalar") { return []; }
+    var parts = body.split(/\s*(?:,|x|×|\*)\s*/);
+    if (parts.length && parts[parts.length - 1] === "" && body.indexOf(",") >= 0) { parts.pop(); }
+    if (!parts.length || !parts.every(function (p) { return /^\d{1,12}$/.test(p); })) { return null; }
     return parts.map(Number);
   }
 
+  var PY_FLOAT = /^[-+]?(?:(?:\d(?:_?\d)*)?\.?\d(?:_?\d)*|\d(?:_?\d)*\.)(?:e[-+]?\d(?:_?\d)*)?$/i;
+
   function parseNumber(text) {
-    var cleaned = text.trim().replace(/_/g, "");
-    if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(cleaned)) { return null; }
-    return Number(cleaned);
+    var body = text.trim().replace(/\u2212/g, "-");
+    var fraction = /^([-+]?\d+(?:\.\d*)?)\s*\/\s*(\d+(?:\.\d*)?)$/.exec(body);
+    if (fraction) {
+      var denominator = Number(fraction[2]);
+      return denominator ? Number(fraction[1]) / denominator : null;
+    }
+    if (!PY_FLOAT.test(body)) { return null; }
+    var value = Number(body.replace(/_/g, ""));
+    return isFinite(value) ? value : null;
   }
 
   function judge(item, key) {

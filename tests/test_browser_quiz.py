@@ -331,3 +331,45 @@ def test_print_shows_the_key_and_hides_controls(built: dict[str, Path], open_pag
     exam.emulate_media(media="print")
     assert exam.locator("#save-answers").is_hidden()
     assert re.search(r"Question 1", exam.inner_text("main"))
+
+
+SHAPE_SPELLINGS = (
+    "(64, 20)", "(64,20)", "[64, 20]", "64x20", "64 X 20", "64 × 20", "64*20", "64, 20", "64,20,",
+    "torch.Size([64, 20])", "TORCH.SIZE([64,20])", "size(64, 20)", "((64, 20))", " [ 64 , 20 ] ",
+    "(20, 64)", "(64, 20, 1)", "(64,)", "64", "()", "[]", "scalar", "64 20", "(64, 20]", "64,,20",
+    "sixty-four by twenty", "", "(-64, 20)", "(64.0, 20)", "1234567890123x20",
+)
+NUMBER_SPELLINGS = (
+    "0", "0.0", "-0", "+0.0005", "0.0005", "0.002", "5e-4", "5E-4", ".0005", "0.", "1/2000", "1 / 2000",
+    "−0.0005", "1_0", "1__0", "_1", "0x10", "nan", "inf", "1e400", "1/0", "zero", "", "0,5", "1e-3",
+)
+
+
+def test_practice_checks_agree_with_the_grader(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
+    """The page's JavaScript parsers mirror the grader's; for every spelling the practice verdict
+    (right, wrong, or unreadable) is the one grade-sheets would give."""
+    from vaequiz.bank.loader import load_bank
+    from vaequiz.grading.objective import grade_numeric, grade_shape, parse_number, parse_shape
+
+    bank = load_bank(built["bank"])
+    shape_q, number_q = bank.get("latent-shape"), bank.get("kl-value")
+    page = open_page(built["practice"])
+    p = page.page
+
+    def page_verdict(question_id: str, text: str) -> bool | None:
+        p.fill(f"#answer-{question_id}", text)
+        p.click(f'[data-check="{question_id}"]')
+        shown = p.locator(f"#verdict-{question_id}").text_content() or ""
+        if shown == "Correct.":
+            return True
+        if shown.startswith("Not correct"):
+            return False
+        return None  # unreadable (or empty): the page asks for a shape or number
+
+    for text in SHAPE_SPELLINGS:
+        expected = None if parse_shape(text) is None else grade_shape(shape_q, text).score == 1
+        assert page_verdict("latent-shape", text) == expected, text
+    for text in NUMBER_SPELLINGS:
+        expected = None if parse_number(text) is None else grade_numeric(number_q, text).score == 1
+        assert page_verdict("kl-value", text) == expected, text
+    assert page.errors == []

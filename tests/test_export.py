@@ -364,3 +364,12 @@ def write_quiz(folder: Path, ids: list[str]) -> Path:
     path = folder / "some.quiz.yaml"
     path.write_text(yaml.safe_dump({"id": "some", "title": "Some", "select": [{"ids": ids}]}))
     return path
+
+
+@pytest.mark.parametrize("dims", [[], [784], [64, 20], [16, 64, 7, 7]])
+def test_every_exported_shape_spelling_is_one_the_grader_accepts(dims: list[int]) -> None:
+    """An LMS accepts exactly the listed spellings; vaequiz must grade each of them right too."""
+    from vaequiz.grading.objective import parse_shape
+
+    for spelling in shape_spellings(dims):
+        assert parse_shape(spelling) == dims, spelling

@@ -142,7 +142,10 @@ _SHAPE_WRAPPERS = [
 
 def parse_shape(text: str) -> list[int] | None:
     """``(64, 20)``, ``[64, 20]``, ``torch.Size([64, 20])``, ``64x20``, ``64 × 20``, ``64, 20``,
-    ``(784,)``, ``()`` -> a list of sizes; None when the text is not a shape."""
+    ``(784,)``, ``()``, ``scalar`` -> a list of sizes; None when the text is not a shape.
+
+    templates/quiz.js mirrors these rules for practice checks; keep the two in step (a browser
+    test compares them)."""
     body = text.strip().lower()
     if not body:
         return None
@@ -154,7 +157,7 @@ def parse_shape(text: str) -> list[int] | None:
             if match:
                 body, changed = match.group(1).strip(), True
                 break
-    if body == "":  # "()", "[]" or "torch.Size([])": a scalar
+    if body in ("", "scalar"):  # "()", "[]", "torch.Size([])" or the word: a scalar
         return []
     parts = re.split(r"\s*(?:,|x|×|\*)\s*", body)
     if parts and parts[-1] == "" and "," in body:
@@ -189,7 +192,9 @@ def grade_shape(question: ShapeAnswer, answer: str) -> Graded:
 
 
 def parse_number(text: str) -> float | None:
-    """A plain decimal or scientific number (``0.5``, ``-1e-3``, ``1/2``); None otherwise."""
+    """A plain decimal or scientific number (``0.5``, ``-1e-3``, ``1/2``); None otherwise.
+
+    Mirrored by templates/quiz.js for practice checks (compared by a browser test)."""
     body = text.strip().replace("−", "-")
     fraction = re.fullmatch(r"([-+]?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)", body)
     if fraction:
