@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -30,6 +30,13 @@ app = typer.Typer(
 
 COMMAND_MODULES = ("bank", "grade", "render", "instructor")
 """Modules of vaequiz.cli that register commands on ``app``; one per part of the library."""
+
+
+_BANK_HELP = "Bank folder or file (default: $VAEQUIZ_BANK, ./question_bank, the bundled bank)."
+BankArgument = Annotated[Optional[Path], typer.Argument(help=_BANK_HELP, show_default=False)]
+"""The bank as a command's optional argument (validate, list, lint, verify)."""
+BankOption = Annotated[Optional[Path], typer.Option("--bank", help=_BANK_HELP, show_default=False)]
+"""The bank as ``--bank`` (commands whose argument is something else)."""
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

@@ -10,16 +10,11 @@ import typer
 
 from vaequiz.bank.loader import load_bank
 from vaequiz.bank.schema import bank_schema_json
-from vaequiz.cli.app import EXIT_INVALID, app, resolve_bank
-
-BankArg = Annotated[
-    Optional[Path],
-    typer.Argument(help="Bank folder or file (default: $VAEQUIZ_BANK, ./question_bank, the bundled bank)."),
-]
+from vaequiz.cli.app import EXIT_INVALID, BankArgument, app, resolve_bank
 
 
 @app.command()
-def validate(bank: BankArg = None) -> None:
+def validate(bank: BankArgument = None) -> None:
     """Check every question in the bank; report every problem as file:line:column: field: message."""
     loaded = load_bank(resolve_bank(bank))
     for problem in loaded.problems:
@@ -40,7 +35,7 @@ def validate(bank: BankArg = None) -> None:
 
 @app.command("list")
 def list_questions(
-    bank: BankArg = None,
+    bank: BankArgument = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects.")] = False,
 ) -> None:
     """One row per question: id, kind, topics, difficulty, points."""

@@ -13,7 +13,14 @@ import typer
 
 from vaequiz.bank.loader import Bank, load_bank
 from vaequiz.bank.models import AnyQuestion, CodeQuestion
-from vaequiz.cli.app import EXIT_INVALID, app, fail, resolve_bank
+from vaequiz.cli.app import (
+    EXIT_INVALID,
+    BankArgument,
+    BankOption,
+    app,
+    fail,
+    resolve_bank,
+)
 
 if TYPE_CHECKING:  # torch-heavy modules are imported when a command runs, not at start-up
     from vaequiz.grading.code import SandboxRunner
@@ -32,10 +39,6 @@ class SheetFormat(StrEnum):
 
 
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where inputs, snippets and checks run.")]
-BankOpt = Annotated[
-    Optional[Path],
-    typer.Option("--bank", help="Bank folder (default: $VAEQUIZ_BANK, ./question_bank, the bundled bank)."),
-]
 
 
 def all_cores() -> int:
@@ -182,7 +185,7 @@ def grade(
     file: Annotated[Path, typer.Argument(help="The answer: a Python snippet, or text for other kinds.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
     device: DeviceOpt = Device.cpu,
-    bank: BankOpt = None,
+    bank: BankOption = None,
 ) -> None:
     """Grade one answer. Exit 0 passed, 1 not passed, 2 usage error."""
     from vaequiz.grading.grader import Grader, refused
@@ -221,7 +224,7 @@ def grade_sheets_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for results.jsonl, grades.csv, feedback/.")],
     workers: Annotated[int, typer.Option("--workers", help="Sandbox workers (default: all cores).")] = 0,
     device: DeviceOpt = Device.cpu,
-    bank: BankOpt = None,
+    bank: BankOption = None,
     output_format: Annotated[
         SheetFormat, typer.Option("--format", help="gradescope: also write Gradescope results.json files.")
     ] = SheetFormat.default,
@@ -269,7 +272,7 @@ def grade_sheets_command(
 
 @app.command()
 def verify(
-    bank: Annotated[Optional[Path], typer.Argument(help="Bank folder (default as for other commands).")] = None,
+    bank: BankArgument = None,
     workers: Annotated[int, typer.Option("--workers", help="Sandbox workers (default: all cores).")] = 0,
     device: DeviceOpt = Device.cpu,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as a JSON list.")] = False,

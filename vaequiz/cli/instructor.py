@@ -11,8 +11,22 @@ import typer
 
 from vaequiz.bank.loader import QUIZ_SUFFIXES
 from vaequiz.bank.models import ID_PATTERN
-from vaequiz.bank.skeletons import KINDS, SkeletonError, append_skeleton, ids_in, skeleton_yaml, unused_id
-from vaequiz.cli.app import EXIT_INVALID, app, fail, resolve_bank
+from vaequiz.bank.skeletons import (
+    KINDS,
+    SkeletonError,
+    append_skeleton,
+    ids_in,
+    skeleton_yaml,
+    unused_id,
+)
+from vaequiz.cli.app import (
+    EXIT_INVALID,
+    BankArgument,
+    BankOption,
+    app,
+    fail,
+    resolve_bank,
+)
 
 if TYPE_CHECKING:
     from vaequiz.stats.analysis import StatsReport
@@ -58,7 +72,7 @@ def new(
 
 @app.command()
 def lint(
-    bank: Annotated[Optional[Path], typer.Argument(help="Bank folder or file.")] = None,
+    bank: BankArgument = None,
 ) -> None:
     """Item-writing checks beyond the schema; exit 1 only when there are errors."""
     from vaequiz.bank.lint import lint_bank
@@ -82,9 +96,7 @@ def stats(
         Optional[Path], typer.Option("--out", "-o", help="Write the HTML report here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
-    bank: Annotated[
-        Optional[Path], typer.Option("--bank", help="Bank for option labels and keys.")
-    ] = None,
+    bank: BankOption = None,
 ) -> None:
     """Item analysis: facility, discrimination, distractors, score distribution, alpha."""
     from vaequiz.bank.loader import load_bank
@@ -144,7 +156,7 @@ def export(
         ExportFormat, typer.Option("--format", "-f", help="moodle, gift, qti or gradescope.")
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="File to write (.xml, .gift, .zip).")],
-    bank: Annotated[Optional[Path], typer.Option("--bank", help="Bank folder or file.")] = None,
+    bank: BankOption = None,
     quiz: Annotated[
         Optional[Path], typer.Option("--quiz", help="Quiz spec (*.quiz.yaml) selecting questions.")
     ] = None,

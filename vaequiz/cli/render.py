@@ -7,8 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from vaequiz.cli.app import EXIT_INVALID, EXIT_USAGE, app, fail, resolve_bank
-from vaequiz.render.build import BuildError, build as build_pages
+from vaequiz.cli.app import (
+    EXIT_INVALID,
+    EXIT_USAGE,
+    BankOption,
+    app,
+    fail,
+    resolve_bank,
+)
+from vaequiz.render.build import BuildError
+from vaequiz.render.build import build as build_pages
 from vaequiz.render.fragments import Mode
 
 
@@ -17,9 +25,7 @@ def build(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="HTML file to write, or a folder with --roster.")
     ],
-    bank: Annotated[
-        Optional[Path], typer.Option("--bank", help="Bank folder (default: as for validate).")
-    ] = None,
+    bank: BankOption = None,
     quiz: Annotated[
         Optional[Path], typer.Option("--quiz", help="Quiz spec (*.quiz.yaml); default: the whole bank.")
     ] = None,
