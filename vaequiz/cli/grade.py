@@ -73,14 +73,15 @@ def load_checked_bank(path: Path | None) -> Bank:
 
 def apply_quiz(bank: Bank, quiz_file: Path) -> list[str]:
     """The quiz's question ids; its points overrides replace the bank's points for grading."""
-    from vaequiz.render.build import BuildError, load_quiz
+    from vaequiz.render.quiz_spec import QuizSpecError
+    from vaequiz.render.selection import quiz_for
 
     if not quiz_file.is_file():
         fail(f"quiz spec {quiz_file} does not exist")
     try:
-        quiz = load_quiz(bank.root, quiz_file, None)
-    except BuildError as err:
-        fail(str(err), EXIT_INVALID)
+        quiz = quiz_for(bank, quiz_file)
+    except QuizSpecError as err:
+        fail(f"the quiz spec has {len(err.problems)} problem(s):\n{err}", EXIT_INVALID)
     bank.questions = [
         q.model_copy(update={"points": quiz.points[q.id]}) if q.id in quiz.points else q
         for q in bank.questions

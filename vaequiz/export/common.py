@@ -131,12 +131,11 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
             points={q.id: q.points for q in bank.questions},
             bank=bank,
         )
-    from vaequiz.render.quiz_spec import QuizSpecError, load_quiz_spec
-    from vaequiz.render.selection import resolve_quiz
+    from vaequiz.render.quiz_spec import QuizSpecError
+    from vaequiz.render.selection import quiz_for
 
     try:
-        spec, source_map = load_quiz_spec(quiz_path)
-        quiz = resolve_quiz(spec, source_map, bank)
+        quiz = quiz_for(bank, quiz_path)
     except QuizSpecError as err:
         raise ExportError("the quiz spec has problems:\n" + str(err)) from None
     return ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank)

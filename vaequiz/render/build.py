@@ -9,9 +9,9 @@ from pathlib import Path
 from vaequiz.bank.loader import load_bank
 from vaequiz.render.fragments import FragmentError, FragmentRenderer, Mode
 from vaequiz.render.page import PageBuilder
-from vaequiz.render.quiz_spec import QuizSpecError, load_quiz_spec
+from vaequiz.render.quiz_spec import QuizSpecError
 from vaequiz.render.roster import RosterError, read_roster
-from vaequiz.render.selection import Quiz, resolve_quiz, whole_bank_quiz
+from vaequiz.render.selection import Quiz, quiz_for
 
 
 class BuildError(Exception):
@@ -41,11 +41,8 @@ def load_quiz(bank_path: Path, quiz_file: Path | None, seed: int | None) -> Quiz
     if bank.problems:
         listed = "\n".join(str(p) for p in bank.problems)
         raise BuildError(f"the bank has {len(bank.problems)} problem(s); fix them first:\n{listed}")
-    if quiz_file is None:
-        return whole_bank_quiz(bank, seed or 0)
     try:
-        spec, source_map = load_quiz_spec(quiz_file)
-        return resolve_quiz(spec, source_map, bank, seed)
+        return quiz_for(bank, quiz_file, seed)
     except QuizSpecError as err:
         raise BuildError(f"the quiz spec has {len(err.problems)} problem(s):\n{err}") from None
 

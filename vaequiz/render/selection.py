@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vaequiz.bank.loader import Bank, Problem
 from vaequiz.bank.models import AnyQuestion
 from vaequiz.bank.yaml_source import SourceMap
-from vaequiz.render.quiz_spec import QuizSpec, QuizSpecError, SelectionRule
+from vaequiz.render.quiz_spec import (
+    QuizSpec,
+    QuizSpecError,
+    SelectionRule,
+    load_quiz_spec,
+)
 from vaequiz.render.variants import StableRandom
 
 WHOLE_BANK_ID = "question-bank"
@@ -27,6 +33,15 @@ class Quiz:
     shuffle_options: bool = True
     points: dict[str, float] = field(default_factory=dict)
     """Effective points per question id (bank points unless the spec overrides them)."""
+
+
+def quiz_for(bank: Bank, quiz_file: Path | None, seed: int | None = None) -> Quiz:
+    """What `build`, `export` and `grade-sheets` all work on: the quiz a spec file selects from
+    ``bank``, or the whole bank without one. Raises QuizSpecError with every located problem."""
+    if quiz_file is None:
+        return whole_bank_quiz(bank, seed or 0)
+    spec, source_map = load_quiz_spec(quiz_file)
+    return resolve_quiz(spec, source_map, bank, seed)
 
 
 def whole_bank_quiz(bank: Bank, seed: int = 0) -> Quiz:
