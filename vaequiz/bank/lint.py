@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import typing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,10 @@ from vaequiz.bank.loader import Bank, load_bank
 from vaequiz.bank.models import (
     CodeQuestion,
     Flashcard,
-    Markdown,
     MultipleChoice,
     Option,
     ShortAnswer,
+    is_markdown_field,
 )
 from vaequiz.bank.yaml_source import Location
 
@@ -42,9 +41,6 @@ MIN_MCQS_FOR_BUNCHING = 8
 BUNCHING_Z = 2.326
 """One-sided z for p = 0.01: the chi-square critical value comes from Wilson-Hilferty."""
 
-_MARKDOWN_DESCRIPTION = typing.get_args(Markdown)[1].description
-_MARKDOWN_NAMED = {"why"}
-"""Markdown fields whose own description hides the Markdown type (Mutant.why)."""
 _ALL_OF_THE_ABOVE = re.compile(
     r"\b(?:all|none|both|neither)\s+of\s+(?:the\s+)?(?:above|these|those|options|answers)\b"
     r"|\bboth\s+[A-L]\s+and\s+[A-L]\b",
@@ -79,20 +75,12 @@ def _finding(
 # --------------------------------------------------------------------------- math
 
 
-def _is_markdown_field(name: str, field: Any) -> bool:
-    return (
-        name in _MARKDOWN_NAMED
-        or field.description == _MARKDOWN_DESCRIPTION
-        or _MARKDOWN_DESCRIPTION in repr(field.annotation)
-    )
-
-
 def markdown_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
     """Every Markdown text in a question with its field path, found from the models' types."""
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         key = field.alias or name
-        if isinstance(value, str) and _is_markdown_field(name, field):
+        if isinstance(value, str) and is_markdown_field(field):
             yield path + (key,), value
         elif isinstance(value, BaseModel):
             yield from markdown_fields(value, path + (key,))

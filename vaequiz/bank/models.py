@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import keyword
 import re
+import typing
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 LABEL_PATTERN = r"^[A-Z]$"
@@ -29,13 +37,32 @@ QuestionId = Annotated[
 ]
 Topic = Annotated[str, Field(pattern=ID_PATTERN, max_length=60, description="A kebab-case tag.")]
 Label = Annotated[str, Field(pattern=LABEL_PATTERN, description="An option label: A, B, C, ...")]
+class MarkdownText:
+    """Marks a text field as Markdown (math and code are rendered), so lint and other tools find
+    every such field from the models, whatever its own description says."""
+
+
 Markdown = Annotated[
     str,
+    MarkdownText(),
     Field(
         min_length=1,
         description="Markdown with $...$ / $$...$$ LaTeX math and fenced code blocks.",
+        json_schema_extra={"format": "markdown"},
     ),
 ]
+
+
+def is_markdown_field(field: Any) -> bool:
+    """Whether a pydantic field holds Markdown, also inside ``Markdown | None``."""
+
+    def marked(annotation: Any) -> bool:
+        if typing.get_origin(annotation) is Annotated:
+            if any(isinstance(m, MarkdownText) for m in typing.get_args(annotation)[1:]):
+                return True
+        return any(marked(arg) for arg in typing.get_args(annotation))
+
+    return any(isinstance(m, MarkdownText) for m in field.metadata) or marked(field.annotation)
 PythonSource = Annotated[str, Field(min_length=1, description="Python statements.")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Dim = Union[int, Symbol]
