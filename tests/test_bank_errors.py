@@ -216,3 +216,27 @@ def test_usage_errors_exit_2(cli, args) -> None:
     result = cli(*args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_typos_deep_in_unions_are_matched_against_the_right_member(write_yaml) -> None:
+    code = """
+    - id: kl
+      kind: code
+      topics: [kl-divergence]
+      difficulty: advanced
+      source: original
+      prompt: Compute kl.
+      explanation: closed form
+      given:
+        mu: {type: tensor, shape: [B, D]}
+        beta: {type: float, valu: 0.5}
+      expect: [kl]
+      reference: "kl = mu.sum()"
+      trials: [{bind: {B: 3, D: 2}}]
+      checks:
+        - {check: shape, of: kl, is: [[]]}
+        - {check: close, of: kl, rtoll: 0.01}
+    """
+    problems = _problems(write_yaml("c.yaml", code))
+    assert any(p.endswith("c.yaml:10:25: given.beta.valu: unknown field 'valu'; did you mean 'value'?") for p in problems), problems
+    assert any(p.endswith("c.yaml:16:30: checks.1.rtoll: unknown field 'rtoll'; did you mean 'rtol'?") for p in problems), problems

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -14,9 +15,15 @@ from vaequiz.bank.models import (
     AnyQuestion,
     CodeQuestion,
     MultipleChoice,
+    models_in,
     question_adapter,
 )
-from vaequiz.bank.yaml_source import Location, SourceMap, YamlSourceError, read_yaml_file
+from vaequiz.bank.yaml_source import (
+    Location,
+    SourceMap,
+    YamlSourceError,
+    read_yaml_file,
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -288,53 +295,42 @@ def _pattern_message(path: tuple[Any, ...], error: Any) -> str:
 
 
 def _allowed_fields(item: Any, parent: tuple[Any, ...], model: type[BaseModel] | None) -> list[str]:
-    """Field names allowed at ``parent``, found by walking the model along the data path."""
+    """Field names allowed at ``parent``, found by walking the models along the data path.
+
+    A field's annotation is resolved to a model only at the node that holds its value, so each
+    element of a list or mapping of a union (checks, given inputs) picks its own member.
+    """
     if model is None:
         return []
-    current: Any = model
+    annotation: Any = model
     node: Any = item
     for part in parent:
+        if not isinstance(part, int):
+            current = _pick_model(annotation, node)
+            fields = {f.alias or n: f for n, f in current.model_fields.items()} if current else {}
+            if part in fields:
+                annotation = fields[part].annotation
+            elif current is not None:
+                return []
+            # else: a key of a mapping field (a given name); its value has the same annotation
         node = node[part] if isinstance(node, (dict, list)) else None
-        if isinstance(part, int):
-            continue
-        current = _field_model(current, part, node)
-        if current is None:
-            return []
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or name for name, f in current.model_fields.items()]
-    return []
+    current = _pick_model(annotation, node)
+    return [f.alias or name for name, f in current.model_fields.items()] if current else []
 
 
-def _field_model(model: Any, name: str, node: Any) -> Any:
-    import typing
-
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+def _pick_model(annotation: Any, node: Any) -> type[BaseModel] | None:
+    """The model ``node`` is validated as: the only one the annotation allows, or the member of a
+    tagged union whose tag (``kind``, ``check``, ``type``, ``probe``) the node names."""
+    if not isinstance(node, dict):
         return None
-    fields = {f.alias or n: f for n, f in model.model_fields.items()}
-    if name not in fields:
-        return None
-    return _pick_model(fields[name].annotation, node)
-
-
-def _pick_model(annotation: Any, node: Any) -> Any:
-    import typing
-
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return _pick_model(args[0], node)
-    if origin in (list, dict):
-        return _pick_model(args[-1], node[0] if isinstance(node, list) and node else node)
-    if origin is typing.Union or str(origin) == "types.UnionType":
-        candidates = [a for a in (_pick_model(a, node) for a in args) if a is not None]
-        for candidate in candidates:
-            for name, f in candidate.model_fields.items():
-                tag = typing.get_args(f.annotation)
-                if isinstance(node, dict) and tag and node.get(name) in tag:
-                    return candidate
-        return candidates[0] if len(candidates) == 1 else None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+    candidates = models_in(annotation)
+    if len(candidates) == 1:
+        return candidates[0]
+    for candidate in candidates:
+        for name, f in candidate.model_fields.items():
+            tag = typing.get_args(f.annotation)
+            if tag and typing.get_origin(f.annotation) is Literal and node.get(name) in tag:
+                return candidate
     return None
 
 

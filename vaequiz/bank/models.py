@@ -715,6 +715,13 @@ class CodeQuestion(QuestionBase):
         return self.prompt
 
 
+def models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every model an annotation can hold: itself, list/dict items, union members."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
+
 def grad_output_name(of: str, wrt: str) -> str:
     """Name under which a grad probe's result travels back from the sandbox."""
     return f"grad__{of}__{wrt}"

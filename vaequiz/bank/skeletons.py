@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import textwrap
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import yaml
 from pydantic import BaseModel
 
 from vaequiz.bank.loader import load_bank
-from vaequiz.bank.models import QUESTION_KINDS, question_adapter
+from vaequiz.bank.models import QUESTION_KINDS, models_in, question_adapter
 from vaequiz.bank.yaml_source import YamlSourceError, parse_yaml, read_yaml_file
 
 KINDS = tuple(QUESTION_KINDS)
@@ -147,14 +146,8 @@ def _field_comment(model: type[BaseModel], name: str) -> str:
 
 def _nested_model(annotation: Any) -> type[BaseModel] | None:
     """The one model a field holds (directly or in a list); None for unions of several."""
-    found = _models_in(annotation)
+    found = models_in(annotation)
     return found[0] if len(found) == 1 else None
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def skeleton_data(kind: str, question_id: str) -> dict[str, Any]:
