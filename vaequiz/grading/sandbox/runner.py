@@ -10,6 +10,8 @@ from __future__ import annotations
 import builtins
 import os
 import random
+import sys
+import types
 from typing import Any
 
 import torch
@@ -20,6 +22,34 @@ from vaequiz.grading.sandbox.api import ModuleValue, as_computed
 
 _hard_exit = os._exit
 """Bound at import, so a snippet that replaces ``os._exit`` cannot keep its process alive."""
+
+ALLOWED_PACKAGES = ("torch", "numpy", "einops")
+"""What a snippet may import besides the standard library (README, "Code questions"). Packages
+that happen to be installed next to the grader differ from machine to machine, so an answer
+relying on one would pass here and fail elsewhere; this is a rule for answers, not a security
+boundary (the process's isolation limits what the standard library can reach)."""
+
+_real_import = builtins.__import__
+
+
+def _import_for_answers(
+    name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+) -> Any:
+    """``__import__`` for the snippet's own code: refuses packages outside the allowed ones."""
+    top = name.partition(".")[0]
+    if level == 0 and top not in ALLOWED_PACKAGES and top not in sys.stdlib_module_names:
+        raise ImportError(
+            f"answers may import only {', '.join(ALLOWED_PACKAGES)} and the Python standard "
+            f"library; {top!r} is not available",
+            name=name,
+        )
+    return _real_import(name, globals, locals, fromlist, level)
+
+
+ANSWER_BUILTINS = types.ModuleType("builtins")
+"""The snippet's builtins: Python's own, with imports limited to :data:`ALLOWED_PACKAGES`."""
+ANSWER_BUILTINS.__dict__.update(builtins.__dict__)
+ANSWER_BUILTINS.__import__ = _import_for_answers  # type: ignore[attr-defined]
 
 SNIPPET_FILENAME = "<snippet>"
 MAX_MESSAGE = 300
@@ -137,7 +167,7 @@ class Execution:
             return outcome
         bound, leaves = bind(given)
         namespace: dict[str, Any] = {
-            "__builtins__": builtins,
+            "__builtins__": ANSWER_BUILTINS,
             "__name__": "__snippet__",
             "torch": torch,
             "nn": nn,
