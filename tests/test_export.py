@@ -114,6 +114,26 @@ def test_moodle_structure_for_every_kind(every_kind_bank: Path, tmp_path: Path) 
     assert "Reference solution" in code.findtext("graderinfo/text")
 
 
+MOODLE_TEXT_FORMATS = {"moodle_auto_format", "html", "plain_text", "wiki_like", "markdown"}
+"""The names Moodle's XML importer knows (qformat_xml::trans_format in
+question/format/xml/format.php); any other is read as html with "Unrecognised text format"."""
+
+
+@pytest.mark.parametrize("bank_name", ["every kind", "bundled"])
+def test_every_moodle_format_attribute_is_one_moodle_knows(
+    bank_name: str, every_kind_bank: Path, tmp_path: Path
+) -> None:
+    bank = every_kind_bank if bank_name == "every kind" else BUNDLED
+    export("moodle", bank, tmp_path / "bank.xml")
+    root = ET.parse(tmp_path / "bank.xml").getroot()
+    formats = [(element.tag, element.get("format")) for element in root.iter() if "format" in element.attrib]
+    assert formats
+    assert [f for f in formats if f[1] not in MOODLE_TEXT_FORMATS] == []
+    code = moodle_questions(tmp_path / "bank.xml")
+    templates = [q.find("responsetemplate") for q in code.values() if q.findtext("responseformat") == "monospaced"]
+    assert templates and all(t.get("format") == "plain_text" for t in templates)
+
+
 def test_moodle_math_and_code_survive(every_kind_bank: Path, tmp_path: Path) -> None:
     export("moodle", every_kind_bank, tmp_path / "bank.xml")
     questions = moodle_questions(tmp_path / "bank.xml")
