@@ -234,6 +234,26 @@ def test_gift_parses_back_with_escaping(every_kind_bank: Path, tmp_path: Path) -
     assert parsed["code-new"]["answers"] == [] and parsed["short-answer-new"]["answers"] == []
 
 
+def test_gift_says_on_stderr_which_points_it_cannot_carry(cli, every_kind_bank: Path, tmp_path: Path) -> None:
+    quiz = tmp_path / "week.quiz.yaml"
+    quiz.write_text(yaml.safe_dump({"id": "week-1", "title": "Week 1",
+                                    "select": [{"ids": ["mcq-new", "tricky-multi", "shape-new"]}],
+                                    "points": {"shape-new": 3, "tricky-multi": 2.5}}))
+    done = cli("export", "--format", "gift", "--bank", every_kind_bank, "--quiz", quiz,
+               "-o", tmp_path / "week.gift")
+    assert done.returncode == 0, done.stderr
+    [loss] = [line for line in done.stderr.splitlines() if "GIFT cannot carry points" in line]
+    assert "2 question(s) lose theirs (tricky-multi: 2.5, shape-new: 3)" in loss
+    assert "mcq-new" not in loss and "--format moodle" in loss
+    assert set(parse_gift((tmp_path / "week.gift").read_text())) == {"mcq-new", "tricky-multi", "shape-new"}
+    # Nothing to say when every question is worth Moodle's default mark, or for Moodle XML.
+    for fmt, points in (("gift", {}), ("moodle", {"shape-new": 3})):
+        quiz.write_text(yaml.safe_dump({"id": "week-1", "title": "Week 1",
+                                        "select": [{"ids": ["mcq-new", "shape-new"]}], "points": points}))
+        done = cli("export", "--format", fmt, "--bank", every_kind_bank, "--quiz", quiz, "-o", tmp_path / "x")
+        assert done.returncode == 0 and "points" not in done.stderr, (fmt, done.stderr)
+
+
 safe_text = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"), exclude_characters="$`\\*_[]<>&!|"),
     min_size=1, max_size=40,

@@ -181,5 +181,7 @@ def export(
         fail(f"cannot write {out}: {err.strerror or err}")
     for question_id, reason in result.skipped:
         typer.echo(f"vaequiz: skipped {question_id}: {reason}", err=True)
+    for loss in result.lost:
+        typer.echo(f"vaequiz: {loss}", err=True)
     typer.echo(f"wrote {out}: {len(result.written)} question(s) as {export_format.value}"
                + (f", {len(result.skipped)} skipped" if result.skipped else ""))
