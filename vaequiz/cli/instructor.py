@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -27,6 +26,7 @@ from vaequiz.cli.app import (
     fail,
     resolve_bank,
 )
+from vaequiz.compat import StrEnum
 
 if TYPE_CHECKING:
     from vaequiz.stats.analysis import StatsReport
