@@ -227,3 +227,14 @@ def test_the_code_and_the_bank_snippets_need_nothing_newer_than_the_oldest_pytho
                   "def same[T](x: T) -> T:\n    return x"):
         (snippets / "newer.py").write_text(newer + "\n")
         assert vermin(snippets / "newer.py").returncode != 0, newer
+
+
+def test_the_str_enum_stand_in_prints_as_its_value_like_enum_str_enum() -> None:
+    """What enum.StrEnum (3.11) gives and the code relies on (CLI choices, YAML, HTML, JSON)."""
+    from vaequiz.compat import StrEnum
+
+    mode = StrEnum("Mode", {"exam": "exam", "key": "key"})
+    exam = mode("exam")
+    assert (str(exam), f"{exam}", f"{exam:>6}", format(exam), exam + "!", json.dumps(exam)) == \
+           ("exam", "exam", "  exam", "exam", "exam!", '"exam"')
+    assert exam == "exam" and isinstance(exam, str) and mode["key"] is mode("key")
