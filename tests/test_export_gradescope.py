@@ -54,7 +54,8 @@ def test_zip_layout_and_setup_script(tmp_path: Path) -> None:
         config = json.loads(archive.read("vaequiz_autograder.json"))
     assert {"bank/code.yaml", "lib/vaequiz/__main__.py", "lib/reference_impl/__init__.py"} <= names
     assert not any("__pycache__" in n for n in names)
-    assert '--index-url "${VAEQUIZ_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"' in setup
+    assert "TORCH_INDEX=https://download.pytorch.org/whl/cpu\n" in setup and "TORCH='torch>=2.2'\n" in setup
+    assert '--index-url "${VAEQUIZ_TORCH_INDEX:-$TORCH_INDEX}" "${VAEQUIZ_TORCH:-$TORCH}"' in setup
     assert "'numpy" in setup and "'pydantic" in setup and "-m vaequiz validate bank" in setup
     assert config["questions"] == [{"id": q, "points": 3.0} for q in ("kl-a", "kl-b", "kl-c")]
     script = tmp_path / "setup.sh"

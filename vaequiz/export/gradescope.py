@@ -64,7 +64,9 @@ fi
 export PIP_BREAK_SYSTEM_PACKAGES=1  # the image is the autograder's alone (newer Ubuntus refuse otherwise)
 pip_install() {{ "$PYTHON" -m pip install --no-cache-dir --disable-pip-version-check "$@"; }}
 # CPU-only torch: the autograder has no GPU, and PyPI's Linux torch brings several GB of CUDA.
-pip_install --index-url "${{VAEQUIZ_TORCH_INDEX:-{TORCH_CPU_INDEX}}}" "${{VAEQUIZ_TORCH:-{torch}}}"
+TORCH_INDEX={shlex.quote(TORCH_CPU_INDEX)}
+TORCH={shlex.quote(torch)}
+pip_install --index-url "${{VAEQUIZ_TORCH_INDEX:-$TORCH_INDEX}}" "${{VAEQUIZ_TORCH:-$TORCH}}"
 pip_install {others}
 chmod +x run_autograder
 # run_autograder imports vaequiz from lib/. Fail the build now, not at the first submission, if
