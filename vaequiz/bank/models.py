@@ -9,7 +9,6 @@ from __future__ import annotations
 import keyword
 import re
 import typing
-from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
@@ -21,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from vaequiz.compat import StrEnum
 
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 LABEL_PATTERN = r"^[A-Z]$"

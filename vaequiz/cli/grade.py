@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from contextlib import AbstractContextManager
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -21,6 +20,7 @@ from vaequiz.cli.app import (
     fail,
     resolve_bank,
 )
+from vaequiz.compat import StrEnum
 
 if TYPE_CHECKING:  # torch-heavy modules are imported when a command runs, not at start-up
     from vaequiz.grading.code import SandboxRunner

@@ -7,7 +7,6 @@ never rendered into an exam fragment, so no template mistake can leak it into th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Callable
 
 from markupsafe import Markup
@@ -21,6 +20,7 @@ from vaequiz.bank.models import (
     ShapeAnswer,
     ShortAnswer,
 )
+from vaequiz.compat import StrEnum
 from vaequiz.render.markdown import MathRenderError, render_code, render_markdown
 
 
