@@ -124,7 +124,9 @@ class ResultsLog:
 
     def append(self, item: ItemResult) -> None:
         """Write one line and force it to disk before returning."""
-        line = json.dumps(item.model_dump(mode="json"), ensure_ascii=False) + "\n"
+        # ASCII only: a raw U+2028 or U+0085 in an answer would split the line for readers that
+        # split on every Unicode line break (str.splitlines, many editors)
+        line = json.dumps(item.model_dump(mode="json"), ensure_ascii=True) + "\n"
         with self._lock:
             assert self._handle is not None, "use ResultsLog as a context manager"
             self._handle.write(line)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Literal, Optional
 from pydantic import ValidationError
 
 from vaequiz.bank.loader import Bank
-from vaequiz.bank.models import AnyQuestion, Flashcard, MultipleChoice
+from vaequiz.bank.models import ID_PATTERN, AnyQuestion, Flashcard, MultipleChoice
 from vaequiz.grading.answers import Reading, read_answer
 from vaequiz.grading.batch import BatchReport, SandboxFactory, grade_batch
 from vaequiz.grading.models import AnswerSheet
@@ -79,6 +80,9 @@ def _clean_labels(value: object, warnings: list[str]) -> dict[str, dict[str, str
         return {}
     clean: dict[str, dict[str, str]] = {}
     for question_id, mapping in value.items():
+        if not re.fullmatch(ID_PATTERN, question_id):
+            warnings.append(f"labels for {question_id[:80]!r} ignored: not a question id")
+            continue
         ok = (
             isinstance(mapping, dict)
             and all(isinstance(k, str) and k in LABELS and len(k) == 1 for k in mapping)
@@ -130,8 +134,6 @@ def read_sheet(path: Path) -> tuple[AnswerSheet, list[str]]:
         "started_at": _timestamp(data, "started_at", warnings),
         "saved_at": _timestamp(data, "saved_at", warnings),
     }
-    if isinstance(cleaned["student"], str):
-        cleaned["student"] = cleaned["student"].strip()
     for key in ("quiz", "variant"):
         if not isinstance(cleaned[key], (str, int, float)) or isinstance(cleaned[key], bool):
             if cleaned[key] is not None:
