@@ -325,7 +325,7 @@ def _print_dry_run(report: BatchReport) -> None:
         table.add_row(
             change.student,
             change.question,
-            f"{old:g}",
+            f"{old:g} / {change.old_max_points or 0:g}",
             f"{change.new_points:g} / {change.max_points:g}",
             f"{delta:+g}" if abs(delta) > 1e-9 else "=",
             REASONS.get(change.reason, change.reason),

@@ -52,6 +52,7 @@ class Change:
     old_points: Optional[float]
     new_points: float
     max_points: float
+    old_max_points: Optional[float] = None
 
 
 @dataclass
@@ -232,6 +233,7 @@ def grade_batch(
                     None if old is None else old.points,
                     item.points,
                     item.max_points,
+                    None if old is None else old.max_points,
                 )
             )
             report.graded += 1
