@@ -128,13 +128,15 @@ def test_any_value_in_any_answer_gets_a_verdict_and_the_run_writes_everything(ba
         "lists.json",
         {"student": "lists", "answers": {"ticks": ["A", 3], "pick": True, "why": 42, "z-shape": [64, 20], "params": 313600}},
     )
+    deep = write_sheet(sheets, "deep.json", '{"student": "deep", "answers": {"why": ' + "[" * 600 + "]" * 600 + ', "params": "313600"}}')
     good = write_sheet(sheets, "good.json", {"student": "good", "answers": {"ticks": "a, c", "pick": "A"}})
     out = tmp_path / "out"
-    done = run_vaequiz("grade-sheets", odd, lists, good, "--out", out, "--bank", bank, "--workers", "1")
+    done = run_vaequiz("grade-sheets", odd, lists, good, deep, "--out", out, "--bank", bank, "--workers", "1")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     by = results_by_pair(out)
-    assert len(by) == 15, "every student gets a verdict on every question"
+    assert len(by) == 20, "every student gets a verdict on every question"
+    assert by[("deep", "params")]["passed"] and not by[("deep", "why")]["passed"], "600 levels of nesting cost one item"
     assert "could not read 'AC' as options; write 'A, C'" in message(by[("odd", "ticks")])
     assert "could not read 'CD' as one option; choose one letter of A, B, C, D" in message(by[("odd", "pick")])
     assert by[("odd", "z-shape")]["error"] == "no answer", "null means unanswered"
@@ -149,8 +151,8 @@ def test_any_value_in_any_answer_gets_a_verdict_and_the_run_writes_everything(ba
     for result in by.values():
         assert result["passed"] or message(result).strip(), "a failed item always says why"
     rows = list(csv.reader((out / "grades.csv").open()))
-    assert [r[0] for r in rows] == ["student", "good", "lists", "odd"]
-    assert sorted(p.name for p in (out / "feedback").glob("*.html")) == ["good.html", "lists.html", "odd.html"]
+    assert [r[0] for r in rows] == ["student", "deep", "good", "lists", "odd"]
+    assert sorted(p.name for p in (out / "feedback").glob("*.html")) == ["deep.html", "good.html", "lists.html", "odd.html"]
 
 
 def test_a_sheet_as_editors_and_scripts_write_it(bank: Path, tmp_path: Path) -> None:

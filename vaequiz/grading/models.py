@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field
 
 from vaequiz.bank.models import Label, QuestionId, StrictModel
 
@@ -33,8 +33,9 @@ class AnswerSheet(StrictModel):
     """
 
     student: str = Field(min_length=1, max_length=200)
-    answers: dict[str, JsonValue] = Field(
-        default_factory=dict, description="Question id -> answer; null means unanswered."
+    answers: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Question id -> answer (any JSON value, read per question); null means unanswered.",
     )
     quiz: str | None = Field(None, description="Id of the quiz the page was built from.")
     variant: str | None = Field(None, description="Variant id (derived from seed and student).")

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import ID_PATTERN, AnyQuestion, Flashcard, MultipleChoice
@@ -96,16 +96,21 @@ def _clean_labels(value: object, warnings: list[str]) -> dict[str, dict[str, str
     return clean
 
 
-def _timestamp(data: dict[str, object], key: str, warnings: list[str]) -> Optional[str]:
+_TIME = TypeAdapter(datetime)
+
+
+def _timestamp(data: dict[str, object], key: str, warnings: list[str]) -> Optional[datetime]:
+    """An ISO 8601 time, or None with a warning: a bad time never costs the sheet."""
     value = data.get(key)
     if value is None:
         return None
     try:
-        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        warnings.append(f"{key} ignored: {str(value)[:40]!r} is not an ISO 8601 time")
-        return None
-    return str(value).replace("Z", "+00:00")
+        if isinstance(value, str):
+            return _TIME.validate_python(value)
+    except ValidationError:
+        pass
+    warnings.append(f"{key} ignored: {str(value)[:40]!r} is not an ISO 8601 time")
+    return None
 
 
 def read_sheet(path: Path) -> tuple[AnswerSheet, list[str]]:
@@ -195,6 +200,9 @@ def load_sheets(
             sheet, warnings = read_sheet(path)
         except SheetError as err:
             report.problems.append(f"{path}: skipped: {err}")
+            continue
+        except Exception as err:  # a reader bug must not lose the rest of the class
+            report.problems.append(f"{path}: skipped: could not be read ({type(err).__name__}: {err})")
             continue
         if quiz_given and quiz is not None and sheet.quiz is not None and sheet.quiz != quiz.id:
             report.problems.append(
