@@ -247,7 +247,22 @@ def test_a_variant_that_lost_its_labels_is_re_derived_or_refused(bank: Path, tmp
     assert ("eve", "pick") not in by, "never graded with the wrong letters"
     assert by[("eve", "params")]["passed"], "the sheet's other answers are graded"
     without_quiz = run_vaequiz("grade-sheets", lost, "--out", tmp_path / "out2", "--bank", bank)
-    assert without_quiz.returncode == 1 and "grade with --quiz" in without_quiz.stderr
+    assert without_quiz.returncode == 1 and "grade with the --quiz (and --seed)" in without_quiz.stderr
+
+
+def test_lost_labels_of_a_page_built_with_another_seed_need_that_seed(bank: Path, tmp_path: Path) -> None:
+    quiz = tmp_path / "week.quiz.yaml"
+    quiz.write_text(QUIZ)
+    built = run_vaequiz("build", "--bank", bank, "--quiz", quiz, "--seed", "11", "--student", "ada", "-o", tmp_path / "ada.html")
+    assert built.returncode == 0, built.stderr
+    data = page_data(tmp_path / "ada.html")
+    shown = {b: s for s, b in data["labels"]["pick"].items()}
+    sheet = write_sheet(tmp_path / "sheets", "ada.json", {"student": "ada", "quiz": "week", "variant": data["variant"], "answers": {"pick": shown["A"]}})
+    unseeded = run_vaequiz("grade-sheets", sheet, "--out", tmp_path / "o1", "--bank", bank, "--quiz", quiz)
+    assert unseeded.returncode == 1 and "grade with the same --seed" in unseeded.stderr
+    seeded = run_vaequiz("grade-sheets", sheet, "--out", tmp_path / "o2", "--bank", bank, "--quiz", quiz, "--seed", "11")
+    assert seeded.returncode == 0, seeded.stderr
+    assert results_by_pair(tmp_path / "o2")[("ada", "pick")]["passed"]
 
 
 def test_grades_csv_cannot_start_a_formula(bank: Path, tmp_path: Path) -> None:

@@ -73,7 +73,9 @@ def load_checked_bank(path: Path | None) -> Bank:
     return bank
 
 
-def apply_quiz(bank: Bank, quiz_file: Path | None) -> tuple[list[str] | None, QuizIdentity]:
+def apply_quiz(
+    bank: Bank, quiz_file: Path | None, seed: int | None = None
+) -> tuple[list[str] | None, QuizIdentity]:
     """The quiz's question ids (None without a spec: grade what the sheets answer) and what its
     pages' letters derive from; its points overrides replace the bank's points for grading.
     Without a spec, letters derive from the whole-bank page (`vaequiz build` without --quiz)."""
@@ -84,7 +86,7 @@ def apply_quiz(bank: Bank, quiz_file: Path | None) -> tuple[list[str] | None, Qu
     if quiz_file is not None and not quiz_file.is_file():
         fail(f"quiz spec {quiz_file} does not exist")
     try:
-        quiz = quiz_for(bank, quiz_file)
+        quiz = quiz_for(bank, quiz_file, seed)
     except QuizSpecError as err:
         fail(f"the quiz spec has {len(err.problems)} problem(s):\n{err}", EXIT_INVALID)
     identity = QuizIdentity(quiz.id, quiz.seed, quiz.shuffle_options)
@@ -236,6 +238,10 @@ QuizOpt = Annotated[
     typer.Option("--quiz", help="Quiz spec: grade its questions, with its points overrides; refuse other quizzes' sheets."),
 ]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Sandbox workers (default: all cores).")]
+SeedOpt = Annotated[
+    Optional[int],
+    typer.Option("--seed", min=0, help="The seed the pages were built with, if `build --seed` overrode the spec's."),
+]
 FormatOpt = Annotated[
     SheetFormat, typer.Option("--format", help="gradescope: also write Gradescope results.json files.")
 ]
@@ -269,6 +275,7 @@ def grade_sheets_command(
     bank: BankOption = None,
     output_format: FormatOpt = SheetFormat.default,
     quiz: QuizOpt = None,
+    seed: SeedOpt = None,
     regrade_all: Annotated[
         bool, typer.Option("--regrade", help="Grade every answer again, even where nothing changed.")
     ] = False,
@@ -285,7 +292,7 @@ def grade_sheets_command(
     if not any(p.exists() for p in sheets):
         fail("none of the sheets exist: " + ", ".join(str(p) for p in sheets[:5]))
     loaded = load_checked_bank(bank)
-    only, identity = apply_quiz(loaded, quiz)
+    only, identity = apply_quiz(loaded, quiz, seed)
     hide = hidden_paths(loaded, out, *{p.parent for p in sheets})
     report = grade_sheets(
         sheets,
@@ -352,6 +359,7 @@ def regrade(
     bank: BankOption = None,
     output_format: FormatOpt = SheetFormat.default,
     quiz: QuizOpt = None,
+    seed: SeedOpt = None,
 ) -> None:
     """Regrade stored answers whose question or grader changed, from FOLDER/results.jsonl, and
     rewrite the gradebook. Exit 1 if an answer could not be graded."""
@@ -363,7 +371,7 @@ def regrade(
     if not (folder / "results.jsonl").is_file():
         fail(f"{folder} holds no results.jsonl; run `vaequiz grade-sheets ... --out {folder}` first")
     loaded = load_checked_bank(bank)
-    only, _ = apply_quiz(loaded, quiz)
+    only, _ = apply_quiz(loaded, quiz, seed)
     hide = hidden_paths(loaded, folder)
     report = grade_batch(
         folder,

@@ -248,7 +248,9 @@ def letters_for(
                 order = option_order(quiz.id, quiz.seed, student, question.id, bank_labels, True)
                 return shown_to_bank(order), None
     where = f"quiz {quiz.id!r} with seed {quiz.seed}" if quiz is not None else "any quiz given"
-    hint = "" if quiz_given else "; grade with --quiz and the spec the page was built from"
+    hint = "; grade with the --quiz (and --seed) the page was built with" if not quiz_given else (
+        "; if the pages were built with --seed, grade with the same --seed"
+    )
     return None, (
         f"the sheet lost the labels of shuffled question {question.id!r} and its variant "
         f"{sheet.variant!r} is not {where} for this student, so its letters cannot be mapped "
