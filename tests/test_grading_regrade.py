@@ -62,7 +62,7 @@ def setup(tmp_path: Path) -> tuple[Path, list[Path], Path]:
     for student, answers in STUDENTS.items():
         path = tmp_path / "sheets" / f"{student}.json"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps({"student": student, "answers": answers}))
+        path.write_text(json.dumps({"student": student, "quiz": "week", "answers": answers}))
         sheets.append(path)
     return bank, sheets, tmp_path / "out"
 
@@ -113,6 +113,10 @@ def test_a_rerun_regrades_exactly_what_changed_and_says_so(setup: tuple[Path, li
     assert "regraded params for 3 student(s)" in weighted.stdout and "(3 regraded)" in weighted.stdout
     assert points(out)[("ann", "params")] == 4
 
+    forgot = run_vaequiz("regrade", out, "--bank", bank, "--dry-run")
+    assert "would regrade 3 answer(s), 2 with different points" in forgot.stdout, "params falls back to 1 point"
+    assert "the results are for quiz week; without --quiz its questions and points overrides" in forgot.stderr
+
     forced = run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank, "--quiz", quiz, "--regrade")
     assert "graded 9 answer(s) (9 regraded), 0 already in" in forced.stdout
     assert "--regrade was given" in forced.stdout and len(lines(out)) == 9
@@ -122,7 +126,7 @@ def test_a_changed_answer_and_an_older_result_are_regraded(setup: tuple[Path, li
     bank, sheets, out = setup
     assert run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank).returncode == 0
     cy = sheets[2]
-    cy.write_text(json.dumps({"student": "cy", "answers": {**STUDENTS["cy"], "params": "313600"}}))
+    cy.write_text(json.dumps({"student": "cy", "quiz": "week", "answers": {**STUDENTS["cy"], "params": "313600"}}))
     changed = run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank)
     assert "regraded params for 1 student(s): the answer on the sheet changed" in changed.stdout
     assert points(out)[("cy", "params")] == 1

@@ -371,7 +371,7 @@ def regrade(
     if not (folder / "results.jsonl").is_file():
         fail(f"{folder} holds no results.jsonl; run `vaequiz grade-sheets ... --out {folder}` first")
     loaded = load_checked_bank(bank)
-    only, _ = apply_quiz(loaded, quiz, seed)
+    only, identity = apply_quiz(loaded, quiz, seed)
     hide = hidden_paths(loaded, folder)
     report = grade_batch(
         folder,
@@ -385,6 +385,12 @@ def regrade(
         regrade_all=regrade_all,
         dry_run=dry_run,
     )
+    named = sorted({r.quiz for r in report.results if r.quiz} - {identity.id})
+    if quiz is None and named:
+        report.warnings.append(
+            f"the results are for quiz {', '.join(named)}; without --quiz its questions and points "
+            "overrides are not applied (give the same --quiz as grade-sheets)"
+        )
     if dry_run:
         _print_dry_run(report)
     else:
