@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_vaequiz
+from tests.conftest import BUNDLED_BANK, run_vaequiz
 from vaequiz.bank.loader import load_bank
 from vaequiz.grading.fingerprint import PRESENTATION_FIELDS, question_fingerprint
 
@@ -203,3 +203,17 @@ def test_the_fingerprint_covers_what_grades_and_nothing_that_only_presents(tmp_p
             elif isinstance(value, list):
                 changed = [*value, "extra"]
             assert question_fingerprint(question.model_copy(update={name: changed})) == base[qid], (qid, name)
+
+
+def test_the_fingerprint_of_a_code_question_covers_its_checks_reference_and_limits() -> None:
+    question = load_bank(BUNDLED_BANK).get("kl-divergence")
+    base = question_fingerprint(question)
+    for update in (
+        {"reference": question.reference + "\nkl = kl * 1.0\n"},
+        {"checks": question.checks[:-1]},
+        {"trials": question.trials[:1]},
+        {"limits": question.limits.model_copy(update={"time_s": 9})},
+        {"mutants": question.mutants[:-1]},
+    ):
+        assert question_fingerprint(question.model_copy(update=update)) != base, list(update)
+    assert question_fingerprint(question.model_copy(update={"prompt": "Reworded.", "starter": "kl = 0"})) == base
