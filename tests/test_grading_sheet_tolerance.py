@@ -131,11 +131,13 @@ def test_any_value_in_any_answer_gets_a_verdict_and_the_run_writes_everything(ba
     deep = write_sheet(sheets, "deep.json", '{"student": "deep", "answers": {"why": ' + "[" * 600 + "]" * 600 + ', "params": "313600"}}')
     good = write_sheet(sheets, "good.json", {"student": "good", "answers": {"ticks": "a, c", "pick": "A"}})
     out = tmp_path / "out"
-    done = run_vaequiz("grade-sheets", odd, lists, good, deep, "--out", out, "--bank", bank, "--workers", "1")
+    lone = write_sheet(sheets, "lone.json", {"student": "zed\udc00", "answers": {"why": "\ud800 epsilon", "pick": "A\udc00"}})
+    done = run_vaequiz("grade-sheets", odd, lists, good, deep, lone, "--out", out, "--bank", bank, "--workers", "1")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     by = results_by_pair(out)
-    assert len(by) == 20, "every student gets a verdict on every question"
+    assert len(by) == 25, "every student gets a verdict on every question"
+    assert by[("zed\ufffd", "why")]["checks"][1]["passed"], "a lone surrogate (valid JSON, not UTF-8) becomes U+FFFD"
     assert by[("deep", "params")]["passed"] and not by[("deep", "why")]["passed"], "600 levels of nesting cost one item"
     assert "could not read 'AC' as options; write 'A, C'" in message(by[("odd", "ticks")])
     assert "could not read 'CD' as one option; choose one letter of A, B, C, D" in message(by[("odd", "pick")])
@@ -151,8 +153,8 @@ def test_any_value_in_any_answer_gets_a_verdict_and_the_run_writes_everything(ba
     for result in by.values():
         assert result["passed"] or message(result).strip(), "a failed item always says why"
     rows = list(csv.reader((out / "grades.csv").open()))
-    assert [r[0] for r in rows] == ["student", "deep", "good", "lists", "odd"]
-    assert sorted(p.name for p in (out / "feedback").glob("*.html")) == ["deep.html", "good.html", "lists.html", "odd.html"]
+    assert [r[0] for r in rows] == ["student", "deep", "good", "lists", "odd", "zed\ufffd"]
+    assert len(list((out / "feedback").glob("*.html"))) == 5
 
 
 def test_a_sheet_as_editors_and_scripts_write_it(bank: Path, tmp_path: Path) -> None:
@@ -283,7 +285,7 @@ def test_grades_csv_cannot_start_a_formula(bank: Path, tmp_path: Path) -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
-    | st.sampled_from(["AC", "CD", "a c", "A,,C", "E", "(64, 20)", "313600", "  ", "ABCD"]),
+    | st.sampled_from(["AC", "CD", "a c", "A,,C", "E", "(64, 20)", "313600", "  ", "ABCD", "A\ud800", "\udc00 epsilon"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=10,
 )
@@ -302,7 +304,7 @@ def test_arbitrary_json_sheets_never_raise_and_keep_their_valid_items(
 ) -> None:
     folder = tmp_path_factory.mktemp("prop")
     answers = {**odd, "z-shape": "(64, 20)", "params": 313600}
-    sheet = write_sheet(folder, "s.json", {**top, "student": "s", "answers": answers})
+    sheet = write_sheet(folder, "s.json", {"quiz": "q\ud800", **top, "student": "s", "answers": answers})
     out = folder / "out"
     result = CliRunner().invoke(app, ["grade-sheets", str(sheet), "--out", str(out), "--bank", str(bank), "--workers", "1"])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception

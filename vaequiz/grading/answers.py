@@ -41,14 +41,22 @@ def quote(text: str) -> str:
     return repr(text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "...")
 
 
+def valid_text(text: str) -> str:
+    """``text`` with lone surrogates (JSON allows ``"\\ud800"``; UTF-8 cannot hold it) replaced by
+    U+FFFD, so every page and file written from it can be encoded."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def as_text(value: object) -> str:
     """Any JSON value as text: strings as they are, lists of strings joined by ", ", other values
     as their JSON text (``314000``, ``[64, 20]``, ``true``)."""
     if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return ", ".join(value)
-    return json.dumps(value, ensure_ascii=False)
+        text = value
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        text = ", ".join(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+    return valid_text(text)
 
 
 def read_answer(
@@ -82,10 +90,10 @@ def read_choice(
     mapping = dict(shown_to_bank) if shown_to_bank else {o.label: o.label for o in question.options}
     shown = sorted(mapping)
     if isinstance(value, list):
-        tokens = [v.strip().upper() for v in value if isinstance(v, str) and v.strip()]
+        tokens = [valid_text(v).strip().upper() for v in value if isinstance(v, str) and v.strip()]
         readable = all(isinstance(v, str) for v in value)
     elif isinstance(value, str):
-        tokens = [t.upper() for t in re.split(r"[\s,;]+", value.strip()) if t]
+        tokens = [t.upper() for t in re.split(r"[\s,;]+", text.strip()) if t]
         readable = True
     else:
         tokens, readable = [], False

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import ID_PATTERN, AnyQuestion, Flashcard, MultipleChoice
-from vaequiz.grading.answers import Reading, read_answer
+from vaequiz.grading.answers import Reading, read_answer, valid_text
 from vaequiz.grading.batch import BatchReport, SandboxFactory, grade_batch
 from vaequiz.grading.models import AnswerSheet
 from vaequiz.variants import LABELS, option_order, shown_to_bank, variant_id
@@ -144,6 +144,9 @@ def read_sheet(path: Path) -> tuple[AnswerSheet, list[str]]:
             if cleaned[key] is not None:
                 warnings.append(f"{key} ignored: not text")
             cleaned[key] = None
+    for key in ("student", "quiz", "variant"):
+        if isinstance(cleaned[key], str):
+            cleaned[key] = valid_text(cleaned[key])
     try:
         sheet = AnswerSheet.model_validate({k: v for k, v in cleaned.items() if v is not None})
     except ValidationError as err:
