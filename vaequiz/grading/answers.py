@@ -55,7 +55,10 @@ def as_text(value: object) -> str:
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         text = ", ".join(value)
     else:
-        text = json.dumps(value, ensure_ascii=False)
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (RecursionError, ValueError):  # nested about as deep as the JSON reader allows
+            text = "(a value nested too deeply to read)"
     return valid_text(text)
 
 
