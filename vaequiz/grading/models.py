@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from datetime import datetime
+from typing import Annotated, Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,20 +14,37 @@ Answer = Annotated[
     Field(description="MCQ: a label or list of labels; everything else: text."),
 ]
 
+RecordedAnswer = Annotated[
+    Union[str, list[str]],
+    Field(
+        description="An answer as it was read: MCQ letters mapped to bank labels, text otherwise; "
+        "an answer that could not be read is kept as the text the student gave."
+    ),
+]
+
 
 class AnswerSheet(StrictModel):
     """What a student's page saves and `vaequiz grade-sheets` reads.
 
     ``quiz``, ``variant`` and ``labels`` are written by built pages: ``labels`` maps, per
     question, each label the student saw to the bank's label, so shuffled options grade right.
+    Answers stay raw JSON here: each is read against its question's kind when it is graded, so
+    one unreadable answer costs that item only (see :mod:`vaequiz.grading.answers`).
     """
 
     student: str = Field(min_length=1, max_length=200)
-    answers: dict[QuestionId, Answer] = Field(default_factory=dict)
+    answers: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Question id -> answer (any JSON value, read per question); null means unanswered.",
+    )
     quiz: str | None = Field(None, description="Id of the quiz the page was built from.")
     variant: str | None = Field(None, description="Variant id (derived from seed and student).")
     labels: dict[QuestionId, dict[Label, Label]] = Field(
         default_factory=dict, description="Shown label -> bank label, per shuffled question."
+    )
+    started_at: Optional[datetime] = Field(None, description="When the student opened the page (ISO 8601).")
+    saved_at: Optional[datetime] = Field(
+        None, description="When the sheet was saved (ISO 8601); of two sheets for one student the later wins."
     )
 
 
@@ -55,6 +73,13 @@ class ItemResult(BaseModel):
     points: float = Field(description="score x the question's points.")
     max_points: float
     checks: list[CheckResult] = Field(default_factory=list)
-    answer: Answer | None = Field(None, description="The answer as graded (bank labels).")
+    answer: Optional[RecordedAnswer] = Field(None, description="The answer as graded (bank labels).")
     error: str | None = Field(None, description="Why the answer could not be graded, if so.")
     quiz: str | None = Field(None, description="The quiz the sheet was saved from, if it says.")
+    fingerprint: Optional[str] = Field(
+        None,
+        description="Digest of what decided the grade besides the answer: the question's key, "
+        "rubric, checks, reference and points (quiz overrides included). A rerun regrades the "
+        "pair when it changes.",
+    )
+    grader_version: Optional[str] = Field(None, description="GRADER_VERSION of the grading code.")

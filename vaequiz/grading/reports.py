@@ -40,15 +40,25 @@ def by_student(results: list[ItemResult]) -> dict[str, dict[str, ItemResult]]:
     return dict(sorted(grouped.items()))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A text cell a spreadsheet shows as text, never runs: one that would start a formula
+    gets a leading ``'`` (OWASP's advice against CSV injection)."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
 def write_grades_csv(path: Path, results: list[ItemResult], questions: list[str]) -> None:
-    """One row per student: points per question (blank if not graded), then the total."""
+    """One row per student: points per question (blank if not graded), then the total.
+    Text cells (names, headers) are made spreadsheet-safe; points are never negative."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["student", *questions, "total"])
+        writer.writerow([spreadsheet_safe(c) for c in ["student", *questions, "total"]])
         for student, items in by_student(results).items():
             row = [f"{items[q].points:g}" if q in items else "" for q in questions]
             total = sum(i.points for i in items.values())
-            writer.writerow([student, *row, f"{total:g}"])
+            writer.writerow([spreadsheet_safe(student), *row, f"{total:g}"])
 
 
 def visible_message(check: CheckResult) -> str:
