@@ -165,9 +165,11 @@ def test_every_problem_is_reported_in_one_run(write_yaml) -> None:
         + VALID.replace("kl-role", "other").replace("kind: mcq", "kind: mcqq")
     )
     problems = _problems(write_yaml("a.yaml", broken))
-    assert len(problems) == 3, problems
-    assert "not kebab-case" in problems[1]
-    assert "unknown kind 'mcqq'" in problems[2]
+    assert len(problems) == 4, problems
+    assert "missing required field 'explanation'" in problems[0]
+    assert "did you mean 'explanation'?" in problems[1]
+    assert "not kebab-case" in problems[2]
+    assert "unknown kind 'mcqq'" in problems[3]
 
 
 def test_yaml_boolean_in_text_field_is_explained(write_yaml) -> None:
@@ -194,13 +196,12 @@ def test_code_question_cross_field_rules(write_yaml) -> None:
         - {check: shape, of: kl, is: [[]], like: mu}
     """
     problems = _problems(write_yaml("c.yaml", code))
-    assert any(p.endswith("c.yaml:15:7: checks.1: a shape check needs exactly one of 'is' and 'like'") for p in problems), problems
-    fixed = code.replace(", is: [[]], like: mu", ", like: mu")
-    problems = _problems(write_yaml("c.yaml", fixed))
-    assert any(p.endswith("c.yaml:1:3: trials[0] does not bind D") for p in problems), problems
-    fixed = fixed.replace("{B: 3}", "{B: 3, D: 2}")
-    problems = _problems(write_yaml("c.yaml", fixed))
-    assert any(p.endswith("c.yaml:1:3: the reference never assigns kl, which 'expect' lists") for p in problems), problems
+    # One run reports every broken rule, each at the value it is about.
+    assert [p.split("/bank/")[1] for p in problems] == [
+        "c.yaml:11:14: reference: the reference never assigns kl, which 'expect' lists",
+        "c.yaml:12:19: trials.0.bind: trials[0] does not bind D (used by given 'mu')",
+        "c.yaml:15:7: checks.1: a shape check needs exactly one of 'is' and 'like'",
+    ]
 
 
 def test_mcq_linked_to_missing_code_question(write_yaml) -> None:
@@ -240,3 +241,44 @@ def test_typos_deep_in_unions_are_matched_against_the_right_member(write_yaml) -
     problems = _problems(write_yaml("c.yaml", code))
     assert any(p.endswith("c.yaml:10:25: given.beta.valu: unknown field 'valu'; did you mean 'value'?") for p in problems), problems
     assert any(p.endswith("c.yaml:16:30: checks.1.rtoll: unknown field 'rtoll'; did you mean 'rtol'?") for p in problems), problems
+
+
+def test_every_mistake_in_one_question_is_reported_in_one_run_at_its_own_field(cli, write_yaml) -> None:
+    broken = """
+    - id: kl-role
+      kind: mcq
+      topics: [kl-divergence, kl-divergence]
+      difficulty: beginner
+      points: -1
+      source: original
+      stem: What does the KL term do?
+      options:
+        - {label: A, text: Pulls the posterior toward the prior}
+        - {label: C, text: Nothing}
+        - {label: C, text: Nothing}
+      multiple: true
+      answer: [A, E, A]
+    """
+    result = cli("validate", write_yaml("a.yaml", broken))
+    assert result.returncode == 1
+    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
+    assert lines == [
+        "a.yaml:1:3: explanation: missing required field 'explanation' (say why the key is right)",
+        "a.yaml:3:27: topics.1: topic listed twice: kl-divergence",
+        "a.yaml:5:11: points: Input should be greater than or equal to 0",
+        "a.yaml:10:15: options.1.label: option 2 must be labelled B (options are labelled A, B, C, ... in order); got C",
+        "a.yaml:11:7: options.2: options B and C are identical",
+        "a.yaml:13:18: answer.2: answer lists A twice",
+    ], result.stderr
+    fixed = broken.replace("{label: C, text: Nothing}\n", "{label: B, text: Nothing}\n", 1).replace(
+        "    - {label: C, text: Nothing}\n", "    - {label: C, text: Something else}\n"
+    )
+    result = cli("validate", write_yaml("a.yaml", fixed))
+    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
+    assert lines == [
+        "a.yaml:1:3: explanation: missing required field 'explanation' (say why the key is right)",
+        "a.yaml:3:27: topics.1: topic listed twice: kl-divergence",
+        "a.yaml:5:11: points: Input should be greater than or equal to 0",
+        "a.yaml:13:15: answer.1: answer E is not one of the options (A, B, C)",
+        "a.yaml:13:18: answer.2: answer lists A twice",
+    ], result.stderr

@@ -205,7 +205,34 @@ def validate_located(
         return adapter.validate_python(item)
     except ValidationError as err:
         model = model_hint(item) if model_hint else None
-        return [_problem_from_error(e, item, source_map, prefix, model) for e in err.errors()]
+        errors = err.errors()
+        problems = [_problem_from_error(e, item, source_map, prefix, model) for e in errors]
+        return _merge_union_alternatives(problems, errors)
+
+
+def _merge_union_alternatives(problems: list[Problem], errors: list[Any]) -> list[Problem]:
+    """One problem per value: a value that fits no member of a union (``shape: [1.5]``, where
+    a size or a name fits) gets one line naming every type it may have, not one per member."""
+    merged: list[Problem] = []
+    alternatives: list[str] = []
+    for problem, error in zip(problems, errors):
+        is_type_error = error["type"].endswith("_type")
+        previous = merged[-1] if merged else None
+        if (
+            is_type_error
+            and previous is not None
+            and alternatives
+            and (previous.location, previous.field_path) == (problem.location, problem.field_path)
+        ):
+            alternatives.append(error["msg"].removeprefix("Input should be "))
+            message = "Input should be " + " or ".join(alternatives)
+            merged[-1] = Problem(
+                problem.location, problem.field_path, message + _how_yaml_read(error["input"], "")
+            )
+            continue
+        merged.append(problem)
+        alternatives = [error["msg"].removeprefix("Input should be ")] if is_type_error else []
+    return merged
 
 
 _TAGS = set(QUESTION_KINDS)
@@ -230,13 +257,11 @@ def _problem_from_error(
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             clean.append(part)
             node = node[part]
-        elif isinstance(node, dict) and error["type"] in ("missing", "extra_forbidden"):
+        elif isinstance(node, dict) and error["type"] in ("missing", "field_missing", "extra_forbidden"):
             if part == loc[-1]:
                 clean.append(part)
-        # else: a union tag or model name inserted by pydantic; skip it
-    field = error.get("ctx", {}).get("field")
-    if field:  # a model-level rule about one field (see models.PydanticCustomError uses)
-        clean.append(field)
+        # else: a union tag or model name inserted by pydantic, or an index into a value
+        # written as a scalar (``answer: E``); skip it
     path = tuple(clean)
     field_path = ".".join(str(p) for p in path)
     kind = error["type"]
@@ -270,16 +295,51 @@ def _problem_from_error(
         )
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
-    elif kind.endswith("_type") and isinstance(error.get("input"), bool):
-        message += (
-            f"; YAML read this value as the boolean {str(error['input']).lower()} "
-            "(yes/no/on/off/true/false): put it in quotes"
-        )
-    elif kind.endswith("_type") and error.get("input") is None:
-        message += "; the value is empty (YAML null)"
+    elif kind.endswith("_type") or kind == "enum":
+        message += _how_yaml_read(error.get("input"), kind)
     elif kind == "string_pattern_mismatch":
         message = _pattern_message(path, error)
     return Problem(source_map.locate(prefix + path), field_path, message)
+
+
+_EXPECTED_BY_TYPE = {"int_type": "int", "float_type": "float", "bool_type": "bool"}
+
+
+def _how_yaml_read(value: Any, kind: str) -> str:
+    """What YAML made of a value of the wrong type, and the fix, for a type error's message.
+
+    YAML types unquoted scalars by their look (``12345`` is a number, ``yes`` a boolean), so
+    the author often wrote what they meant and only the quotes are wrong.
+    """
+    wants_text = kind == "string_type"
+    if isinstance(value, bool):
+        shown = str(value).lower()
+        fix = ": put it in quotes" if wants_text else ""
+        return f"; YAML read this value as the boolean {shown} (yes/no/on/off/true/false){fix}"
+    if value is None:
+        return "; the value is empty (YAML null)"
+    if isinstance(value, (int, float)):
+        return f"; YAML read this value as the number {value!r}" + (": put it in quotes" if wants_text else "")
+    if isinstance(value, str):
+        expected = _EXPECTED_BY_TYPE.get(kind)
+        if expected == "bool" and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return f"; {value!r} is quoted, so it is text: write true or false without quotes"
+        if expected in ("int", "float") and _parses_as(value, int if expected == "int" else float):
+            return f"; {value!r} is quoted, so it is text: remove the quotes"
+        return f"; the value is the text {value!r}"
+    if isinstance(value, list):
+        return "; YAML read this value as a list"
+    if isinstance(value, dict):
+        return "; YAML read this value as a mapping (key: value)"
+    return ""
+
+
+def _parses_as(text: str, number: type) -> bool:
+    try:
+        number(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _pattern_message(path: tuple[Any, ...], error: Any) -> str:

@@ -14,13 +14,16 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 LABEL_PATTERN = r"^[A-Z]$"
@@ -65,7 +68,18 @@ def is_markdown_field(field: Any) -> bool:
     return any(isinstance(m, MarkdownText) for m in field.metadata) or marked(field.annotation)
 PythonSource = Annotated[str, Field(min_length=1, description="Python statements.")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-Dim = Union[int, Symbol]
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer, so the loader does too (never ``true`` or ``"3"``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_whole_number)]
+"""An integer as the JSON Schema's ``integer`` accepts it: 3 or 3.0."""
+Dim = Union[Int, Symbol]
 """A tensor dimension: a literal size or a symbol bound by each trial (e.g. ``B``)."""
 
 
@@ -75,31 +89,73 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=True)
 
 
+class BankModel(StrictModel):
+    """Base for every bank-file model: values must have the JSON type the schema states.
+
+    YAML types silently (``id: 12345`` is a number, ``points: "3"`` a string, ``text: yes`` a
+    boolean); strict validation refuses each, so what the JSON Schema rejects, ``validate``
+    rejects. A number where a float is expected is fine, as in JSON Schema.
+    """
+
+    model_config = ConfigDict(strict=True, coerce_numbers_to_str=False)
+
+
+RuleProblems = list[tuple[tuple[Union[str, int], ...], str]]
+"""Broken rules, each a path below the validated field (or model) and a message."""
+
+
+def rule_errors(problems: RuleProblems, value: Any = None) -> ValidationError:
+    """Several broken rules at once, each at a path below the field (or model) that checks them.
+
+    Raised from a validator, the paths are appended to the field's own location, so the loader
+    reports every problem in one run, each at the line of the value it is about.
+    """
+    return ValidationError.from_exception_data(
+        "rules",
+        [
+            InitErrorDetails(type=PydanticCustomError("rule", message), loc=path, input=value)
+            for path, message in problems
+        ],
+    )
+
+
 class Difficulty(StrEnum):
     beginner = "beginner"
     intermediate = "intermediate"
     advanced = "advanced"
 
 
-def _check_identifier(name: str) -> str:
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"{name!r} is not a valid Python name")
-    return name
-
-
 PythonName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 
 
-class QuestionBase(StrictModel):
+def _explanation_required_when_keyed(schema: dict[str, Any], model: Any) -> None:
+    """The schema states what the validator enforces: a keyed kind needs a real explanation."""
+    if not getattr(model, "keyed", False) or "explanation" not in schema.get("properties", {}):
+        return
+    field = schema["properties"]["explanation"]
+    field.pop("default", None)
+    texts = [s for s in field.pop("anyOf", []) if s.get("type") != "null"]
+    if len(texts) == 1:
+        field.update({k: v for k, v in texts[0].items() if k != "description"})
+    schema.setdefault("required", []).append("explanation")
+
+
+class QuestionBase(BankModel):
     """Fields every question kind shares."""
+
+    model_config = ConfigDict(json_schema_extra=_explanation_required_when_keyed)
+    keyed: ClassVar[bool] = True
+    """Whether the kind has a key (and so needs an ``explanation``)."""
 
     id: QuestionId
     topics: list[Topic] = Field(min_length=1, description="Tags used to select questions.")
-    difficulty: Difficulty
+    difficulty: Annotated[Difficulty, Field(strict=False)]
     points: float = Field(1.0, ge=0, le=1000, description="Points the item is worth.")
     hint: Markdown | None = Field(None, description="Shown on request in practice mode.")
     explanation: Markdown | None = Field(
-        None, description="Why the key is right; required for every kind with a key."
+        None,
+        description="Why the key is right; required for every kind with a key.",
+        validate_default=True,
     )
     source: str = Field(
         pattern=SOURCE_PATTERN,
@@ -109,24 +165,23 @@ class QuestionBase(StrictModel):
     @field_validator("topics")
     @classmethod
     def _unique_topics(cls, topics: list[str]) -> list[str]:
-        duplicates = sorted({t for t in topics if topics.count(t) > 1})
-        if duplicates:
-            raise ValueError(f"topic listed twice: {', '.join(duplicates)}")
+        repeated = [(i,) for i, t in enumerate(topics) if t in topics[:i]]
+        if repeated:
+            raise rule_errors([(at, f"topic listed twice: {topics[at[0]]}") for at in repeated], topics)
         return topics
 
-    @model_validator(mode="after")
-    def _explanation_when_keyed(self) -> "QuestionBase":
-        if self.has_key and not self.explanation:
+    @field_validator("explanation")
+    @classmethod
+    def _explanation_when_keyed(cls, explanation: str | None) -> str | None:
+        if cls.keyed and explanation is None:
             raise PydanticCustomError(
-                "field_missing",
-                "missing required field 'explanation' (say why the key is right)",
-                {"field": "explanation"},
+                "field_missing", "missing required field 'explanation' (say why the key is right)"
             )
-        return self
+        return explanation
 
     @property
     def has_key(self) -> bool:
-        return True
+        return self.keyed
 
     @property
     def text(self) -> str:
@@ -137,9 +192,17 @@ class QuestionBase(StrictModel):
 # --------------------------------------------------------------------------- multiple choice
 
 
-class Option(StrictModel):
+class Option(BankModel):
     """One labelled answer option; ``text`` is Markdown, ``code`` a Python snippet shown as code."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("text", "code")
+            ]
+        }
+    )
     label: Label
     text: Markdown | None = None
     code: PythonSource | None = Field(
@@ -162,51 +225,79 @@ class MultipleChoice(QuestionBase):
     kind: Literal["mcq"]
     stem: Markdown
     options: list[Option] = Field(min_length=2, max_length=12)
-    answer: list[Label] = Field(description="The keyed label, or a list for multi-select.")
     multiple: bool = Field(False, description="Multi-select: students tick every correct option.")
+    answer: list[Label] = Field(description="The keyed label, or a list for multi-select.")
     shuffle: bool = Field(True, description="Options may be shuffled in per-student variants.")
     code_question: QuestionId | None = Field(
         None,
         description="Id of the code question every option's `code` is graded against by verify.",
     )
 
-    @field_validator("answer", mode="before")
+    # Rules across fields are field validators that read the fields before them (info.data), so
+    # each is reported at its own field, in the same run as any unrelated mistake.
+
+    @field_validator("options")
+    @classmethod
+    def _options_labelled_and_distinct(cls, options: list[Option]) -> list[Option]:
+        problems: RuleProblems = []
+        for i, option in enumerate(options):
+            expected = chr(ord("A") + i)
+            if option.label != expected:
+                problems.append(
+                    ((i, "label"), f"option {i + 1} must be labelled {expected} (options are "
+                     f"labelled A, B, C, ... in order); got {option.label}")
+                )
+        contents = [(o.text or "").strip() + "\0" + (o.code or "").strip() for o in options]
+        for i, content in enumerate(contents):
+            if content in contents[:i]:
+                first = chr(ord("A") + contents.index(content))
+                problems.append(((i,), f"options {first} and {chr(ord('A') + i)} are identical"))
+        if problems:
+            raise rule_errors(problems, options)
+        return options
+
+    @field_validator("answer", mode="before", json_schema_input_type=Union[Label, list[Label]])
     @classmethod
     def _answer_as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _key_consistent(self) -> "MultipleChoice":
-        labels = [o.label for o in self.options]
-        expected = [chr(ord("A") + i) for i in range(len(labels))]
-        if labels != expected:
-            raise ValueError(
-                f"options must be labelled {', '.join(expected)} in order; got {', '.join(labels)}"
+    @field_validator("answer")
+    @classmethod
+    def _answer_keys_options(cls, answer: list[str], info: ValidationInfo) -> list[str]:
+        problems: RuleProblems = []
+        options = info.data.get("options")
+        if options is not None:
+            labels = [o.label for o in options]
+            for i, key in enumerate(answer):
+                if key not in labels:
+                    problems.append(
+                        ((i,), f"answer {key} is not one of the options ({', '.join(labels)})")
+                    )
+        for i, key in enumerate(answer):
+            if key in answer[:i]:
+                problems.append(((i,), f"answer lists {key} twice"))
+        multiple = info.data.get("multiple")
+        if multiple is True and len(answer) < 2:
+            problems.append(((), "a multi-select question ('multiple: true') needs at least two keys"))
+        if multiple is False and len(answer) != 1:
+            problems.append(
+                ((), "a single-answer question has exactly one key; set 'multiple: true' for several")
             )
-        contents = [(o.text or "").strip() + "\0" + (o.code or "").strip() for o in self.options]
-        for i, content in enumerate(contents):
-            if content in contents[:i]:
-                first = labels[contents.index(content)]
-                raise ValueError(f"options {first} and {labels[i]} are identical")
-        unknown = [a for a in self.answer if a not in labels]
-        if unknown:
-            raise ValueError(
-                f"answer {', '.join(unknown)} is not one of the options ({', '.join(labels)})"
+        if problems:
+            raise rule_errors(problems, answer)
+        return answer
+
+    @field_validator("code_question")
+    @classmethod
+    def _options_are_code(cls, code_question: str | None, info: ValidationInfo) -> str | None:
+        options = info.data.get("options")
+        if code_question and options is not None and not all(o.code for o in options):
+            missing = [o.label for o in options if not o.code]
+            raise rule_errors(
+                [((), f"with 'code_question' every option needs 'code'; missing in {', '.join(missing)}")],
+                code_question,
             )
-        if len(set(self.answer)) != len(self.answer):
-            raise ValueError("answer lists a label twice")
-        if self.multiple and len(self.answer) < 2:
-            raise ValueError("a multi-select question ('multiple: true') needs at least two keys")
-        if not self.multiple and len(self.answer) != 1:
-            raise ValueError(
-                "a single-answer question has exactly one key; set 'multiple: true' for several"
-            )
-        if self.code_question and not all(o.code for o in self.options):
-            missing = [o.label for o in self.options if not o.code]
-            raise ValueError(
-                f"with 'code_question' every option needs 'code'; missing in {', '.join(missing)}"
-            )
-        return self
+        return code_question
 
     @property
     def text(self) -> str:
@@ -216,7 +307,7 @@ class MultipleChoice(QuestionBase):
 # --------------------------------------------------------------------------- short answer
 
 
-class Concept(StrictModel):
+class Concept(BankModel):
     """A concept the answer should show, recognised by any of its phrasings or patterns."""
 
     name: str = Field(min_length=1, description="What the concept is, shown in feedback.")
@@ -234,11 +325,16 @@ class Concept(StrictModel):
     @field_validator("patterns")
     @classmethod
     def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
+        problems: RuleProblems = []
+        for i, pattern in enumerate(patterns):
             try:
                 re.compile(pattern)
             except re.error as err:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {err}")
+                problems.append(
+                    ((i,), f"pattern {pattern!r} is not a valid regular expression: {err}")
+                )
+        if problems:
+            raise rule_errors(problems, patterns)
         return patterns
 
     @model_validator(mode="after")
@@ -259,12 +355,18 @@ class ShortAnswer(QuestionBase):
         0.5, gt=0, le=1, description="Share of concepts needed for the item to count as passed."
     )
 
-    @model_validator(mode="after")
-    def _unique_concepts(self) -> "ShortAnswer":
-        names = [c.name for c in self.rubric]
-        if len(set(names)) != len(names):
-            raise ValueError("two rubric concepts have the same name")
-        return self
+    @field_validator("rubric")
+    @classmethod
+    def _unique_concepts(cls, rubric: list[Concept]) -> list[Concept]:
+        names = [c.name for c in rubric]
+        problems: RuleProblems = [
+            ((i, "name"), f"two rubric concepts are named {name!r}")
+            for i, name in enumerate(names)
+            if name in names[:i]
+        ]
+        if problems:
+            raise rule_errors(problems, rubric)
+        return rubric
 
     @property
     def text(self) -> str:
@@ -281,10 +383,7 @@ class Flashcard(QuestionBase):
     front: Markdown
     back: Markdown
     points: float = Field(0.0, ge=0, le=0, description="Cards are for revision and never graded.")
-
-    @property
-    def has_key(self) -> bool:
-        return False
+    keyed: ClassVar[bool] = False
 
     @property
     def text(self) -> str:
@@ -299,14 +398,9 @@ class ShapeAnswer(QuestionBase):
 
     kind: Literal["shape"]
     prompt: Markdown
-    answer: list[int] = Field(description="The shape, e.g. [64, 20]; [] for a scalar.")
-
-    @field_validator("answer")
-    @classmethod
-    def _non_negative(cls, dims: list[int]) -> list[int]:
-        if any(d < 0 for d in dims):
-            raise ValueError("tensor dimensions cannot be negative")
-        return dims
+    answer: list[Annotated[Int, Field(ge=0)]] = Field(
+        description="The shape, e.g. [64, 20]; [] for a scalar."
+    )
 
     @property
     def text(self) -> str:
@@ -330,7 +424,7 @@ class NumericAnswer(QuestionBase):
 # --------------------------------------------------------------------------- code: inputs
 
 
-class TensorInput(StrictModel):
+class TensorInput(BankModel):
     """A tensor the grader draws (seeded) for each trial."""
 
     type: Literal["tensor"]
@@ -344,14 +438,16 @@ class TensorInput(StrictModel):
     dtype: Literal["float32", "float64", "int64", "bool"] = "float32"
     requires_grad: bool = False
 
-    @model_validator(mode="after")
-    def _grad_on_floats(self) -> "TensorInput":
-        if self.requires_grad and not self.dtype.startswith("float"):
-            raise ValueError("only floating-point tensors can require grad")
-        return self
+    @field_validator("requires_grad")
+    @classmethod
+    def _grad_on_floats(cls, requires_grad: bool, info: ValidationInfo) -> bool:
+        dtype = info.data.get("dtype", "float32")
+        if requires_grad and not dtype.startswith("float"):
+            raise ValueError(f"only floating-point tensors can require grad; this one is {dtype}")
+        return requires_grad
 
 
-class ScalarInput(StrictModel):
+class ScalarInput(BankModel):
     """An int or float, literal or bound by the trial (e.g. ``value: latent_dim``)."""
 
     type: Literal["int", "float"]
@@ -363,14 +459,14 @@ class ScalarInput(StrictModel):
         return value
 
 
-class EmbeddingAttr(StrictModel):
+class EmbeddingAttr(BankModel):
     """An ``nn.Embedding(num, dim)`` attribute of a given module, weights drawn N(0, 1)."""
 
     num_embeddings: Dim
     embedding_dim: Dim
 
 
-class ModuleInput(StrictModel):
+class ModuleInput(BankModel):
     """A plain ``nn.Module`` carrying attributes, e.g. ``model.codebook = nn.Embedding(512, 64)``."""
 
     type: Literal["module"]
@@ -380,17 +476,17 @@ class ModuleInput(StrictModel):
 InputSpec = Annotated[Union[TensorInput, ScalarInput, ModuleInput], Field(discriminator="type")]
 
 
-class Trial(StrictModel):
+class Trial(BankModel):
     """One hidden run: symbol bindings (sizes) and how often to repeat it with fresh seeds."""
 
     bind: dict[Symbol, int | float] = Field(default_factory=dict)
-    repeat: int = Field(1, ge=1, le=4096, description="Runs with the same inputs, new seed each.")
+    repeat: Int = Field(1, ge=1, le=4096, description="Runs with the same inputs, new seed each.")
 
 
 # --------------------------------------------------------------------------- code: probes
 
 
-class GradProbe(StrictModel):
+class GradProbe(BankModel):
     """Gradient of ``of.sum()`` with respect to given tensors, taken inside the sandbox."""
 
     probe: Literal["grad"]
@@ -398,7 +494,7 @@ class GradProbe(StrictModel):
     wrt: list[PythonName] = Field(min_length=1)
 
 
-class CallProbe(StrictModel):
+class CallProbe(BankModel):
     """Calls an expected callable (e.g. a decoder) on grader-drawn inputs; output is ``as``."""
 
     probe: Literal["call"]
@@ -408,7 +504,7 @@ class CallProbe(StrictModel):
     train_mode: bool = False
 
 
-class FitProbe(StrictModel):
+class FitProbe(BankModel):
     """Trains an expected module on a grader-drawn batch for a few steps; output is ``as``.
 
     Returns the module's final predictions on the training inputs; the grader computes the loss
@@ -420,7 +516,7 @@ class FitProbe(StrictModel):
     input: TensorInput
     target: TensorInput
     loss: Literal["bce", "mse"] = "bce"
-    steps: int = Field(100, ge=1, le=5000)
+    steps: Int = Field(100, ge=1, le=5000)
     lr: float = Field(1e-2, gt=0)
     as_: PythonName = Field(alias="as")
 
@@ -431,7 +527,7 @@ ProbeSpec = Annotated[Union[GradProbe, CallProbe, FitProbe], Field(discriminator
 # --------------------------------------------------------------------------- code: checks
 
 
-class CheckBase(StrictModel):
+class CheckBase(BankModel):
     """Fields every check shares (Otter-style: name, points, hidden flag, messages)."""
 
     name: str | None = Field(None, description="Shown to students; a default is derived.")
@@ -451,9 +547,19 @@ class CheckBase(StrictModel):
         return self.default_title.format(**fields)
 
 
+ONE_TARGET_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in ("is", "like")
+    ]
+}
+"""A shape or dtype check names exactly one of 'is' and 'like' (the schema says so too)."""
+
+
 class ShapeCheck(CheckBase):
     """``of`` has one of the shapes in ``is`` (symbols from the trial) or the shape of ``like``."""
 
+    model_config = ConfigDict(json_schema_extra=ONE_TARGET_SCHEMA)
     check: Literal["shape"]
     default_title: ClassVar[str] = "shape of {of}"
     of: PythonName
@@ -470,6 +576,7 @@ class ShapeCheck(CheckBase):
 class DtypeCheck(CheckBase):
     """``of`` has one of the dtypes in ``is``, or the dtype of ``like`` (a given or 'reference')."""
 
+    model_config = ConfigDict(json_schema_extra=ONE_TARGET_SCHEMA)
     check: Literal["dtype"]
     default_title: ClassVar[str] = "dtype of {of}"
     of: PythonName
@@ -581,7 +688,7 @@ class ModuleCheck(CheckBase):
     check: Literal["module"]
     default_title: ClassVar[str] = "{of} is a trainable nn.Module"
     of: PythonName
-    min_trainable: int = Field(1, ge=0)
+    min_trainable: Int = Field(1, ge=0)
 
 
 class FitCheck(CheckBase):
@@ -613,18 +720,18 @@ CheckSpec = Annotated[
 ]
 
 
-class Limits(StrictModel):
+class Limits(BankModel):
     """Resource limits for one graded snippet (all trials together)."""
 
     time_s: float = Field(5.0, gt=0, le=600, description="Wall-clock limit.")
     cpu_s: float | None = Field(None, gt=0, le=600, description="CPU limit; default time_s.")
-    memory_mb: int = Field(1024, ge=64, le=65536, description="Memory beyond the warm worker's.")
-    processes: int = Field(8, ge=1, le=512, description="Processes and threads the snippet may add.")
-    output_kb: int = Field(64, ge=1, le=65536, description="stdout + stderr kept; more is cut.")
-    file_mb: int = Field(16, ge=0, le=4096, description="Largest file the snippet may write.")
+    memory_mb: Int = Field(1024, ge=64, le=65536, description="Memory beyond the warm worker's.")
+    processes: Int = Field(8, ge=1, le=512, description="Processes and threads the snippet may add.")
+    output_kb: Int = Field(64, ge=1, le=65536, description="stdout + stderr kept; more is cut.")
+    file_mb: Int = Field(16, ge=0, le=4096, description="Largest file the snippet may write.")
 
 
-class Mutant(StrictModel):
+class Mutant(BankModel):
     """A known-wrong answer; `vaequiz verify` proves that the checks reject it."""
 
     code: PythonSource
@@ -650,65 +757,109 @@ class CodeQuestion(QuestionBase):
     checks: list[CheckSpec] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
 
+    # Rules across fields are field validators reading the fields before them (info.data): each
+    # problem is reported at the value it is about, in the same run as any other mistake.
+
     @field_validator("given", "expect")
     @classmethod
     def _names_not_reserved(cls, value: Any) -> Any:
-        for name in value:
-            _check_identifier(name)
-            if name in {"torch", "nn", "F"}:
-                raise ValueError(f"{name!r} is bound by the grader already")
+        problems: RuleProblems = []
+        named = [(n, n) for n in value] if isinstance(value, dict) else enumerate(value)
+        for at, name in named:
+            if not name.isidentifier() or keyword.iskeyword(name):
+                problems.append(((at,), f"{name!r} is not a valid Python name"))
+            elif name in {"torch", "nn", "F"}:
+                problems.append(((at,), f"{name!r} is bound by the grader already"))
+        if problems:
+            raise rule_errors(problems, value)
         return value
 
     @field_validator("reference")
     @classmethod
-    def _reference_compiles(cls, source: str) -> str:
+    def _reference_binds_expected(cls, source: str, info: ValidationInfo) -> str:
         _compile_or_explain(source, "reference")
-        return source
-
-    @model_validator(mode="after")
-    def _cross_references(self) -> "CodeQuestion":
-        symbols_needed = set()
-        for spec in self.given.values():
-            symbols_needed |= _symbols_of(spec)
-        for probe in self.probes:
-            for spec in _probe_inputs(probe):
-                symbols_needed |= _symbols_of(spec)
-        for i, trial in enumerate(self.trials):
-            missing = sorted(symbols_needed - set(trial.bind))
-            if missing:
-                raise ValueError(f"trials[{i}] does not bind {', '.join(missing)}")
-        if not _reference_binds(self.reference, self.expect):
-            missing = [n for n in self.expect if n not in _assigned_names(self.reference)]
+        missing = [n for n in info.data.get("expect", []) if n not in _assigned_names(source)]
+        if missing:
             raise ValueError(
                 f"the reference never assigns {', '.join(missing)}, which 'expect' lists"
             )
-        produced = set(self.expect) | set(self.given)
-        for probe in self.probes:
-            target = probe.of if isinstance(probe, GradProbe) else probe.fn
-            if target not in self.expect:
-                raise ValueError(f"probe uses {target!r}, which is not in 'expect'")
+        return source
+
+    @field_validator("trials")
+    @classmethod
+    def _trials_bind_given_symbols(cls, trials: list[Trial], info: ValidationInfo) -> list[Trial]:
+        needed: dict[str, str] = {}
+        for name, spec in info.data.get("given", {}).items():
+            needed.update({symbol: f"given {name!r}" for symbol in _symbols_of(spec)})
+        problems: RuleProblems = []
+        for i, trial in enumerate(trials):
+            missing = sorted(set(needed) - set(trial.bind))
+            if missing:
+                users = ", ".join(sorted({needed[s] for s in missing}))
+                problems.append(
+                    ((i, "bind"), f"trials[{i}] does not bind {', '.join(missing)} (used by {users})")
+                )
+        if problems:
+            raise rule_errors(problems, trials)
+        return trials
+
+    @field_validator("probes")
+    @classmethod
+    def _probes_refer_to_known_names(cls, probes: list[Any], info: ValidationInfo) -> list[Any]:
+        expect = info.data.get("expect")
+        given = info.data.get("given")
+        trials = info.data.get("trials")
+        problems: RuleProblems = []
+        for i, probe in enumerate(probes):
+            target, field = (probe.of, "of") if isinstance(probe, GradProbe) else (probe.fn, "fn")
+            if expect is not None and target not in expect:
+                problems.append(((i, field), f"probe uses {target!r}, which is not in 'expect'"))
+            if isinstance(probe, GradProbe) and given is not None:
+                for j, w in enumerate(probe.wrt):
+                    if w not in given:
+                        problems.append(
+                            ((i, "wrt", j), f"grad probe wrt {w!r}, which is not a given name")
+                        )
+            symbols = set().union(*(_symbols_of(spec) for spec in _probe_inputs(probe)))
+            for t, trial in enumerate(trials or []):
+                missing = sorted(symbols - set(trial.bind))
+                if missing:
+                    problems.append(
+                        ((i,), f"trials[{t}] does not bind {', '.join(missing)} (used by this probe)")
+                    )
+        if problems:
+            raise rule_errors(problems, probes)
+        return probes
+
+    @field_validator("checks")
+    @classmethod
+    def _checks_refer_to_known_names(cls, checks: list[Any], info: ValidationInfo) -> list[Any]:
+        if any(info.data.get(name) is None for name in ("given", "expect", "probes")):
+            return checks  # a field they refer to is wrong itself and reported there
+        produced = set(info.data["expect"]) | set(info.data["given"])
+        for probe in info.data["probes"]:
             if isinstance(probe, GradProbe):
                 produced |= {grad_output_name(probe.of, w) for w in probe.wrt}
-                for w in probe.wrt:
-                    if w not in self.given:
-                        raise ValueError(f"grad probe wrt {w!r}, which is not a given name")
             else:
                 produced.add(probe.as_)
-        for check in self.checks:
-            for name in _check_names(check):
+        problems: RuleProblems = []
+        for i, check in enumerate(checks):
+            for field, name in _check_names(check):
                 if name not in produced and name != "reference":
-                    raise ValueError(
-                        f"check '{check.check}' refers to {name!r}, which is neither given, "
-                        "expected nor produced by a probe"
+                    problems.append(
+                        ((i, field), f"check '{check.check}' refers to {name!r}, which is neither "
+                         "given, expected nor produced by a probe")
                     )
             if isinstance(check, GradientCheck):
                 missing = [w for w in check.wrt if grad_output_name(check.of, w) not in produced]
                 if missing:
-                    raise ValueError(
-                        f"gradient check of {check.of!r} wrt {', '.join(missing)} needs a matching "
-                        "'grad' probe"
+                    problems.append(
+                        ((i,), f"gradient check of {check.of!r} wrt {', '.join(missing)} needs a "
+                         "matching 'grad' probe")
                     )
-        return self
+        if problems:
+            raise rule_errors(problems, checks)
+        return checks
 
     @property
     def text(self) -> str:
@@ -748,10 +899,6 @@ def _assigned_names(source: str) -> set[str]:
     return names
 
 
-def _reference_binds(source: str, names: list[str]) -> bool:
-    return set(names) <= _assigned_names(source)
-
-
 def _symbols_of(spec: Any) -> set[str]:
     if isinstance(spec, TensorInput):
         return {d for d in spec.shape if isinstance(d, str)}
@@ -775,12 +922,13 @@ def _probe_inputs(probe: Any) -> list[Any]:
     return []
 
 
-def _check_names(check: Any) -> list[str]:
-    names = [check.of]
+def _check_names(check: Any) -> list[tuple[str, str]]:
+    """The names a check reads, each with the field that names it."""
+    names = [("of", check.of)]
     for attr in ("like", "mean", "logvar", "rows", "table"):
         value = getattr(check, attr, None)
         if isinstance(value, str):
-            names.append(value.split(".")[0])
+            names.append((attr, value.split(".")[0]))
     return names
 
 
