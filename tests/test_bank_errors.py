@@ -282,3 +282,43 @@ def test_every_mistake_in_one_question_is_reported_in_one_run_at_its_own_field(c
         "a.yaml:13:15: answer.1: answer E is not one of the options (A, B, C)",
         "a.yaml:13:18: answer.2: answer lists A twice",
     ], result.stderr
+
+
+def test_formula_that_cannot_render_is_a_located_validate_problem(cli, write_yaml) -> None:
+    text = VALID.replace(
+        "  explanation: It regularises the latent space.",
+        "  explanation: It regularises the latent space, $\\frac{1}$ of the time.\n"
+        "  hint: |\n    Compare `$HOME` with\n    $$\\sum_i \\notacommand{x_i}$$",
+    )
+    bank = write_yaml("a.yaml", text)
+    result = cli("validate", bank)
+    assert result.returncode == 1, result.stdout
+    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
+    assert lines == [
+        "a.yaml:11:16: explanation: cannot render the formula $\\frac{1}$: incomplete <mfrac>: "
+        "a group or argument is missing; fix the LaTeX (`vaequiz render` shows the result)",
+        "a.yaml:12:9: hint: cannot render the formula $\\sum_i \\notacommand{x_i}$: unknown "
+        "command \\notacommand; fix the LaTeX (`vaequiz render` shows the result)",
+    ], result.stderr
+    lint = cli("lint", bank)
+    errors = [line for line in lint.stdout.splitlines() + lint.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 2 and "a.yaml:11:16: error: explanation: cannot render" in errors[0], errors
+
+
+def test_the_bank_package_never_imports_render() -> None:
+    """Layers: bank < render; the formula check lives in a module both may use."""
+    import ast
+
+    from tests.conftest import REPO
+
+    for file in sorted((REPO / "vaequiz/bank").glob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("vaequiz.render", "vaequiz.grading", "vaequiz.export",
+                                            "vaequiz.stats", "vaequiz.cli")), (file, name)

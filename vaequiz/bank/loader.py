@@ -6,7 +6,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -15,6 +15,7 @@ from vaequiz.bank.models import (
     AnyQuestion,
     CodeQuestion,
     MultipleChoice,
+    is_markdown_field,
     models_in,
     question_adapter,
 )
@@ -24,6 +25,7 @@ from vaequiz.bank.yaml_source import (
     YamlSourceError,
     read_yaml_file,
 )
+from vaequiz.formulas import formula_errors
 
 
 @dataclass(frozen=True, order=True)
@@ -104,8 +106,13 @@ def bank_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def load_bank(root: Path | str) -> Bank:
-    """Load and validate every question under ``root``; never raises for bad content."""
+def load_bank(root: Path | str, *, check_formulas: bool = False) -> Bank:
+    """Load and validate every question under ``root``; never raises for bad content.
+
+    With ``check_formulas`` (``validate``, ``lint``), a formula in any Markdown field that cannot
+    be converted to MathML is a problem too; other commands leave that to the pages that
+    render the field, so an exam builds while an unshown explanation is being fixed.
+    """
     root = Path(root)
     bank = Bank(root=root)
     if not root.exists():
@@ -134,6 +141,8 @@ def load_bank(root: Path | str) -> Bank:
             bank.questions.append(question)
             bank.locations[question.id] = location
             bank.source_maps[question.id] = (source_map, prefix)
+            if check_formulas:
+                bank.problems.extend(formula_problems(question, source_map, prefix))
     bank.problems.extend(_cross_question_problems(bank))
     bank.problems.sort()
     return bank
@@ -392,6 +401,39 @@ def _pick_model(annotation: Any, node: Any) -> type[BaseModel] | None:
             if tag and typing.get_origin(f.annotation) is Literal and node.get(name) in tag:
                 return candidate
     return None
+
+
+def markdown_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every Markdown text in a question with its field path, found from the models' types."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = field.alias or name
+        if isinstance(value, str) and is_markdown_field(field):
+            yield path + (key,), value
+        elif isinstance(value, BaseModel):
+            yield from markdown_fields(value, path + (key,))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from markdown_fields(item, path + (key, i))
+
+
+def formula_problems(
+    question: BaseModel, source_map: SourceMap, prefix: tuple[Any, ...] = ()
+) -> list[Problem]:
+    """A formula in any Markdown field that cannot be converted to MathML would stop every page
+    showing it; it is a problem of the bank, located at its field."""
+    problems = []
+    for path, text in markdown_fields(question):
+        for err in formula_errors(text):
+            problems.append(
+                Problem(
+                    source_map.locate(prefix + path),
+                    ".".join(map(str, path)),
+                    f"{err}; fix the LaTeX (`vaequiz render` shows the result)",
+                )
+            )
+    return problems
 
 
 def _cross_question_problems(bank: Bank) -> list[Problem]:
