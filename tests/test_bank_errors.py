@@ -256,6 +256,7 @@ def test_every_mistake_in_one_question_is_reported_in_one_run_at_its_own_field(c
         - {label: A, text: Pulls the posterior toward the prior}
         - {label: C, text: Nothing}
         - {label: C, text: Nothing}
+        - {label: D, text: 42}
       multiple: true
       answer: [A, E, A]
     """
@@ -268,20 +269,11 @@ def test_every_mistake_in_one_question_is_reported_in_one_run_at_its_own_field(c
         "a.yaml:5:11: points: Input should be greater than or equal to 0",
         "a.yaml:10:15: options.1.label: option 2 must be labelled B (options are labelled A, B, C, ... in order); got C",
         "a.yaml:11:7: options.2: options B and C are identical",
-        "a.yaml:13:18: answer.2: answer lists A twice",
+        "a.yaml:12:24: options.3.text: Input should be a valid string; YAML read this value as the number 42: put it in quotes",
+        "a.yaml:14:15: answer.1: answer E is not one of the options (A, B, C, D)",
+        "a.yaml:14:18: answer.2: answer lists A twice",
     ], result.stderr
-    fixed = broken.replace("{label: C, text: Nothing}\n", "{label: B, text: Nothing}\n", 1).replace(
-        "    - {label: C, text: Nothing}\n", "    - {label: C, text: Something else}\n"
-    )
-    result = cli("validate", write_yaml("a.yaml", fixed))
-    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
-    assert lines == [
-        "a.yaml:1:3: explanation: missing required field 'explanation' (say why the key is right)",
-        "a.yaml:3:27: topics.1: topic listed twice: kl-divergence",
-        "a.yaml:5:11: points: Input should be greater than or equal to 0",
-        "a.yaml:13:15: answer.1: answer E is not one of the options (A, B, C)",
-        "a.yaml:13:18: answer.2: answer lists A twice",
-    ], result.stderr
+    assert "8 problem(s) in 1 file(s)" in result.stderr
 
 
 def test_formula_that_cannot_render_is_a_located_validate_problem(cli, write_yaml) -> None:

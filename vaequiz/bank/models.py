@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 LABEL_PATTERN = r"^[A-Z]$"
@@ -104,19 +104,35 @@ RuleProblems = list[tuple[tuple[Union[str, int], ...], str]]
 """Broken rules, each a path below the validated field (or model) and a message."""
 
 
-def rule_errors(problems: RuleProblems, value: Any = None) -> ValidationError:
-    """Several broken rules at once, each at a path below the field (or model) that checks them.
+def rule_errors(
+    problems: RuleProblems, value: Any = None, along: ValidationError | None = None
+) -> ValidationError:
+    """Several broken rules at once, each at a path below the field (or model) that checks them,
+    plus the errors of ``along`` (a validator raises one error holding every problem).
 
-    Raised from a validator, the paths are appended to the field's own location, so the loader
-    reports every problem in one run, each at the line of the value it is about.
+    Raised from a validator, the paths are appended to the validator's own location, so the
+    loader reports every problem in one run, each at the line of the value it is about.
     """
-    return ValidationError.from_exception_data(
-        "rules",
-        [
-            InitErrorDetails(type=PydanticCustomError("rule", message), loc=path, input=value)
-            for path, message in problems
-        ],
-    )
+    details = [_error_details(error) for error in along.errors()] if along else []
+    details += [
+        InitErrorDetails(type=PydanticCustomError("rule", message), loc=path, input=value)
+        for path, message in problems
+    ]
+    return ValidationError.from_exception_data("rules", details)
+
+
+_PYDANTIC_ERROR_TYPES = frozenset(typing.get_args(core_schema.ErrorType))
+
+
+def _error_details(error: Any) -> InitErrorDetails:
+    """One reported error back as raisable details, the same type, place and message."""
+    if error["type"] not in _PYDANTIC_ERROR_TYPES:
+        custom = PydanticCustomError(error["type"], error["msg"])
+        return InitErrorDetails(type=custom, loc=error["loc"], input=error["input"])
+    details = InitErrorDetails(type=error["type"], loc=error["loc"], input=error["input"])
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
 
 
 class Difficulty(StrEnum):
@@ -225,83 +241,104 @@ class MultipleChoice(QuestionBase):
     kind: Literal["mcq"]
     stem: Markdown
     options: list[Option] = Field(min_length=2, max_length=12)
-    multiple: bool = Field(False, description="Multi-select: students tick every correct option.")
     answer: list[Label] = Field(description="The keyed label, or a list for multi-select.")
+    multiple: bool = Field(False, description="Multi-select: students tick every correct option.")
     shuffle: bool = Field(True, description="Options may be shuffled in per-student variants.")
     code_question: QuestionId | None = Field(
         None,
         description="Id of the code question every option's `code` is graded against by verify.",
     )
 
-    # Rules across fields are field validators that read the fields before them (info.data), so
-    # each is reported at its own field, in the same run as any unrelated mistake.
-
-    @field_validator("options")
-    @classmethod
-    def _options_labelled_and_distinct(cls, options: list[Option]) -> list[Option]:
-        problems: RuleProblems = []
-        for i, option in enumerate(options):
-            expected = chr(ord("A") + i)
-            if option.label != expected:
-                problems.append(
-                    ((i, "label"), f"option {i + 1} must be labelled {expected} (options are "
-                     f"labelled A, B, C, ... in order); got {option.label}")
-                )
-        contents = [(o.text or "").strip() + "\0" + (o.code or "").strip() for o in options]
-        for i, content in enumerate(contents):
-            if content in contents[:i]:
-                first = chr(ord("A") + contents.index(content))
-                problems.append(((i,), f"options {first} and {chr(ord('A') + i)} are identical"))
-        if problems:
-            raise rule_errors(problems, options)
-        return options
-
     @field_validator("answer", mode="before", json_schema_input_type=Union[Label, list[Label]])
     @classmethod
     def _answer_as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("answer")
+    @model_validator(mode="wrap")
     @classmethod
-    def _answer_keys_options(cls, answer: list[str], info: ValidationInfo) -> list[str]:
-        problems: RuleProblems = []
-        options = info.data.get("options")
-        if options is not None:
-            labels = [o.label for o in options]
-            for i, key in enumerate(answer):
-                if key not in labels:
-                    problems.append(
-                        ((i,), f"answer {key} is not one of the options ({', '.join(labels)})")
-                    )
-        for i, key in enumerate(answer):
-            if key in answer[:i]:
-                problems.append(((i,), f"answer lists {key} twice"))
-        multiple = info.data.get("multiple")
-        if multiple is True and len(answer) < 2:
-            problems.append(((), "a multi-select question ('multiple: true') needs at least two keys"))
-        if multiple is False and len(answer) != 1:
-            problems.append(
-                ((), "a single-answer question has exactly one key; set 'multiple: true' for several")
-            )
+    def _key_matches_options(cls, data: Any, handler: Any) -> Any:
+        """Rules between options, answer and multiple read the values they need from the data as
+        written, so they are reported in the same run as every other mistake of the question,
+        each at its own value (an after-validator would wait until every field is valid)."""
+        problems = _key_and_options_problems(data) if isinstance(data, dict) else []
+        try:
+            question = handler(data)
+        except ValidationError as err:
+            raise rule_errors(problems, data, along=err) from None
         if problems:
-            raise rule_errors(problems, answer)
-        return answer
-
-    @field_validator("code_question")
-    @classmethod
-    def _options_are_code(cls, code_question: str | None, info: ValidationInfo) -> str | None:
-        options = info.data.get("options")
-        if code_question and options is not None and not all(o.code for o in options):
-            missing = [o.label for o in options if not o.code]
-            raise rule_errors(
-                [((), f"with 'code_question' every option needs 'code'; missing in {', '.join(missing)}")],
-                code_question,
-            )
-        return code_question
+            raise rule_errors(problems, data)
+        return question
 
     @property
     def text(self) -> str:
         return self.stem
+
+
+def _written(item: Any, name: str) -> Any:
+    """A field of an option as written (a mapping) or as built in Python (a model)."""
+    if isinstance(item, dict):
+        return item.get(name)
+    return getattr(item, name, None) if isinstance(item, BaseModel) else None
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(LABEL_PATTERN, value) is not None
+
+
+def _key_and_options_problems(data: dict[str, Any]) -> RuleProblems:
+    """The MCQ's rules between fields, over the values that have the right type (a value of the
+    wrong type is reported by its own field)."""
+    problems: RuleProblems = []
+    options = data.get("options")
+    labels: list[str] | None = None
+    if isinstance(options, list):
+        labels = [chr(ord("A") + i) for i in range(len(options))]
+        contents: list[str | None] = []
+        for i, option in enumerate(options):
+            label = _written(option, "label")
+            if _is_label(label) and label != labels[i]:
+                problems.append(
+                    (("options", i, "label"), f"option {i + 1} must be labelled {labels[i]} "
+                     f"(options are labelled A, B, C, ... in order); got {label}")
+                )
+            text, code = _written(option, "text"), _written(option, "code")
+            content = None
+            if all(v is None or isinstance(v, str) for v in (text, code)) and (text or code):
+                content = (text or "").strip() + "\0" + (code or "").strip()
+            if content is not None and content in contents:
+                first = labels[contents.index(content)]
+                problems.append((("options", i), f"options {first} and {labels[i]} are identical"))
+            contents.append(content)
+    answer = data.get("answer")
+    keys = [answer] if isinstance(answer, str) else answer if isinstance(answer, list) else None
+    if keys is not None:
+        for k, key in enumerate(keys):
+            at: tuple[str | int, ...] = ("answer",) if isinstance(answer, str) else ("answer", k)
+            if not _is_label(key):
+                continue  # reported by the field itself
+            if labels is not None and key not in labels:
+                problems.append((at, f"answer {key} is not one of the options ({', '.join(labels)})"))
+            if key in keys[:k]:
+                problems.append((at, f"answer lists {key} twice"))
+        multiple = data.get("multiple", False)
+        if multiple is True and len(keys) < 2:
+            problems.append(
+                (("answer",), "a multi-select question ('multiple: true') needs at least two keys")
+            )
+        if multiple is False and len(keys) != 1:
+            problems.append(
+                (("answer",), "a single-answer question has exactly one key; set 'multiple: true' "
+                 "for several")
+            )
+    code_question = data.get("code_question")
+    if isinstance(code_question, str) and code_question and labels is not None:
+        missing = [labels[i] for i, o in enumerate(options) if not _written(o, "code")]
+        if missing:
+            problems.append(
+                (("code_question",), f"with 'code_question' every option needs 'code'; missing "
+                 f"in {', '.join(missing)}")
+            )
+    return problems
 
 
 # --------------------------------------------------------------------------- short answer
