@@ -330,6 +330,8 @@ def _how_yaml_read(value: Any, kind: str) -> str:
     if isinstance(value, (int, float)):
         return f"; YAML read this value as the number {value!r}" + (": put it in quotes" if wants_text else "")
     if isinstance(value, str):
+        if kind == "enum":
+            return ""  # the message names the allowed values already
         expected = _EXPECTED_BY_TYPE.get(kind)
         if expected == "bool" and value.lower() in ("true", "false", "yes", "no", "on", "off"):
             return f"; {value!r} is quoted, so it is text: write true or false without quotes"
