@@ -241,7 +241,9 @@ class MultipleChoice(QuestionBase):
     kind: Literal["mcq"]
     stem: Markdown
     options: list[Option] = Field(min_length=2, max_length=12)
-    answer: list[Label] = Field(description="The keyed label, or a list for multi-select.")
+    answer: list[Label] = Field(
+        min_length=1, description="The keyed label, or a list for multi-select."
+    )
     multiple: bool = Field(False, description="Multi-select: students tick every correct option.")
     shuffle: bool = Field(True, description="Options may be shuffled in per-student variants.")
     code_question: QuestionId | None = Field(
@@ -311,7 +313,7 @@ def _key_and_options_problems(data: dict[str, Any]) -> RuleProblems:
             contents.append(content)
     answer = data.get("answer")
     keys = [answer] if isinstance(answer, str) else answer if isinstance(answer, list) else None
-    if keys is not None:
+    if keys:  # an empty list is reported by the field itself
         for k, key in enumerate(keys):
             at: tuple[str | int, ...] = ("answer",) if isinstance(answer, str) else ("answer", k)
             if not _is_label(key):
