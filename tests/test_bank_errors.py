@@ -314,3 +314,40 @@ def test_the_bank_package_never_imports_render() -> None:
             for name in names:
                 assert not name.startswith(("vaequiz.render", "vaequiz.grading", "vaequiz.export",
                                             "vaequiz.stats", "vaequiz.cli")), (file, name)
+
+
+def test_code_question_rules_are_reported_with_its_field_errors_in_one_run(cli, write_yaml) -> None:
+    code = """
+    - id: kl
+      kind: code
+      topics: [kl-divergence]
+      difficulty: advanced
+      source: original
+      prompt: Compute kl.
+      explanation: closed form
+      given:
+        mu: {type: tensor, shape: [B, D], requires_grad: true}
+        beta: {type: float, valu: 0.5}
+        torch: {type: float, value: 2}
+      expect: [kl]
+      reference: "kl = mu.sum("
+      trials: [{bind: {B: 3}}]
+      probes:
+        - {probe: grad, of: kl, wrt: [nu]}
+      checks:
+        - {check: close, of: kl2}
+        - {check: gradient, of: kl, wrt: [mu]}
+    """
+    result = cli("validate", write_yaml("c.yaml", code))
+    assert result.returncode == 1
+    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
+    assert lines == [
+        "c.yaml:10:11: given.beta.value: missing required field 'value'",
+        "c.yaml:10:25: given.beta.valu: unknown field 'valu'; did you mean 'value'?",
+        "c.yaml:11:12: given.torch: 'torch' is bound by the grader already",
+        "c.yaml:13:14: reference: reference is not valid Python: line 1: '(' was never closed",
+        "c.yaml:14:19: trials.0.bind: trials[0] does not bind D (used by given 'mu')",
+        "c.yaml:16:35: probes.0.wrt.0: grad probe wrt 'nu', which is not a given name",
+        "c.yaml:18:26: checks.0.of: check 'close' refers to 'kl2', which is neither given, expected nor produced by a probe",
+        "c.yaml:19:7: checks.1: gradient check of 'kl' wrt mu needs a matching 'grad' probe",
+    ], result.stderr

@@ -67,7 +67,8 @@ def is_markdown_field(field: Any) -> bool:
 
     return any(isinstance(m, MarkdownText) for m in field.metadata) or marked(field.annotation)
 PythonSource = Annotated[str, Field(min_length=1, description="Python statements.")]
-Symbol = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Symbol = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 def _whole_number(value: Any) -> Any:
@@ -133,6 +134,39 @@ def _error_details(error: Any) -> InitErrorDetails:
     if "ctx" in error:
         details["ctx"] = error["ctx"]
     return details
+
+
+def validated_with_rules(data: Any, handler: Any, rules: Any) -> Any:
+    """Validate ``data`` and check its rules between fields on the values as written, in one go.
+
+    A field validator stops once a field it reads is invalid, and an after-validator waits
+    until every field is valid; rules that read the written values (those of the right type)
+    are reported in the same run as every other mistake of the model, each at its own value.
+    """
+    problems = rules(data) if isinstance(data, dict) else []
+    try:
+        model = handler(data)
+    except ValidationError as err:
+        raise rule_errors(problems, data, along=err) from None
+    if problems:
+        raise rule_errors(problems, data)
+    return model
+
+
+def _written(item: Any, name: str) -> Any:
+    """A field as written (a mapping) or as built in Python (a model; ``name`` may be an alias)."""
+    if isinstance(item, dict):
+        return item.get(name)
+    if isinstance(item, BaseModel):
+        for attribute, field in type(item).model_fields.items():
+            if name in (attribute, field.alias):
+                return getattr(item, attribute)
+    return None
+
+
+def _names(value: Any) -> list[str]:
+    """The strings of a list as written (other items are reported by their field)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 class Difficulty(StrEnum):
@@ -259,28 +293,11 @@ class MultipleChoice(QuestionBase):
     @model_validator(mode="wrap")
     @classmethod
     def _key_matches_options(cls, data: Any, handler: Any) -> Any:
-        """Rules between options, answer and multiple read the values they need from the data as
-        written, so they are reported in the same run as every other mistake of the question,
-        each at its own value (an after-validator would wait until every field is valid)."""
-        problems = _key_and_options_problems(data) if isinstance(data, dict) else []
-        try:
-            question = handler(data)
-        except ValidationError as err:
-            raise rule_errors(problems, data, along=err) from None
-        if problems:
-            raise rule_errors(problems, data)
-        return question
+        return validated_with_rules(data, handler, _key_and_options_problems)
 
     @property
     def text(self) -> str:
         return self.stem
-
-
-def _written(item: Any, name: str) -> Any:
-    """A field of an option as written (a mapping) or as built in Python (a model)."""
-    if isinstance(item, dict):
-        return item.get(name)
-    return getattr(item, name, None) if isinstance(item, BaseModel) else None
 
 
 def _is_label(value: Any) -> bool:
@@ -796,109 +813,10 @@ class CodeQuestion(QuestionBase):
     checks: list[CheckSpec] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
 
-    # Rules across fields are field validators reading the fields before them (info.data): each
-    # problem is reported at the value it is about, in the same run as any other mistake.
-
-    @field_validator("given", "expect")
+    @model_validator(mode="wrap")
     @classmethod
-    def _names_not_reserved(cls, value: Any) -> Any:
-        problems: RuleProblems = []
-        named = [(n, n) for n in value] if isinstance(value, dict) else enumerate(value)
-        for at, name in named:
-            if not name.isidentifier() or keyword.iskeyword(name):
-                problems.append(((at,), f"{name!r} is not a valid Python name"))
-            elif name in {"torch", "nn", "F"}:
-                problems.append(((at,), f"{name!r} is bound by the grader already"))
-        if problems:
-            raise rule_errors(problems, value)
-        return value
-
-    @field_validator("reference")
-    @classmethod
-    def _reference_binds_expected(cls, source: str, info: ValidationInfo) -> str:
-        _compile_or_explain(source, "reference")
-        missing = [n for n in info.data.get("expect", []) if n not in _assigned_names(source)]
-        if missing:
-            raise ValueError(
-                f"the reference never assigns {', '.join(missing)}, which 'expect' lists"
-            )
-        return source
-
-    @field_validator("trials")
-    @classmethod
-    def _trials_bind_given_symbols(cls, trials: list[Trial], info: ValidationInfo) -> list[Trial]:
-        needed: dict[str, str] = {}
-        for name, spec in info.data.get("given", {}).items():
-            needed.update({symbol: f"given {name!r}" for symbol in _symbols_of(spec)})
-        problems: RuleProblems = []
-        for i, trial in enumerate(trials):
-            missing = sorted(set(needed) - set(trial.bind))
-            if missing:
-                users = ", ".join(sorted({needed[s] for s in missing}))
-                problems.append(
-                    ((i, "bind"), f"trials[{i}] does not bind {', '.join(missing)} (used by {users})")
-                )
-        if problems:
-            raise rule_errors(problems, trials)
-        return trials
-
-    @field_validator("probes")
-    @classmethod
-    def _probes_refer_to_known_names(cls, probes: list[Any], info: ValidationInfo) -> list[Any]:
-        expect = info.data.get("expect")
-        given = info.data.get("given")
-        trials = info.data.get("trials")
-        problems: RuleProblems = []
-        for i, probe in enumerate(probes):
-            target, field = (probe.of, "of") if isinstance(probe, GradProbe) else (probe.fn, "fn")
-            if expect is not None and target not in expect:
-                problems.append(((i, field), f"probe uses {target!r}, which is not in 'expect'"))
-            if isinstance(probe, GradProbe) and given is not None:
-                for j, w in enumerate(probe.wrt):
-                    if w not in given:
-                        problems.append(
-                            ((i, "wrt", j), f"grad probe wrt {w!r}, which is not a given name")
-                        )
-            symbols = set().union(*(_symbols_of(spec) for spec in _probe_inputs(probe)))
-            for t, trial in enumerate(trials or []):
-                missing = sorted(symbols - set(trial.bind))
-                if missing:
-                    problems.append(
-                        ((i,), f"trials[{t}] does not bind {', '.join(missing)} (used by this probe)")
-                    )
-        if problems:
-            raise rule_errors(problems, probes)
-        return probes
-
-    @field_validator("checks")
-    @classmethod
-    def _checks_refer_to_known_names(cls, checks: list[Any], info: ValidationInfo) -> list[Any]:
-        if any(info.data.get(name) is None for name in ("given", "expect", "probes")):
-            return checks  # a field they refer to is wrong itself and reported there
-        produced = set(info.data["expect"]) | set(info.data["given"])
-        for probe in info.data["probes"]:
-            if isinstance(probe, GradProbe):
-                produced |= {grad_output_name(probe.of, w) for w in probe.wrt}
-            else:
-                produced.add(probe.as_)
-        problems: RuleProblems = []
-        for i, check in enumerate(checks):
-            for field, name in _check_names(check):
-                if name not in produced and name != "reference":
-                    problems.append(
-                        ((i, field), f"check '{check.check}' refers to {name!r}, which is neither "
-                         "given, expected nor produced by a probe")
-                    )
-            if isinstance(check, GradientCheck):
-                missing = [w for w in check.wrt if grad_output_name(check.of, w) not in produced]
-                if missing:
-                    problems.append(
-                        ((i,), f"gradient check of {check.of!r} wrt {', '.join(missing)} needs a "
-                         "matching 'grad' probe")
-                    )
-        if problems:
-            raise rule_errors(problems, checks)
-        return checks
+    def _names_agree(cls, data: Any, handler: Any) -> Any:
+        return validated_with_rules(data, handler, _code_rule_problems)
 
     @property
     def text(self) -> str:
@@ -917,11 +835,8 @@ def grad_output_name(of: str, wrt: str) -> str:
     return f"grad__{of}__{wrt}"
 
 
-def _compile_or_explain(source: str, what: str) -> None:
-    try:
-        compile(source, f"<{what}>", "exec")
-    except SyntaxError as err:
-        raise ValueError(f"{what} is not valid Python: line {err.lineno}: {err.msg}")
+GRADER_NAMES = frozenset({"torch", "nn", "F"})
+"""Names the grader binds before a snippet runs."""
 
 
 def _assigned_names(source: str) -> set[str]:
@@ -938,37 +853,124 @@ def _assigned_names(source: str) -> set[str]:
     return names
 
 
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(NAME_PATTERN, value) is not None
+
+
 def _symbols_of(spec: Any) -> set[str]:
-    if isinstance(spec, TensorInput):
-        return {d for d in spec.shape if isinstance(d, str)}
-    if isinstance(spec, ScalarInput):
-        return {spec.value} if isinstance(spec.value, str) else set()
-    if isinstance(spec, ModuleInput):
-        return {
-            d
-            for e in spec.embeddings.values()
-            for d in (e.num_embeddings, e.embedding_dim)
-            if isinstance(d, str)
-        }
-    return set()
+    """Trial symbols an input spec uses, as written."""
+    kind = _written(spec, "type")
+    dims: list[Any] = []
+    if kind == "tensor":
+        dims = _written(spec, "shape") or []
+    elif kind in ("int", "float"):
+        dims = [_written(spec, "value")]
+    elif kind == "module":
+        embeddings = _written(spec, "embeddings")
+        for attr in embeddings.values() if isinstance(embeddings, dict) else []:
+            dims += [_written(attr, "num_embeddings"), _written(attr, "embedding_dim")]
+    return {d for d in dims if _is_name(d)} if isinstance(dims, list) else set()
 
 
 def _probe_inputs(probe: Any) -> list[Any]:
-    if isinstance(probe, CallProbe):
-        return list(probe.args)
-    if isinstance(probe, FitProbe):
-        return [probe.input, probe.target]
+    kind = _written(probe, "probe")
+    if kind == "call":
+        args = _written(probe, "args")
+        return [{"type": "tensor", **a} if isinstance(a, dict) else a for a in args or []] if isinstance(args, list) else []
+    if kind == "fit":
+        return [{"type": "tensor", **t} if isinstance(t, dict) else t
+                for t in (_written(probe, "input"), _written(probe, "target")) if t is not None]
     return []
 
 
-def _check_names(check: Any) -> list[tuple[str, str]]:
-    """The names a check reads, each with the field that names it."""
-    names = [("of", check.of)]
-    for attr in ("like", "mean", "logvar", "rows", "table"):
-        value = getattr(check, attr, None)
-        if isinstance(value, str):
-            names.append((attr, value.split(".")[0]))
-    return names
+def _code_rule_problems(data: dict[str, Any]) -> RuleProblems:
+    """A code question's rules between given, expect, reference, trials, probes and checks,
+    over the values written with the right type (others are reported by their own field)."""
+    problems: RuleProblems = []
+    given = data.get("given") if isinstance(data.get("given"), dict) else {}
+    expect = data.get("expect")
+    for where, names in (("given", [(n, n) for n in given]), ("expect", enumerate(_names(expect)))):
+        for at, name in names:
+            if _is_name(name) and (keyword.iskeyword(name) or name in GRADER_NAMES):
+                why = "is a Python keyword" if keyword.iskeyword(name) else "is bound by the grader already"
+                problems.append(((where, at), f"{name!r} {why}"))
+    reference = data.get("reference")
+    if isinstance(reference, str):
+        try:
+            compile(reference, "<reference>", "exec")
+            assigned = _assigned_names(reference)
+        except SyntaxError as err:
+            problems.append((("reference",), f"reference is not valid Python: line {err.lineno}: {err.msg}"))
+        except ValueError as err:  # a NUL byte
+            problems.append((("reference",), f"reference is not valid Python: {err}"))
+        else:
+            missing = [n for n in _names(expect) if n not in assigned]
+            if missing:
+                problems.append(
+                    (("reference",), f"the reference never assigns {', '.join(missing)}, which "
+                     "'expect' lists")
+                )
+    trials = data.get("trials") if isinstance(data.get("trials"), list) else []
+    binds = [_written(t, "bind") for t in trials]
+    bound = [set(b) if isinstance(b, dict) else None for b in binds]  # None: unreadable
+    needed: dict[str, str] = {}
+    for name, spec in given.items():
+        needed.update({symbol: f"given {name!r}" for symbol in _symbols_of(spec)})
+    for i, names in enumerate(bound):
+        missing = sorted(set(needed) - names) if names is not None else []
+        if missing:
+            users = ", ".join(sorted({needed[s] for s in missing}))
+            problems.append(
+                (("trials", i, "bind"), f"trials[{i}] does not bind {', '.join(missing)} (used by {users})")
+            )
+    probes = data.get("probes") if isinstance(data.get("probes"), list) else []
+    produced = set(_names(expect)) | {n for n in given if isinstance(n, str)}
+    outputs_known = isinstance(expect, list)
+    for i, probe in enumerate(probes):
+        kind = _written(probe, "probe")
+        target_field = "of" if kind == "grad" else "fn"
+        target = _written(probe, target_field)
+        if isinstance(expect, list) and _is_name(target) and target not in expect:
+            problems.append((("probes", i, target_field), f"probe uses {target!r}, which is not in 'expect'"))
+        if kind == "grad":
+            wrt = _names(_written(probe, "wrt"))
+            for j, w in enumerate(wrt):
+                if _is_name(w) and w not in given:
+                    problems.append((("probes", i, "wrt", j), f"grad probe wrt {w!r}, which is not a given name"))
+            if isinstance(target, str):
+                produced |= {grad_output_name(target, w) for w in wrt}
+            else:
+                outputs_known = False
+        elif isinstance(_written(probe, "as"), str):
+            produced.add(_written(probe, "as"))
+        else:
+            outputs_known = False  # a probe whose output is unreadable: do not guess
+        symbols = set().union(*(_symbols_of(spec) for spec in _probe_inputs(probe)))
+        for t, names in enumerate(bound):
+            missing = sorted(symbols - names) if names is not None else []
+            if missing:
+                problems.append(
+                    (("probes", i), f"trials[{t}] does not bind {', '.join(missing)} (used by this probe)")
+                )
+    checks = data.get("checks") if isinstance(data.get("checks"), list) else []
+    for i, check in enumerate(checks if outputs_known else []):
+        for attr in ("of", "like", "mean", "logvar", "rows", "table"):
+            value = _written(check, attr)
+            name = value.split(".")[0] if isinstance(value, str) else None
+            if name and _is_name(name) and name not in produced and name != "reference":
+                problems.append(
+                    (("checks", i, attr), f"check '{_written(check, 'check')}' refers to {name!r}, "
+                     "which is neither given, expected nor produced by a probe")
+                )
+        of, wrt = _written(check, "of"), _names(_written(check, "wrt"))
+        if _written(check, "check") == "gradient" and isinstance(of, str):
+            missing = [w for w in wrt if grad_output_name(of, w) not in produced]
+            if missing:
+                problems.append(
+                    (("checks", i), f"gradient check of {of!r} wrt {', '.join(missing)} needs a "
+                     "matching 'grad' probe")
+                )
+    return problems
 
 
 # --------------------------------------------------------------------------- the union
