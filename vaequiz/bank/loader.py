@@ -407,10 +407,10 @@ def _pick_model(annotation: Any, node: Any) -> type[BaseModel] | None:
 
 def markdown_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
     """Every Markdown text in a question with its field path, found from the models' types."""
-    for name, field in type(model).model_fields.items():
+    for name, model_field in type(model).model_fields.items():
         value = getattr(model, name)
-        key = field.alias or name
-        if isinstance(value, str) and is_markdown_field(field):
+        key = model_field.alias or name
+        if isinstance(value, str) and is_markdown_field(model_field):
             yield path + (key,), value
         elif isinstance(value, BaseModel):
             yield from markdown_fields(value, path + (key,))
