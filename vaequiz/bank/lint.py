@@ -1,8 +1,9 @@
 """Item-writing quality checks beyond the schema: cues to guessers, weak keys, thin rubrics.
 
 Each rule is a small function over the loaded bank that yields findings located with
-``Bank.locate``; ``lint_bank`` runs them all. Math that does not render is an error (a page
-would fail to build); everything else is a warning an instructor may accept on purpose.
+``Bank.locate``; ``lint_bank`` runs them all. Every problem ``validate`` reports (math that
+does not render among them) is an error; everything else is a warning an instructor may
+accept on purpose.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
 
-from pydantic import BaseModel
-
 from vaequiz.bank.loader import Bank, load_bank
 from vaequiz.bank.models import (
     CodeQuestion,
@@ -23,7 +22,6 @@ from vaequiz.bank.models import (
     MultipleChoice,
     Option,
     ShortAnswer,
-    is_markdown_field,
 )
 from vaequiz.bank.yaml_source import Location
 
@@ -70,39 +68,6 @@ def _finding(
     severity: Severity = "warning",
 ) -> Finding:
     return Finding(bank.locate(qid, path), severity, rule, message, suggestion)
-
-
-# --------------------------------------------------------------------------- math
-
-
-def markdown_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """Every Markdown text in a question with its field path, found from the models' types."""
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        key = field.alias or name
-        if isinstance(value, str) and is_markdown_field(field):
-            yield path + (key,), value
-        elif isinstance(value, BaseModel):
-            yield from markdown_fields(value, path + (key,))
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    yield from markdown_fields(item, path + (key, i))
-
-
-def rule_math_renders(bank: Bank) -> Iterator[Finding]:
-    """A formula the renderer cannot convert would stop every page that shows it."""
-    from vaequiz.render.markdown import MathRenderError, render_markdown
-
-    for question in bank.questions:
-        for path, text in markdown_fields(question):
-            try:
-                render_markdown(text)
-            except MathRenderError as err:
-                yield _finding(
-                    bank, question.id, path, "math", f"{'.'.join(map(str, path))}: {err}",
-                    "fix the LaTeX; `vaequiz render` shows the result", "error",
-                )
 
 
 # --------------------------------------------------------------------------- multiple choice
@@ -319,7 +284,6 @@ def rule_single_phrasing(bank: Bank) -> Iterator[Finding]:
 
 
 RULES: tuple[Rule, ...] = (
-    rule_math_renders,
     rule_key_cues,
     rule_key_bunching,
     rule_all_of_the_above,
@@ -348,7 +312,7 @@ class LintReport:
 
 def lint_bank(root: Path | str) -> LintReport:
     """Load the bank and run every rule over the questions that validate."""
-    bank = load_bank(root)
+    bank = load_bank(root, check_formulas=True)
     findings = [
         Finding(p.location, "error", "schema",
                 (f"{p.field_path}: " if p.field_path else "") + p.message,
