@@ -228,7 +228,18 @@ class Concept(StrictModel):
         ),
     )
     patterns: list[str] = Field(
-        default_factory=list, description="Python regular expressions (case-insensitive)."
+        default_factory=list,
+        description=(
+            "Python regular expressions (case-insensitive), matched against each sentence as "
+            "written and against its math form (z=mu+sigma*eps; see the README)."
+        ),
+    )
+    contradictions: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Phrasings that, stated without negation, cancel the concept "
+            "(e.g. 'kl ... measures ... reconstruction'); '...' allows a few words between parts."
+        ),
     )
 
     @field_validator("patterns")
@@ -248,6 +259,17 @@ class Concept(StrictModel):
         return self
 
 
+class RubricExample(StrictModel):
+    """A marked student answer: `vaequiz verify` regrades it and fails on any disagreement."""
+
+    answer: str = Field(min_length=1, description="The answer as a student wrote it.")
+    concepts: list[str] = Field(
+        default_factory=list, description="Names of the rubric concepts a teacher sees in it."
+    )
+    verdict: Literal["pass", "fail"] = Field(description="The teacher's pass/fail.")
+    why: str | None = Field(None, description="What the example tests (a trap, a paraphrase).")
+
+
 class ShortAnswer(QuestionBase):
     """Free text scored by the share of rubric concepts it shows."""
 
@@ -258,12 +280,28 @@ class ShortAnswer(QuestionBase):
     pass_fraction: float = Field(
         0.5, gt=0, le=1, description="Share of concepts needed for the item to count as passed."
     )
+    examples: list[RubricExample] = Field(
+        default_factory=list, description="Marked answers the rubric must grade the same way."
+    )
 
     @model_validator(mode="after")
     def _unique_concepts(self) -> "ShortAnswer":
         names = [c.name for c in self.rubric]
         if len(set(names)) != len(names):
             raise ValueError("two rubric concepts have the same name")
+        for i, example in enumerate(self.examples):
+            unknown = [c for c in example.concepts if c not in names]
+            if unknown:
+                raise ValueError(
+                    f"examples[{i}] names {unknown[0]!r}, which is not a rubric concept; "
+                    f"concepts are: {'; '.join(names)}"
+                )
+            share = len(set(example.concepts)) / len(names)
+            if (share >= self.pass_fraction - 1e-9) != (example.verdict == "pass"):
+                raise ValueError(
+                    f"examples[{i}] is marked {example.verdict} but shows {len(set(example.concepts))} "
+                    f"of {len(names)} concepts (pass_fraction {self.pass_fraction:g})"
+                )
         return self
 
     @property

@@ -20,7 +20,8 @@ from vaequiz.bank.models import (
 from vaequiz.grading.code import SandboxRunner, grade_source
 from vaequiz.grading.inputs import PreparedQuestion, prepare_question
 from vaequiz.grading.models import Answer, CheckResult, ItemResult
-from vaequiz.grading.objective import Graded, grade_mcq, grade_numeric, grade_shape, grade_short_answer
+from vaequiz.grading.objective import Graded, grade_mcq, grade_numeric, grade_shape
+from vaequiz.grading.short_answer import grade_short_answer
 
 NO_ANSWER = "no answer"
 
@@ -96,4 +97,6 @@ def item_result(
         answer=answer,
         error=graded.error,
         quiz=quiz,
+        needs_review=graded.needs_review,
+        review_reasons=graded.review_reasons,
     )

@@ -40,6 +40,9 @@ class CheckResult(BaseModel):
     message: str = ""
     points: float = 1.0
     hidden: bool = False
+    evidence: str = Field(
+        "", description="Why a passed check passed, e.g. the sentence a short-answer concept was found in."
+    )
 
 
 class ItemResult(BaseModel):
@@ -58,3 +61,8 @@ class ItemResult(BaseModel):
     answer: Answer | None = Field(None, description="The answer as graded (bank labels).")
     error: str | None = Field(None, description="Why the answer could not be graded, if so.")
     quiz: str | None = Field(None, description="The quiz the sheet was saved from, if it says.")
+    needs_review: bool = Field(False, description="The verdict is fragile: a teacher should confirm it.")
+    review_reasons: list[str] = Field(default_factory=list, description="Why it needs review.")
+    reviewed_by: str | None = Field(
+        None, description="Set when a teacher's override (overrides.jsonl) decided this result."
+    )
