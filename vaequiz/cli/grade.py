@@ -153,10 +153,13 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
                 "message": visible_message(c),
                 "points": c.points,
                 "hidden": c.hidden,
+                "evidence": c.evidence,
             }
             for c in graded.checks
         ],
         "output": graded.output,
+        "needs_review": graded.needs_review,
+        "review_reasons": graded.review_reasons,
     }
 
 
@@ -173,7 +176,9 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
     for check in graded.checks:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
-        typer.echo(f"  [{mark}] {check.name}" + (f": {message}" if message else ""))
+        typer.echo(f"  [{mark}] {check.name}" + (f": {message or check.evidence}" if message or check.evidence else ""))
+    if graded.needs_review:
+        typer.echo("  a teacher will confirm this grade: " + "; ".join(graded.review_reasons))
     if graded.output.strip():
         typer.echo("  your code printed:")
         for line in graded.output.rstrip().splitlines()[:40]:
