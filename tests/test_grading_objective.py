@@ -17,7 +17,8 @@ from vaequiz.grading.objective import (
     grade_shape,
     parse_shape,
 )
-from vaequiz.grading.short_answer import grade_short_answer, stem
+from vaequiz.bank.answer_text import stem
+from vaequiz.grading.short_answer import grade_short_answer
 
 COMMON = {"topics": ["vae"], "difficulty": "beginner", "source": "original", "explanation": "Because."}
 

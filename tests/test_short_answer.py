@@ -11,17 +11,17 @@ from hypothesis import strategies as st
 
 from vaequiz.bank.loader import load_bank
 from vaequiz.bank.models import ShortAnswer, question_adapter
-from vaequiz.grading.short_answer import (
+from vaequiz.bank.answer_text import (
     CLAUSE_WORDS,
     NEGATION_WORDS,
     compile_phrasing,
     edit_distance,
-    grade_short_answer,
     has_verb,
     is_bare_list,
     math_form,
     stem,
 )
+from vaequiz.grading.short_answer import grade_short_answer
 from tests.conftest import BUNDLED_BANK
 
 COMMON = {"topics": ["vae"], "difficulty": "beginner", "source": "original", "explanation": "Because."}
