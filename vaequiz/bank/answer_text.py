@@ -15,7 +15,7 @@ from typing import Iterable
 GAP_WORDS = 6
 """``a ... b`` in a phrasing: at most this many words between the parts, in one sentence."""
 NEGATION_WORDS = frozenset(
-    "not never neither nor cannot dont doesnt isnt arent wasnt werent cant wont didnt "
+    "not no none never neither nor cannot dont doesnt isnt arent wasnt werent cant wont didnt "
     "shouldnt wouldnt couldnt hasnt havent".split()
 )
 NEGATION_SEQUENCES = (("no", "longer"), ("nothing", "to", "do", "with"))
@@ -124,9 +124,10 @@ def tokenize(text: str) -> list[Token]:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentences: split after . ! ? followed by space, and at line breaks ("0.5*x" stays whole)."""
+    """Sentences: split after . ! ? followed by space ("0.5*x" stays whole), at blank lines and
+    before list items; a single line break inside a sentence (wrapped text) does not split it."""
     spans, start = [], 0
-    for match in re.finditer(r"(?<=[.!?])\s+|\n+", text):
+    for match in re.finditer(r"(?<=[.!?])\s+|\n\s*\n\s*|\n(?=\s*(?:[-*•]|\d+[.)])\s)", text):
         if text[start:match.start()].strip():
             spans.append((start, match.start()))
         start = match.end()
@@ -145,6 +146,7 @@ _MATH_REWRITES: tuple[tuple[str, str], ...] = (
     (r"\\sigma|σ", "sigma"),
     (r"\\beta|β", "beta"),
     (r"\\odot|\\cdot|\\times|\\ast|⊙|·|×|∗|•", "*"),
+    (r"\\sim|∼", "~"),
     (r"\\exp", "exp"),
     (r"\\log", "log"),
     (r"−", "-"),
@@ -283,12 +285,15 @@ def analyse(text: str) -> list[Sentence]:
 
 
 def _word_matches(answer: Token, stem_: str, raw: str) -> tuple[bool, bool]:
-    """(matches, only through spelling tolerance)."""
+    """(matches, only through spelling tolerance). Tolerance follows the shorter of the two words
+    compared, as written and as stems, so "vae" is never a misspelt "variation"."""
     if answer.stem == stem_ or answer.bare == raw:
         return True, False
-    edits = allowed_edits(raw)
-    if edits and answer.bare[:1] == raw[:1] and not answer.bare.isdigit():
-        if edit_distance(answer.stem, stem_, edits) <= edits or edit_distance(answer.bare, raw, edits) <= edits:
+    if answer.bare[:1] != raw[:1] or not answer.bare.isalpha():
+        return False, False
+    for mine, theirs in ((answer.bare, raw), (answer.stem, stem_)):
+        edits = min(allowed_edits(mine), allowed_edits(theirs))
+        if edits and edit_distance(mine, theirs, edits) <= edits:
             return True, True
     return False, False
 

@@ -335,14 +335,15 @@ def _short_answers(bank: Bank) -> Iterator[ShortAnswer]:
 
 
 def rule_phrasing_in_prompt(bank: Bank) -> Iterator[Finding]:
-    """A phrasing the prompt already contains is earned by restating the question."""
+    """A phrasing the prompt already contains (as the grader reads it: stems, spelling
+    tolerance) is earned by restating the question."""
     from vaequiz.bank.answer_text import analyse, compile_phrasing, find_phrasing
 
     for question in _short_answers(bank):
         sentences = analyse(question.prompt)
         for i, concept in enumerate(question.rubric):
             for j, phrasing in enumerate(concept.phrasings):
-                hits = [m for s in sentences for m in find_phrasing(s, compile_phrasing(phrasing)) if not m.fuzzy]
+                hits = [m for s in sentences for m in find_phrasing(s, compile_phrasing(phrasing))]
                 if hits:
                     yield _finding(
                         bank, question.id, ("rubric", i, "phrasings", j), "phrasing-in-prompt",

@@ -143,7 +143,9 @@ def review_reasons(question: ShortAnswer, verdicts: list[ConceptVerdict], text: 
     fuzzy = [v.concept.name for v in verdicts if v.fuzzy_only]
     if fuzzy:
         reasons.append("found only through spelling tolerance: " + "; ".join(fuzzy))
-    touched = [v.concept.name for v in verdicts if v.negated or v.contradiction is not None]
+    touched = [  # a negation or contradiction that decided the concept (found elsewhere: no doubt)
+        v.concept.name for v in verdicts if not v.found and (v.negated or v.contradiction is not None)
+    ]
     if touched:
         reasons.append("a negation or contradiction next to a matched phrase: " + "; ".join(touched))
     listed = [v.concept.name for v in verdicts if v.listed and not v.found]
