@@ -94,3 +94,75 @@ def test_grade_one_answer_reports_evidence_and_review(graded: Path, tmp_path: Pa
     assert report["checks"][0]["evidence"].startswith("found 'regularises' in:")
     plain = run_vaequiz("grade", "kl-why", answer, "--bank", tmp_path / "bank")
     assert "found 'regularises' in:" in plain.stdout and "a teacher will confirm this grade" in plain.stdout
+
+
+def rerun(graded: Path, answers: dict[str, str]) -> None:
+    """Grade the same students again into the same folder, from scratch (results.jsonl removed)."""
+    (graded / "results.jsonl").unlink()
+    sheets = []
+    for student, answer in answers.items():
+        path = graded.parent / "sheets" / f"{student}.json"
+        path.write_text(json.dumps({"student": student, "answers": {"kl-why": answer}}))
+        sheets.append(path)
+    done = run_vaequiz("grade-sheets", *sheets, "--out", graded, "--bank", graded.parent / "bank", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+
+
+def test_review_in_the_terminal_overrides_concept_by_concept_and_survives_regrading(graded: Path) -> None:
+    bank = graded.parent / "bank"
+    # pending answers come by question then student: borderline, then negated
+    done = run_vaequiz("review", graded, "--bank", bank, "--reviewer", "ms-t", input="y\n\ny\nn\nq\n")
+    assert done.returncode == 0, done.stderr
+    assert "[1/2] borderline / kl-why" in done.stdout and "found 'regularises' in:" in done.stdout
+    assert "stored 1 override(s)" in done.stdout and "1 flagged answer(s) left" in done.stdout
+    overrides = [json.loads(line) for line in (graded / "overrides.jsonl").read_text().splitlines()]
+    assert len(overrides) == 1 and overrides[0]["reviewer"] == "ms-t"
+    assert overrides[0]["concepts"] == {
+        "regularises": True, "pulls the posterior toward the prior": True,
+        "standard normal prior": True, "prevents memorising": False,
+    }
+    rows = grades(graded)
+    assert rows["borderline"]["kl-why"] == "1.5" and rows["borderline"]["needs_review"] == ""
+    assert rows["borderline"]["reviewed"] == "kl-why" and rows["negated"]["needs_review"] == "kl-why"
+    page = (graded / "feedback" / "borderline.html").read_text()
+    assert "Reviewed by ms-t." in page and "A teacher will confirm this grade." not in page
+    assert results(graded)["borderline"]["score"] == 0.5, "results.jsonl keeps the grader's verdict"
+
+    rerun(graded, ANSWERS)
+    assert grades(graded)["borderline"]["kl-why"] == "1.5", "the override survives a regrade"
+    changed = {**ANSWERS, "borderline": ANSWERS["borderline"] + " It also matters."}
+    rerun(graded, changed)
+    rows = grades(graded)
+    assert rows["borderline"]["kl-why"] == "1" and rows["borderline"]["needs_review"] == "kl-why"
+    again = run_vaequiz("review", graded, "--bank", bank, "--export", graded / "todo.csv")
+    assert "wrote 2 flagged answer(s)" in again.stdout
+
+
+def test_review_through_a_csv(graded: Path) -> None:
+    bank = graded.parent / "bank"
+    sheet = graded / "review.csv"
+    done = run_vaequiz("review", graded, "--bank", bank, "--export", sheet)
+    assert done.returncode == 0 and "wrote 2 flagged answer(s), 8 concept row(s)" in done.stdout
+    with sheet.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["student"] for r in rows] == ["borderline"] * 4 + ["negated"] * 4
+    assert rows[0]["grader"] == "yes" and rows[0]["answer"] == ANSWERS["borderline"] and rows[1]["answer"] == ""
+    negated = rows[4:]
+    assert "is negated in" in negated[1]["evidence"]
+    negated[1]["teacher"] = "no"   # the teacher agrees it is negated
+    negated[0]["teacher"] = "yes"
+    negated[2]["teacher"] = "maybe"  # not a verdict: this answer is left alone, the row reported
+    rows[2]["teacher"] = "y"
+    rows[3]["teacher"] = "yes"
+    with sheet.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    back = run_vaequiz("review", graded, "--bank", bank, "--import", sheet, "--reviewer", "dr-k")
+    assert back.returncode == 1 and f"{sheet}:8: teacher must be yes, no or empty (got 'maybe')" in back.stderr
+    assert "stored 1 override(s)" in back.stdout and "Traceback" not in back.stderr
+    table = grades(graded)
+    assert table["borderline"]["kl-why"] == "2" and table["borderline"]["reviewed"] == "kl-why"
+    assert table["negated"]["needs_review"] == "kl-why"
+    missing = run_vaequiz("review", graded.parent / "nowhere", "--bank", bank)
+    assert missing.returncode == 2 and "results.jsonl does not exist" in missing.stderr

@@ -26,6 +26,7 @@ from vaequiz.grading.models import Answer, AnswerSheet, ItemResult
 from vaequiz.grading.objective import Graded, parse_labels
 from vaequiz.grading.reports import write_feedback_pages, write_gradescope, write_grades_csv
 from vaequiz.grading.results import RESULTS_FILE, ResultsLog, read_results
+from vaequiz.grading.review import apply_overrides
 
 MAX_SHEET_BYTES = 8 * 1024 * 1024
 
@@ -195,11 +196,13 @@ def grade_sheets(
             report.graded += 1
     report.results = done + fresh
     report.students = len({i.student for i in report.results})
-    write_grades_csv(out / "grades.csv", report.results, report.questions)
+    gradebook, override_warnings = apply_overrides(report.results, out, bank.by_id())  # teachers' reviews
+    report.warnings += override_warnings
+    write_grades_csv(out / "grades.csv", gradebook, report.questions)
     report.written.append(out / "grades.csv")
     report.written += write_feedback_pages(
-        out / "feedback", report.results, report.questions, bank.by_id()
+        out / "feedback", gradebook, report.questions, bank.by_id()
     ).values()
     if output_format == "gradescope":
-        report.written += write_gradescope(out / "gradescope", report.results, report.questions).values()
+        report.written += write_gradescope(out / "gradescope", gradebook, report.questions).values()
     return report
