@@ -8,7 +8,7 @@ matches is what the grader matches.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
@@ -235,6 +235,22 @@ class Sentence:
     clause_of: list[int]
     """Clause number of each token."""
     bare_list: bool
+    clause_begin: list[int] = field(default_factory=list)
+    """Index of the first token of each token's clause."""
+    cues_before: list[int] = field(default_factory=list)
+    """cues_before[i]: negation cues among tokens[:i] (so any span is counted in O(1))."""
+    cue: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        words = [t.lower for t in self.tokens]
+        self.cue = [_is_cue(words, i) for i in range(len(words))]
+        self.cues_before = [0]
+        for flag in self.cue:
+            self.cues_before.append(self.cues_before[-1] + flag)
+        self.clause_begin = []
+        for i, clause in enumerate(self.clause_of):
+            same = i > 0 and self.clause_of[i - 1] == clause
+            self.clause_begin.append(self.clause_begin[i - 1] if same else i)
 
 
 def _clauses(text: str, tokens: list[Token], offset: int) -> list[int]:
@@ -314,12 +330,9 @@ def _part_at(sentence: Sentence, position: int, part: tuple[str, ...], raws: tup
 def _negated(sentence: Sentence, first: int, last: int, matched: set[int]) -> bool:
     """A negation cue from the start of the first matched word's clause up to the last matched
     word, outside the phrase itself."""
-    clause = sentence.clause_of[first]
-    words = [t.lower for t in sentence.tokens]
-    begin = first
-    while begin > 0 and sentence.clause_of[begin - 1] == clause:
-        begin -= 1
-    return any(_is_cue(words, i) for i in range(begin, last + 1) if i not in matched)
+    begin = sentence.clause_begin[first]
+    cues = sentence.cues_before[last + 1] - sentence.cues_before[begin]
+    return cues > sum(sentence.cue[i] for i in matched)
 
 
 def find_phrasing(sentence: Sentence, phrasing: Phrasing) -> Iterable[Match]:

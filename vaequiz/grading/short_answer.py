@@ -104,6 +104,8 @@ def judge_concept(concept: Concept, sentences: list[Sentence]) -> ConceptVerdict
         for text in concept.phrasings:
             for match in find_phrasing(sentence, compile_phrasing(text)):
                 _sort(match, counted, verdict)
+                if counted and not counted[-1].fuzzy:
+                    break  # one exact occurrence settles this phrasing (bounds long answers)
         for pattern in concept.patterns:
             for match in find_pattern(sentence, pattern):
                 _sort(match, counted, verdict)
