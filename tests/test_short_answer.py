@@ -100,6 +100,12 @@ def test_a_phrasing_that_itself_negates_is_not_cancelled_by_its_own_cue() -> Non
     assert "prevents memorising" in found("Because the encoder cannot memorise inputs, codes overlap.")
 
 
+def test_a_non_prefix_negates_the_word_it_is_joined_to() -> None:
+    q = question(rubric=[{"name": "differentiable", "phrasings": ["differentiable"]}])
+    assert found("Sampling itself is non-differentiable.", q) == set()
+    assert found("Sampling is non-differentiable, but z = mu + sigma * eps is differentiable.", q) == {"differentiable"}
+
+
 def test_a_bare_list_of_terms_earns_nothing() -> None:
     graded = grade_short_answer(question(), "KL, regularisation, prior, standard normal, overfitting")
     assert graded.score == 0 and not graded.passed

@@ -18,6 +18,8 @@ NEGATION_WORDS = frozenset(
     "not no none never neither nor cannot dont doesnt isnt arent wasnt werent cant wont didnt "
     "shouldnt wouldnt couldnt hasnt havent".split()
 )
+NEGATING_PREFIXES = frozenset({"non"})
+""""non-differentiable": negates only the word it is joined to."""
 NEGATION_SEQUENCES = (("no", "longer"), ("nothing", "to", "do", "with"))
 NOT_NEGATING_NEXT = frozenset({"only", "just", "merely", "simply"})
 """"not only X but Y" asserts X."""
@@ -332,7 +334,8 @@ def _negated(sentence: Sentence, first: int, last: int, matched: set[int]) -> bo
     word, outside the phrase itself."""
     begin = sentence.clause_begin[first]
     cues = sentence.cues_before[last + 1] - sentence.cues_before[begin]
-    return cues > sum(sentence.cue[i] for i in matched)
+    prefixed = first > 0 and sentence.tokens[first - 1].bare in NEGATING_PREFIXES and first - 1 not in matched
+    return prefixed or cues > sum(sentence.cue[i] for i in matched)
 
 
 def find_phrasing(sentence: Sentence, phrasing: Phrasing) -> Iterable[Match]:
