@@ -54,6 +54,16 @@ def check_device(device: Device) -> None:
             fail("--device cuda was given but no CUDA device is available; use --device cpu")
 
 
+def check_semantic() -> None:
+    """``VAEQUIZ_SEMANTIC=1`` needs the semantic extra and its pinned model; say so up front."""
+    from vaequiz.grading.semantic import SemanticUnavailable, flagger_if_requested
+
+    try:
+        flagger_if_requested()
+    except SemanticUnavailable as err:
+        fail(str(err))
+
+
 def check_workers(workers: int) -> None:
     if workers < 1:
         fail(f"--workers must be at least 1 (got {workers})")
@@ -198,6 +208,7 @@ def grade(
     from vaequiz.grading.sandbox import source_problem
 
     check_device(device)
+    check_semantic()
     loaded = load_checked_bank(bank)
     question = _find_question(loaded, question_id)
     if not file.is_file():
@@ -245,6 +256,7 @@ def grade_sheets_command(
     workers = workers or all_cores()
     check_workers(workers)
     check_device(device)
+    check_semantic()
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
     if not any(p.exists() for p in sheets):
