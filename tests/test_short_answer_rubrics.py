@@ -145,3 +145,19 @@ def test_bundled_short_answers_are_tested_rubrics() -> None:
         assert len(question.examples) >= MIN_EXAMPLES, question.id
         verdicts = {e.verdict for e in question.examples}
         assert verdicts == {"pass", "fail"}, question.id
+
+
+def test_the_key_page_lists_marked_examples_and_the_exam_page_does_not(tmp_path: Path) -> None:
+    bank = load_bank(BUNDLED_BANK)
+    question = bank.get("kl-importance")
+    assert isinstance(question, ShortAnswer)
+    pages = {}
+    for mode in ("key", "exam"):
+        out = tmp_path / f"{mode}.html"
+        done = run_vaequiz("build", "--bank", BUNDLED_BANK, "--mode", mode, "-o", out)
+        assert done.returncode == 0, done.stderr
+        pages[mode] = out.read_text(encoding="utf-8")
+    assert "Marked examples" in pages["key"] and "a bare list of key terms" in pages["key"]
+    assert "KL, regularization, prior, standard normal, overfitting" in pages["key"]
+    assert "Marked examples" not in pages["exam"]
+    assert "KL, regularization, prior, standard normal, overfitting" not in pages["exam"]
