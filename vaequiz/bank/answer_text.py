@@ -225,6 +225,8 @@ class Match:
     fuzzy: bool = False
     negated: bool = False
     listed: bool = False
+    as_math: bool = False
+    """Matched in the sentence's math form (``quoted`` is in that form)."""
 
 
 @dataclass
@@ -382,4 +384,4 @@ def find_pattern(sentence: Sentence, pattern: str) -> Iterable[Match]:
         return
     canonical = re.search(pattern, math_form(sentence.text), re.IGNORECASE)
     if canonical is not None:
-        yield Match(pattern, sentence.text.strip(), canonical.group(0), False, False, sentence.bare_list)
+        yield Match(pattern, sentence.text.strip(), canonical.group(0), False, False, sentence.bare_list, True)

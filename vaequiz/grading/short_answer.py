@@ -69,6 +69,8 @@ class ConceptVerdict:
             shown = f"'{self.evidence.quoted}'"
             if self.evidence.fuzzy:
                 shown += f" (read as '{self.evidence.phrasing}')"
+            if self.evidence.as_math:
+                shown += " (as math)"
             return CheckResult(
                 name=self.concept.name, passed=True,
                 evidence=f"found {shown} in: '{quote(self.evidence.sentence)}'",
