@@ -21,6 +21,7 @@ from vaequiz.bank.models import (
     ShapeAnswer,
     ShortAnswer,
 )
+from vaequiz.grading.sandbox.runner import ALLOWED_PACKAGES
 
 REPO = Path(__file__).resolve().parent.parent
 BANK = REPO / "question_bank"
@@ -145,6 +146,17 @@ def test_every_code_question_has_four_mutants_and_distinct_trials(bank: Bank) ->
         assert all(m.why.strip() for m in question.mutants), question.id
         binds = [tuple(sorted(t.bind.items())) for t in question.trials]
         assert len(set(binds)) == len(binds), f"{question.id}: two trials bind the same sizes"
+
+
+def test_every_code_prompt_says_what_an_answer_may_import(bank: Bank) -> None:
+    """The sandbox refuses imports outside ALLOWED_PACKAGES and the standard library; a student
+    learns that from the prompt, before an answer is refused."""
+    for q in bank.questions:
+        if isinstance(q, CodeQuestion):
+            prompt = " ".join(q.prompt.split())
+            assert "you may also import" in prompt and "Python standard library" in prompt, q.id
+            for package in ALLOWED_PACKAGES:
+                assert f"`{package}`" in prompt, (q.id, package)
 
 
 def test_code_option_mcqs_link_a_code_question_and_give_code(bank: Bank) -> None:

@@ -603,6 +603,16 @@ class UniformRowsCheck(CheckBase):
     table: str = Field(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$")
 
 
+class WithReplacementCheck(CheckBase):
+    """Codes in ``of`` (rows of ``table``) repeat within a run as often as independent uniform
+    draws with replacement do (the birthday problem), so distinct draws (``randperm``) fail."""
+
+    check: Literal["with_replacement"]
+    default_title: ClassVar[str] = "codes in {of} drawn independently, with replacement"
+    of: PythonName
+    table: str = Field(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$", description="given.attribute")
+
+
 class NearestCheck(CheckBase):
     """``of`` holds, for each row of ``rows``, the index of a nearest row of ``table``."""
 
@@ -643,6 +653,7 @@ CheckSpec = Annotated[
         GradientCheck,
         RowsFromCheck,
         UniformRowsCheck,
+        WithReplacementCheck,
         NearestCheck,
         ModuleCheck,
         FitCheck,
