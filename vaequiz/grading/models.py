@@ -58,6 +58,9 @@ class CheckResult(BaseModel):
     message: str = ""
     points: float = 1.0
     hidden: bool = False
+    evidence: str = Field(
+        "", description="Why a passed check passed, e.g. the sentence a short-answer concept was found in."
+    )
 
 
 class ItemResult(BaseModel):
@@ -83,3 +86,8 @@ class ItemResult(BaseModel):
         "pair when it changes.",
     )
     grader_version: Optional[str] = Field(None, description="GRADER_VERSION of the grading code.")
+    needs_review: bool = Field(False, description="The verdict is fragile: a teacher should confirm it.")
+    review_reasons: list[str] = Field(default_factory=list, description="Why it needs review.")
+    reviewed_by: str | None = Field(
+        None, description="Set when a teacher's override (overrides.jsonl) decided this result."
+    )
