@@ -1,8 +1,5 @@
-"""Built pages in a real browser (Debian chromium through Playwright), opened from file://.
-
-Prerequisites: the Debian ``chromium`` package (/usr/bin/chromium) and axe-core from npm in the
-repository root (``npm install --no-save axe-core``). Missing either is a failure, not a skip.
-"""
+"""Built pages of the sample quiz in a real browser (Debian chromium through Playwright),
+opened from file:// (harness: tests/browser_harness.py)."""
 
 from __future__ import annotations
 
@@ -14,43 +11,15 @@ from typing import Any, Callable, Iterator
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, run_vaequiz
+from tests.browser_harness import MODES, OpenPage, axe_source, browser, open_page  # noqa: F401 (fixtures)
+from tests.conftest import run_vaequiz
 from tests.test_render_sample import KEY_MARKERS, write_sample_bank, write_sample_quiz
 from vaequiz.cli.app import app
 from vaequiz.grading.models import AnswerSheet
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
-MODES = ("exam", "practice", "key", "flashcards")
 STUDENT = "s-browser"
-
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE.is_file():
-        pytest.fail(f"{AXE} is missing; run `npm install --no-save axe-core` in {REPO}")
-    return AXE.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing; install the Debian package: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -69,54 +38,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert result.exit_code == 0, result.output
         paths[name] = out
     return paths
-
-
-class OpenPage:
-    """A page opened from file:// with every request and console error recorded."""
-
-    def __init__(self, browser: Any, path: Path, scheme: str = "light", width: int = 1000) -> None:
-        self.url = path.resolve().as_uri()
-        self.context = browser.new_context(
-            color_scheme=scheme, accept_downloads=True, viewport={"width": width, "height": 900}
-        )
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.goto(self.url)
-
-    def _route(self, route: Any) -> None:
-        if route.request.url == self.url:
-            route.continue_()
-        else:
-            self.requests.append(route.request.url)
-            route.abort()
-
-    def outside_requests(self) -> list[str]:
-        return [u for u in self.requests if u != self.url and not u.startswith("blob:")]
-
-    def data(self) -> dict[str, Any]:
-        return json.loads(self.page.locator("#quiz-data").text_content())
-
-    def close(self) -> None:
-        self.context.close()
-
-
-@pytest.fixture
-def open_page(browser: Any) -> Iterator[Callable[..., OpenPage]]:
-    opened: list[OpenPage] = []
-
-    def opener(path: Path, scheme: str = "light", width: int = 1000) -> OpenPage:
-        page = OpenPage(browser, path, scheme, width)
-        opened.append(page)
-        return page
-
-    yield opener
-    for page in opened:
-        page.close()
 
 
 # --------------------------------------------------------------------------- loading, offline

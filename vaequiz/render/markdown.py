@@ -21,7 +21,8 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
-__all__ = ["MathRenderError", "render_markdown", "render_code", "render_math", "code_stylesheet"]
+__all__ = ["MathRenderError", "render_markdown", "render_code", "render_math", "render_inline_math",
+           "code_stylesheet"]
 
 
 class MathRenderError(ValueError):
@@ -78,7 +79,114 @@ def render_math(latex: str, display: bool = False) -> str:
         leftover = _LEFTOVER_COMMAND.search(text)
         if leftover:
             raise MathRenderError(latex, f"unknown command {leftover.group(0)}")
-    return mathml
+    _typeset_like_tex(tree)
+    return _serialise(tree)
+
+
+ElementTree.register_namespace("", _MATHML_NS[1:-1])
+
+_ROW_LIKE = {"math", "mrow", "mstyle", "mtd", "msqrt", "mpadded", "mphantom", "menclose", "merror"}
+"""Elements whose children sit side by side (spacing can be inserted between them)."""
+_FUNCTION_NAMES = {
+    "arg", "cos", "cosh", "cot", "coth", "csc", "deg", "det", "dim", "exp", "gcd", "hom", "inf",
+    "ker", "lg", "lim", "ln", "log", "max", "min", "Pr", "sec", "sin", "sinh", "sup", "tan", "tanh",
+}
+_ACCENTS = {"^": "\u02c6", "~": "\u02dc"}
+"""ASCII accents latex2mathml emits for \\hat and \\tilde, and the accent characters to draw."""
+_THIN_SPACE = "0.167em"
+_CLOSING = set(")]}|\u2016\u27e9\u232a")
+_BREAK_AFTER = set("=<>+\u2212\u00b1\u2213\u00d7\u00b7\u2264\u2265\u2248\u2260\u2261\u221d\u2192\u2190\u21d2\u2208\u223c\u2243")
+"""Relations and binary operators after which a long inline formula may break, as TeX does."""
+
+
+def _local(element: ElementTree.Element) -> str:
+    return element.tag.removeprefix(_MATHML_NS)
+
+
+def _is_function_name(element: ElementTree.Element) -> bool:
+    """``\\log``, ``\\exp``, ... alone or carrying a sub/superscript (``\\log_2``)."""
+    if _local(element) in ("msub", "msup", "msubsup") and len(element):
+        element = element[0]
+    return _local(element) == "mi" and (element.text or "").strip() in _FUNCTION_NAMES
+
+
+def _typeset_like_tex(tree: ElementTree.Element) -> None:
+    """Fix what latex2mathml leaves to TeX's spacing rules and fonts.
+
+    A function name gets a thin space from an ordinary neighbour (``\\log p``, ``2\\log x``;
+    none before a bracket or an operator), and ``\\hat``/``\\tilde`` draw real accent characters
+    placed as accents instead of an ASCII caret floating above the letter."""
+    for parent in tree.iter():
+        name = _local(parent)
+        if name == "mover" and len(parent) == 2 and _local(parent[1]) == "mo":
+            accent = _ACCENTS.get((parent[1].text or "").strip())
+            if accent:
+                parent[1].text = accent
+                parent[1].set("stretchy", "false")
+                parent.set("accent", "true")
+        if name not in _ROW_LIKE:
+            continue
+        children = list(parent)
+        spaced: list[ElementTree.Element] = []
+        for index, child in enumerate(children):
+            if _is_function_name(child):
+                before = children[index - 1] if index else None
+                after = children[index + 1] if index + 1 < len(children) else None
+                if before is not None and (_local(before) not in ("mo", "mspace") or _closes(before)):
+                    spaced.append(_space())
+                spaced.append(child)
+                if after is not None and _local(after) not in ("mo", "mspace"):
+                    spaced.append(_space())
+            else:
+                spaced.append(child)
+        if len(spaced) != len(children):
+            parent[:] = spaced
+
+
+def _closes(element: ElementTree.Element) -> bool:
+    return _local(element) == "mo" and (element.text or "").strip() in _CLOSING
+
+
+def _space() -> ElementTree.Element:
+    return ElementTree.Element(f"{_MATHML_NS}mspace", {"width": _THIN_SPACE})
+
+
+def _serialise(tree: ElementTree.Element) -> str:
+    return ElementTree.tostring(tree, encoding="unicode", short_empty_elements=True)
+
+
+@lru_cache(maxsize=4096)
+def render_inline_math(latex: str) -> str:
+    """An inline formula as one or more adjacent ``<math>`` elements.
+
+    Browsers do not break lines inside a ``<math>`` element, so a long formula would widen a
+    phone screen; like TeX, it is cut after top-level relations and binary operators into
+    pieces the line can break between. Each cut operator keeps its infix spacing."""
+    tree = ElementTree.fromstring(render_math(latex, False))
+    row = tree[0] if len(tree) == 1 and _local(tree[0]) == "mrow" else tree
+    children = list(row)
+    pieces: list[list[ElementTree.Element]] = [[]]
+    for index, child in enumerate(children):
+        pieces[-1].append(child)
+        breakable = (
+            _local(child) == "mo"
+            and (child.text or "").strip() in _BREAK_AFTER
+            and 0 < index < len(children) - 1
+            and (_local(children[index - 1]) != "mo" or _closes(children[index - 1]))
+        )
+        if breakable:
+            child.set("form", "infix")
+            pieces.append([])
+    if len(pieces) == 1:
+        return _serialise(tree)
+    parts = []
+    for piece in pieces:
+        # The piece's children go straight into <math>: an <mrow> holding only text and the
+        # operator would be an "embellished operator" and lose the operator's spacing.
+        math = ElementTree.Element(tree.tag, dict(tree.attrib))
+        math.extend(piece)
+        parts.append(_serialise(math))
+    return "".join(parts)
 
 
 _formatter = HtmlFormatter(nowrap=True)
@@ -114,7 +222,7 @@ def _fence_highlight(source: str, language: str, attrs: str) -> str:
 
 
 def _math_inline(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
-    return render_math(tokens[idx].content, False)
+    return render_inline_math(tokens[idx].content)
 
 
 def _math_display(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
@@ -148,7 +256,23 @@ def render_markdown(text: str) -> str:
 
 def render_markdown_uncached(text: str) -> str:
     """The same as :func:`render_markdown` without the cache (benchmarks compare the two)."""
-    return _parser.render(text)
+    return _glue_math_to_words(_parser.render(text))
+
+
+_MATH_IN_WORD = re.compile(r'([^\s<>]*)(<math\b[^>]*display="inline"[^>]*>.*?</math>)([^\s<]*)', re.DOTALL)
+
+
+def _glue_math_to_words(html: str) -> str:
+    """Keep inline math and the text touching it on one line (``$\\beta$-VAE``, ``($x$)``):
+    a browser would otherwise break between the formula and its suffix."""
+
+    def glue(match: re.Match[str]) -> str:
+        before, math, after = match.groups()
+        if not before and not after:
+            return match.group(0)
+        return f'<span class="math-word">{before}{math}{after}</span>'
+
+    return _MATH_IN_WORD.sub(glue, html)
 
 
 def render_inline(text: str) -> str:
