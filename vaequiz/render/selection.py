@@ -33,6 +33,8 @@ class Quiz:
     shuffle_options: bool = True
     points: dict[str, float] = field(default_factory=dict)
     """Effective points per question id (bank points unless the spec overrides them)."""
+    time_limit_min: float | None = None
+    """Minutes from a student's start; exam and practice pages count down and lock at zero."""
 
 
 def quiz_for(bank: Bank, quiz_file: Path | None, seed: int | None = None) -> Quiz:
@@ -142,6 +144,7 @@ def resolve_quiz(
         shuffle_questions=spec.shuffle_questions,
         shuffle_options=spec.shuffle_options,
         points={q.id: spec.points.get(q.id, q.points) for q in questions},
+        time_limit_min=spec.time_limit_min,
     )
 
 
