@@ -451,11 +451,17 @@
     updateRevealButtons();
   }
 
+  /* The question the student was last in (the button itself takes focus when pressed). */
+  var lastItem = null;
+  document.addEventListener("focusin", function (event) {
+    var element = event.target.closest ? event.target.closest(".item") : null;
+    if (element) { lastItem = element.getAttribute("data-item"); }
+  });
+
   function goToNextUnanswered() {
     var answered = answeredIds();
     var order = data.items.map(function (item) { return item.id; });
-    var current = document.activeElement && document.activeElement.closest ? document.activeElement.closest(".item") : null;
-    var from = current ? order.indexOf(current.getAttribute("data-item")) : -1;
+    var from = lastItem ? order.indexOf(lastItem) : -1;
     for (var step = 1; step <= order.length; step++) {
       var id = order[(from + step + order.length) % order.length];
       if (answered.indexOf(id) < 0) {

@@ -55,7 +55,7 @@ class OpenPage:
     the way a student opens a second tab."""
 
     def __init__(self, browser: Any, path: Path, scheme: str = "light", width: int = 1000,
-                 height: int = 900) -> None:
+                 height: int = 900, before_load: Callable[[Any], None] | None = None) -> None:
         self.url = path.resolve().as_uri()
         self.context = browser.new_context(
             color_scheme=scheme, accept_downloads=True, viewport={"width": width, "height": height}
@@ -63,13 +63,16 @@ class OpenPage:
         self.requests: list[str] = []
         self.errors: list[str] = []
         self.context.route("**/*", self._route)
-        self.page = self.new_tab()
+        self.page = self.new_tab(before_load)
 
-    def new_tab(self) -> Any:
+    def new_tab(self, before_load: Callable[[Any], None] | None = None) -> Any:
+        """Open the page in a new tab; ``before_load`` runs first (e.g. to install a fake clock)."""
         page = self.context.new_page()
         page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("request", lambda r: self.requests.append(r.url))
+        if before_load is not None:
+            before_load(page)
         page.goto(self.url)
         return page
 
@@ -94,8 +97,9 @@ class OpenPage:
 def open_page(browser: Any) -> Iterator[Callable[..., OpenPage]]:
     opened: list[OpenPage] = []
 
-    def opener(path: Path, scheme: str = "light", width: int = 1000, height: int = 900) -> OpenPage:
-        page = OpenPage(browser, path, scheme, width, height)
+    def opener(path: Path, scheme: str = "light", width: int = 1000, height: int = 900,
+               before_load: Callable[[Any], None] | None = None) -> OpenPage:
+        page = OpenPage(browser, path, scheme, width, height, before_load)
         opened.append(page)
         return page
 
