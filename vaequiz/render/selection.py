@@ -18,6 +18,7 @@ from vaequiz.render.quiz_spec import (
 from vaequiz.render.variants import StableRandom
 
 WHOLE_BANK_ID = "question-bank"
+WHOLE_BANK_TITLE = "Question bank"
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def whole_bank_quiz(bank: Bank, seed: int = 0) -> Quiz:
     """Every question in bank order; options are shuffled per variant where the MCQ allows it."""
     return Quiz(
         id=WHOLE_BANK_ID,
-        title="Question bank",
+        title=WHOLE_BANK_TITLE,
         instructions=None,
         questions=list(bank.questions),
         seed=seed,
