@@ -11,7 +11,11 @@ with them. A browser test compares the two on generated inputs.
 from __future__ import annotations
 
 import re
+import sys
+from array import array
 from functools import lru_cache
+
+UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
 
 MAX_ANSWER_BYTES = 256 * 1024
 """The most the grader reads of one answer (vaequiz/grading/sandbox/pool.py MAX_SOURCE_BYTES;
@@ -22,7 +26,7 @@ a test keeps the two equal). Pages cut longer answers at the box, with a message
 def reading_rules() -> dict[str, list[int]]:
     """``digit_zeros``: the code point of each Unicode digit zero (digits come in runs of ten);
     ``spaces``: every code point Python counts as whitespace."""
-    every_character = "".join(map(chr, range(0x110000)))
+    every_character = array("I", range(0x110000)).tobytes().decode(UTF32, "surrogatepass")
     digits = [m.start() for m in re.finditer(r"\d", every_character)]
     zeros = [code for code in digits if int(chr(code)) == 0]
     if {z + i for z in zeros for i in range(10)} != set(digits):
