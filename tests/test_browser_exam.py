@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,6 +49,13 @@ def timed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert done.exit_code == 0, done.output
         pages[mode] = out
     return pages
+
+
+def stopped_clock(tab: Any) -> None:
+    """A fake clock that moves only when the test moves it."""
+    start = datetime(2026, 5, 4, 9, 0, tzinfo=timezone.utc)
+    tab.clock.install(time=start)
+    tab.clock.pause_at(start)
 
 
 def order_of(page: OpenPage) -> list[str]:
@@ -113,7 +121,7 @@ def test_clear_my_choice_unanswers_a_single_answer_question(built: dict[str, Pat
 
 
 def test_time_limit_counts_down_warns_then_saves_and_locks(timed: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
-    page = open_page(timed["exam"], before_load=lambda tab: tab.clock.install())
+    page = open_page(timed["exam"], before_load=stopped_clock)
     p = page.page
     assert "10 minutes" in p.locator(".instructions").inner_text()
     expect(p.locator("#time-left")).to_have_text("10:00")
