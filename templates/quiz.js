@@ -842,8 +842,10 @@
     byId("deck-got-it").addEventListener("click", function () { answer(true); });
     byId("deck-shuffle").addEventListener("click", function () { restart(true); });
     byId("deck-restart").addEventListener("click", function () { restart(false); });
-    deck.addEventListener("keydown", function (event) {
-      if (event.altKey || event.ctrlKey || event.metaKey) { return; }
+    document.addEventListener("keydown", function (event) {
+      /* shortcuts work wherever focus is, except in a text field or on another control's key */
+      if (deck.hidden || event.altKey || event.ctrlKey || event.metaKey) { return; }
+      if (event.target.closest && event.target.closest("input, textarea, select, summary")) { return; }
       var key = event.key.toLowerCase();
       if (key === "f" ) { event.preventDefault(); turn(); }
       else if (key === "1" || key === "a") { event.preventDefault(); answer(false); }
