@@ -155,8 +155,9 @@ def test_only_pages_that_enforce_the_limit_mention_it_and_buttons_fit_the_mode(
         text = p.inner_text("body")
         assert "Save answers" not in text and "minutes" not in text, mode
         assert p.locator("#time-left").count() == 0 and p.locator("#save-answers").count() == 0
-    practice = open_page(timed["practice"]).page
-    assert "10 minutes" in practice.inner_text("body") and practice.locator("#time-left").count() == 1
+    practice = open_page(timed["practice"]).page  # open-ended: no clock, no promise of one
+    assert "minutes" not in practice.inner_text("body") and practice.locator("#time-left").count() == 0
+    assert practice.locator("#save-answers").count() == 1
 
 
 def test_a_quiz_without_a_limit_shows_no_clock(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:

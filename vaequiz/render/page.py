@@ -126,8 +126,8 @@ class PageBuilder:
         return ShownItem(number, self.quiz.points.get(question_id, 0.0), fragment, options)
 
     def _time_limit(self) -> float | None:
-        """The spec's time limit, enforced only where students answer (exam and practice)."""
-        if self.mode not in (Mode.exam, Mode.practice):
+        """The spec's time limit, enforced on exam pages only (practice is open-ended)."""
+        if self.mode is not Mode.exam:
             return None
         return self.quiz.time_limit_min
 
