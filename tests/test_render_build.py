@@ -336,6 +336,16 @@ def write_quiz(tmp_path: Path, text: str) -> Path:
             """,
             "select.0: an entry lists 'ids' or filters",
         ),
+        (
+            """
+            id: q
+            title: T
+            time_limit_min: 0
+            select:
+              - ids: [kl-role]
+            """,
+            "sample.quiz.yaml:3:17: time_limit_min: ",
+        ),
         ("[1, 2]", "a quiz spec is a mapping"),
         ("id: q\ntitle: [unclosed\n", "YAML syntax error"),
     ],
