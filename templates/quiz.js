@@ -311,9 +311,22 @@
     if (record.locked_at && !state.locked_at) { lockAnswers(record.locked_at, false); }
   }
 
+  /* Whether this tab knows an edit the other tab's record lacks (tabs see each other's writes
+     with a delay, so a write can miss an edit made meanwhile): then this tab writes again. */
+  function knowsNewer(record) {
+    function newer(mine, theirs) {
+      return Object.keys(mine).some(function (id) { return !theirs[id] || mine[id].at > theirs[id].at; });
+    }
+    return newer(state.answers, record.answers || {}) || newer(state.flags, record.flags || {});
+  }
+
   window.addEventListener("storage", function (event) {
     if (!state || event.key !== state.key || !event.newValue) { return; }
-    try { applyRecord(JSON.parse(event.newValue), true); } catch (error) { return; }
+    var record;
+    try { record = JSON.parse(event.newValue); } catch (error) { return; }
+    if (!record || typeof record !== "object") { return; }
+    applyRecord(record, true);
+    if (knowsNewer(record)) { store(); }
     refresh();
   });
 

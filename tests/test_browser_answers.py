@@ -54,6 +54,30 @@ def test_two_tabs_keep_each_others_answers_and_the_newest_edit_wins(
     assert page.errors == []
 
 
+STALE_WRITE = """() => {
+  const key = Object.keys(localStorage).find(k => k.startsWith('vaequiz:'));
+  const record = JSON.parse(localStorage.getItem(key));
+  delete record.answers['latent-shape'];  // written by a tab that had not yet seen this edit
+  localStorage.setItem(key, JSON.stringify(record));
+}"""
+
+
+def test_a_tab_restores_an_edit_that_another_tabs_late_write_missed(
+    built: dict[str, Path], open_page: Callable[..., OpenPage]
+) -> None:
+    """Tabs see each other's writes with a delay; a write made without an edit is repaired by
+    the tab that made the edit."""
+    page = open_page(built["student-exam"])
+    first, second = page.page, page.new_tab()
+    first.fill("#answer-latent-shape", "(64, 20)")
+    expect(second.locator("#answer-latent-shape")).to_have_value("(64, 20)")
+    second.evaluate(STALE_WRITE)
+    stored = "() => JSON.parse(localStorage.getItem(Object.keys(localStorage).find(k => k.startsWith('vaequiz:')))).answers"
+    first.wait_for_function(stored.replace("() => ", "() => (") + ")['latent-shape'] !== undefined")
+    second.reload()
+    assert second.locator("#answer-latent-shape").input_value() == "(64, 20)"
+
+
 def test_the_page_cuts_answers_at_the_graders_limit() -> None:
     assert MAX_ANSWER_BYTES == MAX_SOURCE_BYTES
 
