@@ -33,8 +33,6 @@
     return -1;
   }
 
-  function codePoints(text) { return Array.from(text).map(function (ch) { return ch.codePointAt(0); }); }
-
   /* A text as one class character per code point, the way the grader's patterns see it:
      DIGIT for a Python digit (its value kept in `values`), " " for a Python space ("\n" stays
      "\n", which Python's "." does not match), any other BMP character itself, anything else
@@ -149,7 +147,7 @@
     candidates.push(candidates[0].replace(/(\d),(\d)/, "$1.$2"));
     candidates.push(candidates[0].replace(/(\d)[ \u00a0\u202f\u2009'](?=\d{3}\b)/g, "$1"));
     for (var i = 0; i < candidates.length; i++) {
-      if (candidates[i].split(",").length <= 2 && parseNumber(candidates[i]) !== null) {
+      if (parseNumber(candidates[i]) !== null) {
         return "Can't read this as a number; write " + pyStrip(candidates[i]).replace(/\u2212/g, "-") + ".";
       }
     }
@@ -860,7 +858,7 @@
       if (deck.hidden || event.altKey || event.ctrlKey || event.metaKey) { return; }
       if (event.target.closest && event.target.closest("input, textarea, select, summary")) { return; }
       var key = event.key.toLowerCase();
-      if (key === "f" ) { event.preventDefault(); turn(); }
+      if (key === "f") { event.preventDefault(); turn(); }
       else if (key === "1" || key === "a") { event.preventDefault(); answer(false); }
       else if (key === "2" || key === "g") { event.preventDefault(); answer(true); }
     });
