@@ -168,3 +168,11 @@ def test_code_colours_meet_wcag_aa_on_the_page_code_background() -> None:
         colours = re.findall(r"(?<![-\w])color: (#[0-9a-fA-F]{3,6})", part)
         assert colours
         assert min(contrast_ratio(c, background) for c in colours) >= 4.5
+
+
+def test_rendering_math_leaves_other_xml_writers_alone() -> None:
+    """The MathML serialiser must not register a process-wide default namespace: exports that
+    write MathML inside their own XML (QTI) would lose their prefixes."""
+    render_markdown(r"Long $a = b + c + \hat{x}$ and $\log p$.")
+    written = ElementTree.tostring(ElementTree.Element(MATHML_NS + "math"), encoding="unicode")
+    assert written.startswith("<ns0:math") or ":math" in written

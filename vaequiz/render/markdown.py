@@ -83,8 +83,6 @@ def render_math(latex: str, display: bool = False) -> str:
     return _serialise(tree)
 
 
-ElementTree.register_namespace("", _MATHML_NS[1:-1])
-
 _ROW_LIKE = {"math", "mrow", "mstyle", "mtd", "msqrt", "mpadded", "mphantom", "menclose", "merror"}
 """Elements whose children sit side by side (spacing can be inserted between them)."""
 _FUNCTION_NAMES = {
@@ -151,8 +149,19 @@ def _space() -> ElementTree.Element:
     return ElementTree.Element(f"{_MATHML_NS}mspace", {"width": _THIN_SPACE})
 
 
-def _serialise(tree: ElementTree.Element) -> str:
-    return ElementTree.tostring(tree, encoding="unicode", short_empty_elements=True)
+def _serialise(element: ElementTree.Element, root: bool = True) -> str:
+    """MathML markup with the namespace declared on ``<math>`` and no prefixes.
+
+    Written here rather than by ElementTree.tostring, which would need a process-wide
+    register_namespace (and would then change every other XML the process writes, such as
+    the QTI export)."""
+    name = _local(element)
+    attributes = "".join(f' {key}="{escape(value, quote=True)}"' for key, value in element.attrib.items())
+    if root:
+        attributes = f' xmlns="{_MATHML_NS[1:-1]}"' + attributes
+    inner = escape(element.text or "", quote=False) + "".join(_serialise(child, False) for child in element)
+    markup = f"<{name}{attributes}>{inner}</{name}>" if inner else f"<{name}{attributes} />"
+    return markup + ("" if root else escape(element.tail or "", quote=False))
 
 
 @lru_cache(maxsize=4096)
