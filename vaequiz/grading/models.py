@@ -46,6 +46,12 @@ class AnswerSheet(StrictModel):
     saved_at: Optional[datetime] = Field(
         None, description="When the sheet was saved (ISO 8601); of two sheets for one student the later wins."
     )
+    time_limit_min: Optional[float] = Field(
+        None, gt=0, description="The exam page's time limit in minutes, when the quiz spec sets one."
+    )
+    locked_at: Optional[datetime] = Field(
+        None, description="When the page's time limit ran out and locked the answers (ISO 8601)."
+    )
 
 
 class CheckResult(BaseModel):
