@@ -41,7 +41,7 @@ def _database(url: Optional[str]) -> Any:
     try:
         return database(url or default_url())
     except ArgumentError as err:
-        fail(f"--db {url!r} is not a database URL: {err}")
+        fail(f"--db {url!r} is not a database URL ({err}); use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
     except (SQLAlchemyError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         fail(f"cannot open the database {url or default_url()}: {first}")
