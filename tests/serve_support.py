@@ -8,15 +8,20 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import pytest
+
+from tests.conftest import BUNDLED_BANK, REPO
 
 
 PG_BIN = Path("/usr/lib/postgresql")
@@ -183,3 +188,32 @@ def wait_graded(client: Any, attempt: int, count: int, timeout: float = 300) -> 
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
+
+
+def start_server(quiz_args: list[str], url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`vaequiz serve` in its own session on ``port``, once it answers."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaequiz", "serve", "--bank", str(BUNDLED_BANK), *quiz_args,
+         "--db", url, "--port", str(port), "--workers", "1"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180  # a hang guard
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.3)
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the server and everything it started (its sandbox workers), like a crash."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)

@@ -6,11 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +15,16 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import BUNDLED_BANK, REPO, run_vaequiz
-from tests.serve_support import EXAM_IDS, _free_port, db_url, postgres_server, write_quizzes  # noqa: F401
+from tests.conftest import run_vaequiz
+from tests.serve_support import (  # noqa: F401  (fixtures)
+    EXAM_IDS,
+    _free_port,
+    db_url,
+    kill,
+    postgres_server,
+    start_server,
+    write_quizzes,
+)
 from vaequiz.serve.db import jobs, open_engine, results, revisions
 
 pytestmark = pytest.mark.slow
@@ -28,34 +32,6 @@ pytestmark = pytest.mark.slow
 STUDENTS = [f"s{n:02d}" for n in range(10)]
 RIGHT = "z = mu + torch.randn_like(logvar) * (0.5 * logvar).exp()\n"
 WRONG = "z = mu + logvar\n"
-
-
-def start_server(quiz: Path, url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vaequiz", "serve", "--bank", str(BUNDLED_BANK), "--quiz", str(quiz),
-         "--db", url, "--port", str(port), "--workers", "1"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180  # a hang guard
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.3)
-
-
-def kill(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL to the server and everything it started (its sandbox workers), like a crash."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=30)
 
 
 def submit(base: str, link: str, code: str) -> None:
@@ -81,7 +57,7 @@ def test_a_killed_server_loses_nothing_and_grades_every_answer_exactly_once(tmp_
     links = {row["student"]: row["link"] for row in csv.DictReader(io.StringIO(made.stdout))}
     engine = open_engine(db_url)
     port, log = _free_port(), tmp_path / "server.log"
-    server = start_server(exam, db_url, port, log)
+    server = start_server(["--quiz", str(exam)], db_url, port, log)
     try:
         for n, student in enumerate(STUDENTS):
             submit(f"http://127.0.0.1:{port}", links[student], RIGHT if n % 2 == 0 else WRONG)
@@ -97,7 +73,7 @@ def test_a_killed_server_loses_nothing_and_grades_every_answer_exactly_once(tmp_
             assert db.execute(select(func.count()).select_from(jobs)).scalar_one() == total
         assert done_at_kill < total, "the server finished before it was killed; the burst was too small"
 
-        server = start_server(exam, db_url, port, log)
+        server = start_server(["--quiz", str(exam)], db_url, port, log)
         deadline = time.monotonic() + 600
         with engine.connect() as db:
             while db.execute(select(func.count()).select_from(jobs).where(jobs.c.state != "done")).scalar_one():
