@@ -117,7 +117,11 @@ class Site:
     """One running app (through Starlette's TestClient, lifespan and worker included)."""
 
     def __init__(self, app: Any, engine: Any) -> None:
-        from starlette.testclient import TestClient
+        import warnings
+
+        with warnings.catch_warnings():  # Starlette asks for httpx2; httpx is what the extra installs
+            warnings.simplefilter("ignore")
+            from starlette.testclient import TestClient
 
         self.app = app
         self.engine = engine

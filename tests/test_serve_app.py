@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx`")
 from sqlalchemy import select, update
 
 from tests.conftest import BUNDLED_BANK
