@@ -342,3 +342,25 @@ def test_the_time_limit_comes_from_the_server_option(tmp_path: Path, db_url: str
         assert conf["deadline"] is not None and open_quiz(student, "serve-practice")["deadline"] is None
     finally:
         site.close()
+
+
+def test_the_status_says_queued_with_the_position_then_running_then_graded(site: Site) -> None:
+    ada = sign_in_student(site, "ada")
+    ada_attempt = open_quiz(ada, "serve-practice")["attempt"]
+    ben = sign_in_student(site, "ben")
+    ben_attempt = open_quiz(ben, "serve-practice")["attempt"]
+    assert ada.get(f"/api/attempts/{ada_attempt}/status").json()["questions"] == {}
+    assert ada.post(f"/api/attempts/{ada_attempt}/grade", json={"answers": {"beta-loss-value": "1"}}).status_code == 200
+    assert ben.post(f"/api/attempts/{ben_attempt}/grade", json={"answers": {"beta-loss-value": "2"}}).status_code == 200
+
+    def state(client: Any, attempt: int) -> tuple[str, Any]:
+        entry = client.get(f"/api/attempts/{attempt}/status").json()["questions"]["beta-loss-value"]
+        return entry["state"], entry["position"]
+
+    assert state(ada, ada_attempt) == ("queued", 1) and state(ben, ben_attempt) == ("queued", 2)
+    worker = site.app.state.service.worker  # this site grades nothing by itself (0 threads)
+    job = worker.claim()
+    assert state(ada, ada_attempt) == ("running", None) and state(ben, ben_attempt) == ("queued", 1)
+    worker.run(job)
+    assert state(ada, ada_attempt) == ("graded", None)
+    assert ada.get(f"/api/attempts/{ada_attempt}/status").json()["questions"]["beta-loss-value"]["result"]["max_points"] > 0

@@ -462,9 +462,12 @@ class Service:
         if unknown:
             raise HttpError(422, f"{unknown[0]!r} is not graded (a flashcard)")
         self.rate_check(person, served, answers)
-        with self.engine.begin() as db:
-            jobs.save_answers(db, row.id, answers)
-            queued = jobs.enqueue(db, row.id, list(answers))
+        try:
+            with self.engine.begin() as db:
+                jobs.save_answers(db, row.id, answers)
+                queued = jobs.enqueue(db, row.id, list(answers))
+        except IntegrityError:  # the same answer sent twice at once: the other request queued it
+            raise HttpError(409, "this answer is already queued for grading") from None
         self.worker.notify()
         return JSONResponse({"queued": sorted(queued)})
 
