@@ -364,3 +364,23 @@ def test_the_status_says_queued_with_the_position_then_running_then_graded(site:
     worker.run(job)
     assert state(ada, ada_attempt) == ("graded", None)
     assert ada.get(f"/api/attempts/{ada_attempt}/status").json()["questions"]["beta-loss-value"]["result"]["max_points"] > 0
+
+
+def test_sessions_expire_and_sign_out_ends_them(site: Site) -> None:
+    from vaequiz.serve.accounts import open_session, student
+
+    with site.engine.begin() as db:
+        ada = student(db, "ada")
+    expired = site.client()
+    expired.cookies.set("vaequiz_session", open_session(site.engine, ada, timedelta(seconds=-1)))
+    assert expired.get("/api/attempts/1/status").status_code == 401
+    assert "Join with the course code" in expired.get("/").text
+
+    client = sign_in_student(site, "ben")
+    attempt = open_quiz(client, "serve-practice")["attempt"]
+    assert client.get(f"/api/attempts/{attempt}/status").status_code == 200
+    token = client.cookies.get("vaequiz_session")
+    out = client.post("/logout", data={"csrf": client.headers["X-CSRF-Token"]}, follow_redirects=False)
+    assert out.status_code == 303
+    client.cookies.set("vaequiz_session", token)  # a copied cookie is worthless after sign-out
+    assert client.get(f"/api/attempts/{attempt}/status").status_code == 401
