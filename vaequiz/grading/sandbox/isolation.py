@@ -10,6 +10,7 @@ threads (``CLONE_NEWNS`` is refused to a multi-threaded process).
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import resource
 import signal
@@ -356,7 +357,24 @@ def set_limit(which: int, value: int) -> None:
 
 MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25
+MADV_WIPEONFORK = 18
 HUGE_PAGE = 1 << 21
+
+
+def private_memory(size: int) -> mmap.mmap:
+    """Anonymous memory that a forked child inherits as zeros (``MADV_WIPEONFORK``).
+
+    The worker reads a snippet's output and results into such buffers and unmaps them after
+    the answer, so no byte of one answer is ever in memory the next answer's child is forked
+    with. Raises ``OSError`` where the kernel (before 4.14) lacks the advice.
+    """
+    memory = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE)
+    try:
+        memory.madvise(MADV_WIPEONFORK)
+    except OSError:
+        memory.close()
+        raise
+    return memory
 
 
 def trim_heap() -> None:

@@ -23,6 +23,7 @@ group, and a helper running as the slot's uid kills every process of that uid.
 from __future__ import annotations
 
 import gc
+import mmap
 import os
 import resource
 import selectors
@@ -43,6 +44,7 @@ _hard_exit = os._exit
 """Bound at import, so a snippet that replaces ``os._exit`` cannot keep its process alive."""
 
 MAX_RESULT_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 1 << 16
 OUTPUT_HARD_FACTOR = 16
 """Output beyond output_kb is dropped; beyond this many times output_kb the snippet is stopped."""
 MIN_OUTPUT_HARD_BYTES = 1024 * 1024
@@ -70,6 +72,9 @@ PRELOADED_MODULES = (
     "torch.fft",
 )
 """Imported by the worker so snippets can import them after access to the disk is reduced."""
+SWITCHABLE_LAYERS = ("wipe_on_fork",)
+"""Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off: to compare speed with and without them
+(bench/bench_sandbox.py) and to show that each layer's test fails without it."""
 
 
 @dataclass
@@ -81,6 +86,8 @@ class Settings:
     namespaces: bool | None = None
     import_path: tuple[str, ...] = ()
     """The grader's ``sys.path``, so the worker imports the same torch (user site, venv...)."""
+    off: tuple[str, ...] = ()
+    """Names from :data:`SWITCHABLE_LAYERS` to leave off (benchmarks and tests only)."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Settings:
@@ -89,6 +96,7 @@ class Settings:
             hide=tuple(Path(p) for p in data.get("hide", [])),
             namespaces=data.get("namespaces"),
             import_path=tuple(str(p) for p in data.get("import_path", [])),
+            off=tuple(str(name) for name in data.get("off", [])),
         )
 
 
@@ -100,7 +108,16 @@ class Layers:
     network: bool = False
     mounts: bool = False
     uid: int | None = None
+    wipe_on_fork: bool = False
     notes: list[str] = field(default_factory=list)
+    why_off: dict[str, str] = field(default_factory=dict)
+    """Why a layer of :data:`SWITCHABLE_LAYERS` is off, by name."""
+
+    def state(self, name: str) -> str:
+        """"active", or "unavailable (why)" for one of the switchable layers."""
+        if getattr(self, name):
+            return "active"
+        return f"unavailable ({self.why_off.get(name, 'not set up')})"
 
 
 @dataclass
@@ -143,6 +160,14 @@ def keep_paths() -> tuple[Path, ...]:
 def set_up_layers(settings: Settings) -> Layers:
     """Enter this worker's own mount, network and IPC namespaces (once per worker)."""
     layers = Layers()
+    if "wipe_on_fork" in settings.off:
+        layers.why_off["wipe_on_fork"] = "switched off"
+    else:
+        try:
+            isolation.private_memory(1).close()
+            layers.wipe_on_fork = True
+        except OSError as err:
+            layers.why_off["wipe_on_fork"] = f"the kernel refuses MADV_WIPEONFORK: {err}"
     if os.geteuid() != 0:
         layers.notes.append("not running as root")
         return layers
@@ -177,6 +202,8 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         f"bank, reference code, checkout and extra hidden paths unreadable ({hidden} covered): "
         + (on if layers.mounts else off),
         "environment scrubbed to PATH, HOME, LANG, TMPDIR: active",
+        "snippet output and results held only in memory no later child inherits "
+        "(MADV_WIPEONFORK, unmapped after each answer): " + layers.state("wipe_on_fork"),
     ]
 
 
@@ -241,22 +268,51 @@ def make_fork_cheap() -> None:
 
 
 class Sink:
-    """A bounded byte buffer fed from a pipe; the bytes are zeroed when released."""
+    """A bounded byte buffer fed from a pipe.
 
-    def __init__(self, keep: int) -> None:
+    Private sinks live in :func:`isolation.private_memory`, mapped once at their full size (the
+    kernel only backs the pages written) and unmapped when released, so a snippet's bytes are
+    never copied into the worker's heap, which every later child is forked from. The other kind
+    (a growing ``bytearray``, zeroed when released) is the layer switched off: each growth
+    leaves an old copy in freed heap.
+    """
+
+    def __init__(self, keep: int, private: bool = True) -> None:
         self.keep = keep
-        self.data = bytearray()
         self.total = 0
+        self.size = 0
+        self.memory: mmap.mmap | bytearray = (
+            isolation.private_memory(keep) if private else bytearray()
+        )
 
     def feed(self, chunk: bytes | memoryview) -> None:
         self.total += len(chunk)
-        room = self.keep - len(self.data)
+        room = self.keep - self.size
         if room > 0:
-            self.data += chunk[:room]
+            part = chunk[:room]
+            if isinstance(self.memory, bytearray):
+                self.memory += part
+            else:
+                self.memory[self.size : self.size + len(part)] = part
+            self.size += len(part)
+
+    def view(self, start: int = 0) -> memoryview:
+        """The bytes kept from ``start`` (release the view before the sink)."""
+        return memoryview(self.memory)[start : self.size]
+
+    def frame_length(self) -> int | None:
+        """The length prefix of the frame the sink holds, once its 4 bytes have arrived."""
+        if self.size < 4:
+            return None
+        return int.from_bytes(self.memory[:4], "little")
 
     def release(self) -> None:
-        self.data[:] = bytes(len(self.data))
-        self.data.clear()
+        if isinstance(self.memory, bytearray):
+            self.memory[:] = bytes(len(self.memory))
+            self.memory.clear()
+        else:
+            self.memory.close()
+        self.size = 0
 
 
 @dataclass
@@ -278,13 +334,15 @@ class Submission:
     output_r: int
     status_r: int
     scratch: Path
-    result: Sink = field(default_factory=lambda: Sink(MAX_RESULT_BYTES + 1))
-    output: Sink = field(default_factory=lambda: Sink(0))
+    private: bool
+    result: Sink = field(init=False)
+    output: Sink = field(init=False)
     status_text: bytearray = field(default_factory=bytearray)
     reaped: tuple[int, float] | None = None
 
     def __post_init__(self) -> None:
-        self.output = Sink(self.limits.output_kb * 1024)
+        self.result = Sink(MAX_RESULT_BYTES + 1, self.private)
+        self.output = Sink(self.limits.output_kb * 1024, self.private)
 
 
 SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
@@ -297,8 +355,11 @@ class Worker:
         self.settings = settings
         self.proto_in = proto_in
         self.proto_out = proto_out
-        self.buffer = bytearray(1 << 16)
         self.layers = set_up_layers(settings)
+        self.buffer: mmap.mmap | bytearray = (
+            isolation.private_memory(READ_CHUNK) if self.layers.wipe_on_fork
+            else bytearray(READ_CHUNK)
+        )
         sys.path.extend(p for p in settings.import_path if p not in sys.path)
         preload()
         if self.layers.mounts:
@@ -366,7 +427,9 @@ class Worker:
                 _hard_exit(71)
         for fd in (result_w, output_w, status_w):
             os.close(fd)
-        return Submission(runner, limits, start, result_r, output_r, status_r, scratch)
+        return Submission(
+            runner, limits, start, result_r, output_r, status_r, scratch, self.layers.wipe_on_fork
+        )
 
     def scratch(self) -> Path:
         owner = self.layers.uid if self.layers.uid is not None else os.getuid()
@@ -441,14 +504,15 @@ class Worker:
             raise RuntimeError("the runner ended before reading the request; the stream is lost")
         if _frame_complete(sub.result):
             return Outcome("ok", "")
-        if sub.result.data:
+        if sub.result.size:
             return Outcome("invalid_output", "the snippet's results could not be read (cut short)")
         return Outcome(*_judge(wait_status, cpu, limits))
 
     def respond(self, sub: Submission, outcome: Outcome) -> None:
         """Answer the grader (every process of the submission is already gone); files and IPC
         objects are wiped afterwards, while the grader reads and checks."""
-        payload = memoryview(sub.result.data)[4:] if outcome.status == "ok" else b""
+        payload = sub.result.view(4) if outcome.status == "ok" else sub.result.view(0)[:0]
+        output = sub.output.view()
         frames.write_json(
             self.proto_out,
             {
@@ -458,10 +522,12 @@ class Worker:
                 "output_total": sub.output.total,
             },
         )
-        frames.write_frame(self.proto_out, payload)
-        frames.write_frame(self.proto_out, sub.output.data)
-        if isinstance(payload, memoryview):
+        try:
+            frames.write_frame(self.proto_out, payload)
+            frames.write_frame(self.proto_out, output)
+        finally:
             payload.release()
+            output.release()
 
     def reap_runner(self, sub: Submission) -> tuple[int, float]:
         """Collect the runner's exit status and CPU time (once)."""
@@ -591,18 +657,18 @@ def _execute(body: bytes, device: str) -> None:  # pragma: no cover - runs in th
 
 def _frame_complete(sink: Sink) -> bool:
     """Whether the sink holds a whole length-prefixed frame (the runner's results)."""
-    data = sink.data
-    return len(data) >= 4 and len(data) >= 4 + int.from_bytes(data[:4], "little")
+    length = sink.frame_length()
+    return length is not None and sink.size >= 4 + length
 
 
-def _read_into(fd: int, buffer: bytearray) -> memoryview:
+def _read_into(fd: int, buffer: mmap.mmap | bytearray) -> memoryview:
     """One read into the worker's reusable buffer (zeroed after each submission), so a
     snippet's bytes never linger in freed heap memory that the next child inherits."""
     count = os.readv(fd, [buffer])
     return memoryview(buffer)[:count]
 
 
-def _drain(fd: int, sink: Sink, buffer: bytearray) -> None:
+def _drain(fd: int, sink: Sink, buffer: mmap.mmap | bytearray) -> None:
     """Read what is left in a pipe without blocking, at most what the sink keeps (plus one)."""
     os.set_blocking(fd, False)
     budget = sink.keep + 1
