@@ -124,3 +124,46 @@ MEMORY_SCAN = (
 """Defines ``count_in_memory((head, tail), ...) -> (*counts, bytes scanned)``; the snippet
 never builds head + tail itself, so its own source is no hit."""
 
+
+def run_in_terminal(*args: str | os.PathLike[str], timeout: float = 300) -> tuple[int, bytes]:
+    """Run ``python -m vaequiz ARGS`` on a pseudo-terminal in raw mode, as a user at a terminal
+    would see it (click strips nothing on a terminal); returns the exit status and every byte
+    written to the terminal."""
+    import pty
+    import select
+    import subprocess
+    import sys
+    import tty
+
+    from tests.conftest import REPO
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)  # no newline translation: the bytes are exactly what was written
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaequiz", *map(str, args)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=REPO,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    chunks = []
+    try:
+        while select.select([master], [], [], timeout)[0]:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # EIO: the last writer closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return process.wait(timeout=timeout), b"".join(chunks)
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()

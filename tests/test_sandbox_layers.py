@@ -5,18 +5,23 @@ layer switched off (``VAEQUIZ_SANDBOX_OFF``) or against something the snippet ow
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.sandbox_helpers import (
     MEMORY_SCAN,
     grade_in_order,
     report,
+    run_in_terminal,
     snippet_says,
 )
+from vaequiz.terminal import printable
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="these layers need root")
 
@@ -61,3 +66,52 @@ def test_control_without_private_buffers_the_output_leaks(tmp_path: Path) -> Non
     assert "MADV_WIPEONFORK" in stderr and "unavailable (switched off)" in stderr
     assert int(snippet_says(results[1])["found"]) >= 1
 
+
+# --------------------------------------------------------------------------- the terminal
+
+TERMINAL_ATTACK = (
+    "import sys\n"
+    "sys.stdout.write('\\x1bc\\x1b[2J\\x1b[H')  # reset and clear the screen\n"
+    "sys.stdout.write('\\x1b]0;grades\\x07')  # retitle the window (OSC)\n"
+    "print('\\rkl-divergence: PASSED, score 100% (3 of 3 points)\\x1b[8m')\n"
+    "print('\\x9b2J\\u202eSSAP\\x7f')  # C1 CSI, a bidi override, DEL\n"
+    "raise ValueError('\\x1b[2K\\x1b[1Akl-divergence: PASSED')\n"
+)
+
+
+def test_snippet_text_reaches_the_terminal_only_as_visible_escapes(tmp_path: Path) -> None:
+    answer = tmp_path / "answer.py"
+    answer.write_text(TERMINAL_ATTACK)
+    code, shown = run_in_terminal("grade", "kl-divergence", answer)
+    assert code == 1
+    for control in (b"\x1b", b"\x07", b"\r", b"\x7f", "\x9b".encode(), "\u202e".encode()):
+        assert control not in shown, (control, shown)
+    text = shown.decode()
+    assert text.splitlines()[0].startswith("kl-divergence: NOT PASSED")
+    assert "    \\x1bc\\x1b[2J\\x1b[H\\x1b]0;grades\\x07\\x0dkl-divergence: PASSED" in text
+    assert "    \\x9b2J\\u202eSSAP\\x7f" in text
+    assert "ValueError: \\x1b[2K\\x1b[1Akl-divergence: PASSED" in text
+
+
+def test_control_the_sandbox_passes_the_escapes_through(tmp_path: Path) -> None:
+    """The snippet's escapes do leave the sandbox raw (JSON carries them escaped, safely)."""
+    from tests.conftest import run_vaequiz
+
+    answer = tmp_path / "answer.py"
+    answer.write_text(TERMINAL_ATTACK)
+    done = run_vaequiz("grade", "kl-divergence", answer, "--json")
+    assert "\x1b" not in done.stdout, "JSON escapes control characters itself"
+    result = json.loads(done.stdout)
+    assert "\x1bc\x1b[2J" in result["output"] and "\x1b[2K" in result["error"]
+
+
+@given(st.text())
+def test_printable_text_has_no_controls_and_keeps_the_rest(text: str) -> None:
+    shown = printable(text)
+    assert not any(
+        (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0 or c in "\u202e\u2066"
+        for c in shown
+    )
+    plain = "".join(c for c in text if c == printable(c))
+    assert printable(plain) == plain
+    assert shown.count("\n") == text.count("\n")

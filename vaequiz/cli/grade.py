@@ -21,6 +21,7 @@ from vaequiz.cli.app import (
     fail,
     resolve_bank,
 )
+from vaequiz.terminal import printable
 
 if TYPE_CHECKING:  # torch-heavy modules are imported when a command runs, not at start-up
     from vaequiz.grading.code import SandboxRunner
@@ -169,15 +170,15 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
         f"({round(graded.score * question.points, 2):g} of {question.points:g} points)"
     )
     if graded.error:
-        typer.echo(f"  {graded.error}")
+        typer.echo(printable(f"  {graded.error}"))
     for check in graded.checks:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
-        typer.echo(f"  [{mark}] {check.name}" + (f": {message}" if message else ""))
+        typer.echo(printable(f"  [{mark}] {check.name}" + (f": {message}" if message else "")))
     if graded.output.strip():
         typer.echo("  your code printed:")
-        for line in graded.output.rstrip().splitlines()[:40]:
-            typer.echo(f"    {line}")
+        for line in graded.output.rstrip().split("\n")[:40]:
+            typer.echo(printable(f"    {line}"))
 
 
 @app.command()
@@ -258,9 +259,9 @@ def grade_sheets_command(
         only,
     )
     for warning in report.warnings:
-        typer.echo(f"vaequiz: warning: {warning}", err=True)
+        typer.echo(printable(f"vaequiz: warning: {warning}"), err=True)
     for problem in report.problems:
-        typer.echo(f"vaequiz: {problem}", err=True)
+        typer.echo(printable(f"vaequiz: {problem}"), err=True)
     typer.echo(
         f"graded {report.graded} answer(s), {report.resumed} already in {out / 'results.jsonl'}; "
         f"{report.students} student(s), {len(report.questions)} question(s); "
