@@ -115,3 +115,39 @@ def test_printable_text_has_no_controls_and_keeps_the_rest(text: str) -> None:
     plain = "".join(c for c in text if c == printable(c))
     assert printable(plain) == plain
     assert shown.count("\n") == text.count("\n")
+
+
+# --------------------------------------------------------------------------- temp folders
+
+DEEP_AND_WIDE = (
+    "import os\n"
+    "if not os.path.exists('/tmp/deep'):  # once, though the question runs the answer 3 times\n"
+    "    os.mkdir('/tmp/deep')\n"
+    "    os.chdir('/tmp/deep')\n"
+    "    for level in range(300):  # 300 x 20 characters: far beyond PATH_MAX (4096)\n"
+    "        os.mkdir('d' * 19)\n"
+    "        os.chdir('d' * 19)\n"
+    "    for index in range(20_000):\n"
+    "        open(f'f{index}', 'w').close()\n"
+    "    os.chdir('/tmp/work')\n"
+    "kl = torch.tensor(0.0)\n"
+)
+TEMP_LEFTOVERS = (
+    "import os\n"
+    "left = sum(len(os.listdir(d)) for d in ('/tmp', '/var/tmp', '/dev/shm'))\n"
+    + report(pid="os.getpid()", left="left")
+)
+"""Entries in the temp folders (the scratch folder /tmp/work is one) and this process's pid
+in the worker's PID namespace: 2 for the first answer of a fresh worker, more after."""
+
+
+def test_whatever_a_snippet_builds_in_temp_folders_is_dropped_whole(tmp_path: Path) -> None:
+    results, _ = grade_in_order(tmp_path, [DEEP_AND_WIDE, TEMP_LEFTOVERS])
+    said = snippet_says(results[1])
+    assert said["left"] == "1", "only the new answer's scratch folder"
+    assert int(said["pid"]) > 2, "the same worker served both answers"
+
+
+def test_control_walking_the_temp_folders_loses_the_worker(tmp_path: Path) -> None:
+    results, _ = grade_in_order(tmp_path, [DEEP_AND_WIDE, TEMP_LEFTOVERS], off=("fresh_tmpfs",))
+    assert snippet_says(results[1])["pid"] == "2", "the walk failed and the worker was replaced"

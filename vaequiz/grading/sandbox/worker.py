@@ -72,7 +72,7 @@ PRELOADED_MODULES = (
     "torch.fft",
 )
 """Imported by the worker so snippets can import them after access to the disk is reduced."""
-SWITCHABLE_LAYERS = ("wipe_on_fork",)
+SWITCHABLE_LAYERS = ("wipe_on_fork", "fresh_tmpfs")
 """Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off: to compare speed with and without them
 (bench/bench_sandbox.py) and to show that each layer's test fails without it."""
 
@@ -109,6 +109,7 @@ class Layers:
     mounts: bool = False
     uid: int | None = None
     wipe_on_fork: bool = False
+    fresh_tmpfs: bool = False
     notes: list[str] = field(default_factory=list)
     why_off: dict[str, str] = field(default_factory=dict)
     """Why a layer of :data:`SWITCHABLE_LAYERS` is off, by name."""
@@ -202,6 +203,8 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         f"bank, reference code, checkout and extra hidden paths unreadable ({hidden} covered): "
         + (on if layers.mounts else off),
         "environment scrubbed to PATH, HOME, LANG, TMPDIR: active",
+        "temp folders replaced by fresh tmpfs mounts after every answer (nothing to walk): "
+        + layers.state("fresh_tmpfs"),
         "snippet output and results held only in memory no later child inherits "
         "(MADV_WIPEONFORK, unmapped after each answer): " + layers.state("wipe_on_fork"),
     ]
@@ -370,6 +373,12 @@ class Worker:
             except OSError as err:
                 self.layers.mounts = False
                 self.layers.notes.append(f"mount isolation failed: {err}")
+        if "fresh_tmpfs" in settings.off:
+            self.layers.why_off["fresh_tmpfs"] = "switched off"
+        elif not self.layers.mounts:
+            self.layers.why_off["fresh_tmpfs"] = "no private mounts"
+        else:
+            self.layers.fresh_tmpfs = True
 
     def start(self) -> None:
         """Become PID 1 of a fresh PID namespace (where allowed), then serve."""
@@ -581,7 +590,10 @@ class Worker:
 
     def clean_up(self, scratch: Path) -> None:
         """Leave nothing of this submission for the next: files, IPC objects."""
-        if self.layers.mounts:
+        if self.layers.fresh_tmpfs:
+            isolation.renew_private_temp(TEMP_MB)
+            isolation.remove_sysv_ipc()
+        elif self.layers.mounts:
             for folder in isolation.PRIVATE_TEMP:
                 if folder.is_dir():
                     isolation.wipe(folder)
