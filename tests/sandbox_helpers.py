@@ -87,7 +87,7 @@ def snippet_says(result: dict) -> dict[str, str]:
 def report(**values: str) -> str:
     """The last line of a probing snippet: raise its findings, so the CLI's results carry them."""
     fields = " ".join(f"{name}={{{expression}}}" for name, expression in values.items())
-    return f"raise ValueError(f'probe: {fields}')\n"
+    return f'raise ValueError(f"probe: {fields}")\n'
 
 
 MEMORY_SCAN = (

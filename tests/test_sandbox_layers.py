@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ from tests.sandbox_helpers import (
     run_in_terminal,
     snippet_says,
 )
+from vaequiz.grading.sandbox.seccomp import SYSCALLS
 from vaequiz.terminal import printable
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="these layers need root")
@@ -151,3 +156,149 @@ def test_whatever_a_snippet_builds_in_temp_folders_is_dropped_whole(tmp_path: Pa
 def test_control_walking_the_temp_folders_loses_the_worker(tmp_path: Path) -> None:
     results, _ = grade_in_order(tmp_path, [DEEP_AND_WIDE, TEMP_LEFTOVERS], off=("fresh_tmpfs",))
     assert snippet_says(results[1])["pid"] == "2", "the walk failed and the worker was replaced"
+
+
+# --------------------------------------------------------------------------- kernel state
+
+SYSCALL_PROBES = {  # name: arguments, harmless whether the call is refused or not
+    "keyctl": "0, ctypes.c_long(-3), 0",  # KEYCTL_GET_KEYRING_ID of the session keyring
+    "request_key": "b'user', b'vq-none', None, 0",
+    "ptrace": "2, 1, None, None",  # PTRACE_PEEKDATA of the namespace's init
+    "process_vm_readv": "1, None, 0, None, 0, 0",
+    "mount": "None, b'/tmp', b'tmpfs', 0, None",
+    "setns": "ctypes.c_int(-1), 0",
+    "open_tree": "ctypes.c_int(-100), b'/', 0",
+    "io_uring_setup": "1, ctypes.create_string_buffer(120)",
+    "perf_event_open": "None, 0, -1, -1, 0",
+    "bpf": "0, None, 0",
+    "userfaultfd": "0",
+    "kexec_load": "0, 0, None, 0",
+    "init_module": "None, 0, b''",
+    "clone3": "None, 0",
+    "unshare": "0x10000000",  # CLONE_NEWUSER, last: it changes what this process may do
+}
+"""Calls the filter refuses, each made once by the snippet through ``syscall(2)``."""
+
+
+def _kernel_state_snippets(socket_path: Path) -> tuple[str, str]:
+    """(planter, finder): the planter leaves a key in its uid's keyring, a POSIX message
+    queue and a System V segment, connects to a host unix socket and tries every probe; the
+    finder, the next answer in the same worker, looks for what was left."""
+    numbers = SYSCALLS[os.uname().machine]
+    probes = "".join(
+        f"    said[{name!r}] = call({numbers[name]}, {args})\n"
+        for name, args in SYSCALL_PROBES.items()
+    )
+    common = (
+        "import ctypes, errno, os, socket, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.syscall.restype = ctypes.c_long\n"
+        "def result(value):\n"
+        "    return 'ok' if value >= 0 else errno.errorcode[ctypes.get_errno()]\n"
+        "def call(number, *args):\n"
+        "    return result(libc.syscall(number, *args))\n"
+        "def attempt(action):\n"
+        "    try:\n"
+        "        action()\n"
+        "        return 'ok'\n"
+        "    except OSError as err:\n"
+        "        return errno.errorcode[err.errno]\n"
+        "said = getattr(sys, 'said', {})  # once per process: the question runs 3 times\n"
+        "sys.said = said\n"
+    )
+    planter = (
+        common
+        + "if not said:\n"
+        + "    said['uid'] = os.getuid()\n"
+        + f"    said['add_key'] = call({numbers['add_key']}, b'user', b'vq-plant', b'x', 1,"
+        + " ctypes.c_long(-4))\n"
+        + "    said['mq'] = result(libc.mq_open(b'/vq-plant', os.O_CREAT | os.O_RDWR, 0o600, None))\n"
+        + "    said['shm'] = result(libc.shmget(0x5151, 4096, 0o1000 | 0o666))\n"
+        + f"    said['unix'] = attempt(lambda: socket.socket(socket.AF_UNIX).connect({str(socket_path)!r}))\n"
+        + "    said['inet'] = attempt(lambda: socket.socket(socket.AF_INET).close())\n"
+        + "    said['pair'] = attempt(lambda: [s.close() for s in socket.socketpair()])\n"
+        + probes
+        + "calls = ','.join(said[name] for name in "
+        + f"{tuple(SYSCALL_PROBES)!r})  # errors are cut at 300 characters\n"
+        + report(calls="calls", **{name: f"said[{name!r}]" for name in ("uid", "add_key", "mq",
+                                                                       "shm", "unix", "inet", "pair")})
+    )
+    finder = (
+        common
+        + "if not said:\n"
+        + f"    said['key'] = call({numbers['keyctl']}, 10, ctypes.c_long(-4), b'user', b'vq-plant', 0)\n"
+        + f"    call({numbers['keyctl']}, 7, ctypes.c_long(-4))  # KEYCTL_CLEAR: tidy up a control run\n"
+        + "    said['mq'] = result(libc.mq_open(b'/vq-plant', os.O_RDONLY, 0, None))\n"
+        + "    said['shm'] = len(open('/proc/sysvipc/shm').read().splitlines()) - 1\n"
+        + "    said['uid'] = os.getuid()\n"
+        + report(key="said['key']", mq="said['mq']", shm="said['shm']", uid="said['uid']")
+    )
+    return planter, finder
+
+
+def _key_users() -> set[int]:
+    with open("/proc/key-users") as users:
+        return {int(line.split(":")[0]) for line in users}
+
+
+@pytest.fixture
+def host_socket() -> Iterator[Path]:
+    """A listening unix socket anyone may connect to, outside the sandbox's private folders."""
+    for parent in ("/srv", "/var/lib", "/opt", "/mnt"):
+        if os.access(parent, os.W_OK):
+            folder = Path(tempfile.mkdtemp(prefix="vaequiz-socket-", dir=parent))
+            break
+    else:
+        pytest.skip("no writable folder outside the temp folders")
+    folder.chmod(0o755)
+    path = folder / "service.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        path.chmod(0o777)
+        server.listen(16)
+        yield path
+    path.unlink()
+    folder.rmdir()
+
+
+def test_no_kernel_state_crosses_answers_and_denied_calls_fail(
+    tmp_path: Path, host_socket: Path
+) -> None:
+    planter, finder = _kernel_state_snippets(host_socket)
+    results, _ = grade_in_order(tmp_path, [planter, finder])
+    planted, found = snippet_says(results[0]), snippet_says(results[1])
+    assert planted["add_key"] == "EPERM" and planted["unix"] == planted["inet"] == "EPERM"
+    assert planted["pair"] == "ok", "socketpair(AF_UNIX) stays"
+    assert planted["mq"] == planted["shm"] == "ok", "the answer's own IPC namespace allows them"
+    refused = dict(zip(SYSCALL_PROBES, planted["calls"].split(","), strict=True))
+    assert refused == {**{name: "EPERM" for name in SYSCALL_PROBES}, "clone3": "ENOSYS"}
+    assert found == {"key": "EPERM", "mq": "ENOENT", "shm": "0", "uid": planted["uid"]}
+    assert int(found["uid"]) not in _key_users(), "a slot uid holds keys after the run"
+
+
+def test_control_without_the_filter_and_answer_ipc_state_crosses(
+    tmp_path: Path, host_socket: Path
+) -> None:
+    planter, finder = _kernel_state_snippets(host_socket)
+    results, stderr = grade_in_order(tmp_path, [planter, finder], off=("seccomp", "answer_ipc"))
+    assert "seccomp filter" in stderr and "own IPC namespace per answer" in stderr
+    planted, found = snippet_says(results[0]), snippet_says(results[1])
+    assert planted["add_key"] == planted["unix"] == planted["inet"] == "ok"
+    calls = dict(zip(SYSCALL_PROBES, planted["calls"].split(","), strict=True))
+    for name in ("keyctl", "request_key", "setns", "open_tree", "clone3"):
+        assert calls[name] not in ("EPERM", "ENOSYS"), (name, calls)  # the probes can tell
+    assert found["key"] == "ok" and found["mq"] == "ok" and found["uid"] == planted["uid"]
+    assert int(found["uid"]) in _key_users()
+
+
+def test_syscall_numbers_match_the_kernel_headers() -> None:
+    machine = os.uname().machine
+    header = {
+        "x86_64": Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),
+        "aarch64": Path("/usr/include/asm-generic/unistd.h"),
+    }.get(machine)
+    if header is None or not header.exists():
+        pytest.skip(f"no unistd header for {machine}")
+    defined = dict(re.findall(r"#define __NR(?:3264)?_(\w+)\s+(\d+)", header.read_text()))
+    for name, number in SYSCALLS[machine].items():
+        assert int(defined[name]) == number, name

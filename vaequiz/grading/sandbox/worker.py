@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from vaequiz.grading.sandbox import frames, isolation
+from vaequiz.grading.sandbox.seccomp import Filter
 
 _hard_exit = os._exit
 """Bound at import, so a snippet that replaces ``os._exit`` cannot keep its process alive."""
@@ -72,7 +73,7 @@ PRELOADED_MODULES = (
     "torch.fft",
 )
 """Imported by the worker so snippets can import them after access to the disk is reduced."""
-SWITCHABLE_LAYERS = ("wipe_on_fork", "fresh_tmpfs")
+SWITCHABLE_LAYERS = ("wipe_on_fork", "fresh_tmpfs", "answer_ipc", "seccomp")
 """Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off: to compare speed with and without them
 (bench/bench_sandbox.py) and to show that each layer's test fails without it."""
 
@@ -110,6 +111,8 @@ class Layers:
     uid: int | None = None
     wipe_on_fork: bool = False
     fresh_tmpfs: bool = False
+    answer_ipc: bool = False
+    seccomp: bool = False
     notes: list[str] = field(default_factory=list)
     why_off: dict[str, str] = field(default_factory=dict)
     """Why a layer of :data:`SWITCHABLE_LAYERS` is off, by name."""
@@ -169,8 +172,13 @@ def set_up_layers(settings: Settings) -> Layers:
             layers.wipe_on_fork = True
         except OSError as err:
             layers.why_off["wipe_on_fork"] = f"the kernel refuses MADV_WIPEONFORK: {err}"
+    if "seccomp" in settings.off:
+        layers.why_off["seccomp"] = "switched off"
+    else:
+        layers.seccomp, layers.why_off["seccomp"] = _seccomp_works()
     if os.geteuid() != 0:
         layers.notes.append("not running as root")
+        layers.why_off["answer_ipc"] = "not running as root"
         return layers
     layers.uid = settings.uid
     wanted = settings.namespaces is not False
@@ -181,7 +189,34 @@ def set_up_layers(settings: Settings) -> Layers:
         layers.notes.append("namespaces are not available")
     else:
         layers.notes.append("namespaces switched off")
+    if "answer_ipc" in settings.off:
+        layers.why_off["answer_ipc"] = "switched off"
+    elif not layers.namespaces:
+        layers.why_off["answer_ipc"] = "no namespaces"
+    else:
+        layers.answer_ipc = True
     return layers
+
+
+def _seccomp_works() -> tuple[bool, str]:
+    """Whether a child can install the filter (an architecture without a table cannot)."""
+    try:
+        syscall_filter = Filter.for_this_machine()
+    except KeyError:
+        return False, f"no system call table for {os.uname().machine}"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            isolation.set_no_new_privs()
+            syscall_filter.install()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return False, "the kernel refuses seccomp filters"
+    return True, ""
 
 
 def describe_layers(layers: Layers, hidden: int) -> list[str]:
@@ -203,6 +238,10 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         f"bank, reference code, checkout and extra hidden paths unreadable ({hidden} covered): "
         + (on if layers.mounts else off),
         "environment scrubbed to PATH, HOME, LANG, TMPDIR: active",
+        "own IPC namespace per answer (System V objects, POSIX message queues): "
+        + layers.state("answer_ipc"),
+        "seccomp filter: no keyrings, ptrace, mounts, new namespaces, io_uring, perf, bpf, "
+        "userfaultfd, kexec, modules, socket(): " + layers.state("seccomp"),
         "temp folders replaced by fresh tmpfs mounts after every answer (nothing to walk): "
         + layers.state("fresh_tmpfs"),
         "snippet output and results held only in memory no later child inherits "
@@ -359,6 +398,7 @@ class Worker:
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.layers = set_up_layers(settings)
+        self.syscall_filter = Filter.for_this_machine() if self.layers.seccomp else None
         self.buffer: mmap.mmap | bytearray = (
             isolation.private_memory(READ_CHUNK) if self.layers.wipe_on_fork
             else bytearray(READ_CHUNK)
@@ -592,11 +632,11 @@ class Worker:
         """Leave nothing of this submission for the next: files, IPC objects."""
         if self.layers.fresh_tmpfs:
             isolation.renew_private_temp(TEMP_MB)
-            isolation.remove_sysv_ipc()
         elif self.layers.mounts:
             for folder in isolation.PRIVATE_TEMP:
                 if folder.is_dir():
                     isolation.wipe(folder)
+        if self.layers.mounts and not self.layers.answer_ipc:
             isolation.remove_sysv_ipc()
         else:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -608,6 +648,8 @@ class Worker:
     ) -> None:  # pragma: no cover - runs in the child
         """The runner: read the submission, confine this process, then execute it."""
         isolation.set_parent_death_signal()
+        if self.layers.answer_ipc:  # gone with the answer's last process, objects and all
+            isolation.unshare(isolation.CLONE_NEWIPC)
         body = frames.read_frame(self.proto_in, MAX_REQUEST_BYTES)
         os.write(status_w, b"body\n")
         uid = self.layers.uid
@@ -631,6 +673,8 @@ class Worker:
             isolation.set_limit(resource.RLIMIT_NPROC, limits.processes + 1 + threads)
             isolation.drop_privileges(uid)
         isolation.set_no_new_privs()
+        if self.syscall_filter is not None:
+            self.syscall_filter.install()
         os.environ.clear()
         os.environ.update(MINIMAL_ENV, HOME=str(scratch), TMPDIR=str(scratch))
         _fresh_stdio()
