@@ -46,6 +46,7 @@ def grade_in_order(
     question: str = "kl-divergence",
     off: tuple[str, ...] = (),
     workers: int = 1,
+    bank: Path | None = None,
 ) -> tuple[list[dict], str]:
     """Grade ``answers`` in this order through ``vaequiz grade-sheets`` (one sheet each).
 
@@ -69,6 +70,7 @@ def grade_in_order(
         out,
         "--workers",
         str(workers),
+        *(["--bank", bank] if bank is not None else []),
         env={"VAEQUIZ_SANDBOX_OFF": ",".join(off)},
     )
     assert done.returncode == 0, done.stderr

@@ -302,3 +302,59 @@ def test_syscall_numbers_match_the_kernel_headers() -> None:
     defined = dict(re.findall(r"#define __NR(?:3264)?_(\w+)\s+(\d+)", header.read_text()))
     for name, number in SYSCALLS[machine].items():
         assert int(defined[name]) == number, name
+
+
+# --------------------------------------------------------------------------- memory beyond RLIMIT_AS
+
+SMALL_MEMORY_BANK = """\
+- id: hold-memory
+  kind: code
+  topics: [sandbox]
+  difficulty: intermediate
+  points: 1
+  source: original
+  prompt: Bind `z`, a copy of `mu`.
+  explanation: Adding zero copies the tensor.
+  given:
+    mu: {type: tensor, shape: [B, D], dist: normal}
+  expect: [z]
+  reference: |
+    z = mu + 0
+  trials:
+    - bind: {B: 2, D: 3}
+  checks:
+    - {check: close, of: z}
+  limits: {memory_mb: 256, time_s: 30}
+"""
+HOLD_IN_FILES = (
+    "written = 0\n"
+    "block = b'x' * (8 << 20)\n"
+    "for folder in ('/dev/shm', '/tmp', '/var/tmp'):  # tmpfs files: outside RLIMIT_AS\n"
+    "    for index in range(25):\n"
+    "        with open(f'{folder}/hold{index}', 'wb') as held:\n"
+    "            held.write(block)\n"
+    "        written += 8\n"
+    + report(written="written")
+)
+"""Holds 600 MB in tmpfs files, against a memory limit of 256 MB."""
+
+
+def test_memory_held_in_tmpfs_files_counts_against_the_limit(tmp_path: Path) -> None:
+    (tmp_path / "bank").mkdir()
+    (tmp_path / "bank" / "hold.yaml").write_text(SMALL_MEMORY_BANK)
+    results, stderr = grade_in_order(
+        tmp_path, [HOLD_IN_FILES, "z = mu + 0"], "hold-memory", bank=tmp_path / "bank"
+    )
+    assert "memory cgroup" not in stderr, "the layer is active (else start-up names it)"
+    assert results[0]["error"] == "memory limit of 256 MB exceeded", results[0]
+    assert results[1]["passed"], "the worker serves the next answer"
+
+
+def test_control_without_the_cgroup_the_files_are_held(tmp_path: Path) -> None:
+    (tmp_path / "bank").mkdir()
+    (tmp_path / "bank" / "hold.yaml").write_text(SMALL_MEMORY_BANK)
+    results, stderr = grade_in_order(
+        tmp_path, [HOLD_IN_FILES], "hold-memory", off=("memory_cgroup",), bank=tmp_path / "bank"
+    )
+    assert "memory cgroup per worker" in stderr and "switched off" in stderr
+    assert snippet_says(results[0]) == {"written": "600"}

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from vaequiz.grading.sandbox import frames, isolation
+from vaequiz.grading.sandbox.cgroups import CgroupUnavailable, MemoryCgroup
 from vaequiz.grading.sandbox.seccomp import Filter
 
 _hard_exit = os._exit
@@ -73,7 +74,7 @@ PRELOADED_MODULES = (
     "torch.fft",
 )
 """Imported by the worker so snippets can import them after access to the disk is reduced."""
-SWITCHABLE_LAYERS = ("wipe_on_fork", "fresh_tmpfs", "answer_ipc", "seccomp")
+SWITCHABLE_LAYERS = ("wipe_on_fork", "fresh_tmpfs", "answer_ipc", "seccomp", "memory_cgroup")
 """Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off: to compare speed with and without them
 (bench/bench_sandbox.py) and to show that each layer's test fails without it."""
 
@@ -113,6 +114,8 @@ class Layers:
     fresh_tmpfs: bool = False
     answer_ipc: bool = False
     seccomp: bool = False
+    memory_cgroup: bool = False
+    cgroup: MemoryCgroup | None = None
     notes: list[str] = field(default_factory=list)
     why_off: dict[str, str] = field(default_factory=dict)
     """Why a layer of :data:`SWITCHABLE_LAYERS` is off, by name."""
@@ -178,7 +181,7 @@ def set_up_layers(settings: Settings) -> Layers:
         layers.seccomp, layers.why_off["seccomp"] = _seccomp_works()
     if os.geteuid() != 0:
         layers.notes.append("not running as root")
-        layers.why_off["answer_ipc"] = "not running as root"
+        layers.why_off["answer_ipc"] = layers.why_off["memory_cgroup"] = "not running as root"
         return layers
     layers.uid = settings.uid
     wanted = settings.namespaces is not False
@@ -189,6 +192,14 @@ def set_up_layers(settings: Settings) -> Layers:
         layers.notes.append("namespaces are not available")
     else:
         layers.notes.append("namespaces switched off")
+    if "memory_cgroup" in settings.off:
+        layers.why_off["memory_cgroup"] = "switched off"
+    else:
+        try:
+            layers.cgroup = MemoryCgroup.create(f"vaequiz-{settings.uid}")
+            layers.memory_cgroup = True
+        except CgroupUnavailable as err:
+            layers.why_off["memory_cgroup"] = str(err)
     if "answer_ipc" in settings.off:
         layers.why_off["answer_ipc"] = "switched off"
     elif not layers.namespaces:
@@ -238,6 +249,9 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         f"bank, reference code, checkout and extra hidden paths unreadable ({hidden} covered): "
         + (on if layers.mounts else off),
         "environment scrubbed to PATH, HOME, LANG, TMPDIR: active",
+        "memory cgroup per worker (limit + 64 MB, no swap) counting tmpfs files, memfds and IPC "
+        "segments too" + (f" (cgroup v{layers.cgroup.version})" if layers.cgroup else "") + ": "
+        + layers.state("memory_cgroup"),
         "own IPC namespace per answer (System V objects, POSIX message queues): "
         + layers.state("answer_ipc"),
         "seccomp filter: no keyrings, ptrace, mounts, new namespaces, io_uring, perf, bpf, "
@@ -443,6 +457,7 @@ class Worker:
             {
                 "hardening": describe_layers(self.layers, len(self.settings.hide)),
                 "pid": os.getpid(),
+                "cgroup": str(self.layers.cgroup.path) if self.layers.cgroup else None,
             },
         )
         while True:
@@ -466,6 +481,8 @@ class Worker:
         output_r, output_w = os.pipe()
         status_r, status_w = os.pipe()
         scratch = self.scratch()
+        if self.layers.cgroup is not None:
+            self.layers.cgroup.set_limit_mb(limits.memory_mb)
         runner = os.fork()
         if runner == 0:  # pragma: no cover - runs in the child
             try:
@@ -542,6 +559,11 @@ class Worker:
                 pass
         wait_status, cpu = self.reap_runner(sub)
         self.kill_leftovers(sub.runner)
+        oom_killed = self.layers.cgroup is not None and self.layers.cgroup.new_oom_kill()
+        if oom_killed and not complete:
+            kill_reason = kill_reason or (
+                "memory_limit", f"memory limit of {limits.memory_mb} MB exceeded"
+            )
         _drain(sub.output_r, sub.output, self.buffer)
         if kill_reason is not None:
             return Outcome(*kill_reason)
@@ -650,6 +672,8 @@ class Worker:
         isolation.set_parent_death_signal()
         if self.layers.answer_ipc:  # gone with the answer's last process, objects and all
             isolation.unshare(isolation.CLONE_NEWIPC)
+        if self.layers.cgroup is not None and limits.device == "cpu":
+            self.layers.cgroup.join()
         body = frames.read_frame(self.proto_in, MAX_REQUEST_BYTES)
         os.write(status_w, b"body\n")
         uid = self.layers.uid
