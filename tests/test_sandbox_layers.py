@@ -358,3 +358,40 @@ def test_control_without_the_cgroup_the_files_are_held(tmp_path: Path) -> None:
     )
     assert "memory cgroup per worker" in stderr and "switched off" in stderr
     assert snippet_says(results[0]) == {"written": "600"}
+
+
+# --------------------------------------------------------------------------- /sys
+
+SYS_PROBE = (
+    "import os\n"
+    "def entries(path):\n"
+    "    try:\n"
+    "        return str(len(os.listdir(path)))\n"
+    "    except OSError as err:\n"
+    "        return type(err).__name__\n"
+    "def lines(path):\n"
+    "    try:\n"
+    "        return str(len(open(path).read().splitlines()))\n"
+    "    except OSError as err:\n"
+    "        return type(err).__name__\n"
+    + report(
+        net="entries('/sys/class/net')",
+        pids="lines('/sys/fs/cgroup/pids/cgroup.procs')",
+        top="entries('/sys')",
+    )
+)
+"""The host's network interfaces and the pids of its cgroup tree, as /sys shows them."""
+
+
+def test_sys_shows_neither_host_interfaces_nor_host_pids(tmp_path: Path) -> None:
+    results, _ = grade_in_order(tmp_path, [SYS_PROBE])
+    said = snippet_says(results[0])
+    assert said == {"net": "FileNotFoundError", "pids": "FileNotFoundError", "top": "1"}
+
+
+def test_control_with_the_host_sys_both_are_visible(tmp_path: Path) -> None:
+    if not Path("/sys/fs/cgroup/pids/cgroup.procs").exists():
+        pytest.skip("this machine has no v1 pids cgroup to show")
+    results, _ = grade_in_order(tmp_path, [SYS_PROBE], off=("empty_sys",))
+    said = snippet_says(results[0])
+    assert int(said["net"]) >= 1 and int(said["pids"]) >= 1, said

@@ -259,6 +259,32 @@ def apply_mount_plan(plan: MountPlan) -> None:
     make_read_only()
 
 
+SYS_KEPT_FOR_CPU = ("devices/system/cpu",)
+"""What stays of /sys: CPU topology (libraries size thread pools from it; it says nothing of
+the host's network, processes or devices)."""
+SYS_KEPT_FOR_CUDA = ("bus/pci", "devices")
+"""Added where an NVIDIA device is present: the CUDA driver walks the PCI tree to find it."""
+
+
+def empty_sys(kept: tuple[str, ...]) -> None:
+    """Cover /sys with an empty read-only folder, re-exposing only the ``kept`` subpaths.
+
+    Each level is a :func:`mask` of its own, so keeping ``devices/system/cpu`` shows nothing
+    else of ``devices`` or ``devices/system``: not the host's network interfaces
+    (``class/net``), not the cgroup trees listing host pids (``fs/cgroup``).
+    """
+    levels: dict[Path, set[str]] = {}
+    for relative in kept:
+        parts = Path(relative).parts
+        if not (Path("/sys") / relative).exists():
+            continue
+        for depth in range(len(parts)):
+            levels.setdefault(Path("/sys", *parts[:depth]), set()).add(parts[depth])
+    levels.setdefault(Path("/sys"), set())
+    for folder in sorted(levels, key=lambda f: len(f.parts)):
+        mask(folder, tuple(sorted(levels[folder])))
+
+
 # --------------------------------------------------------------------------- per snippet
 
 

@@ -74,7 +74,14 @@ PRELOADED_MODULES = (
     "torch.fft",
 )
 """Imported by the worker so snippets can import them after access to the disk is reduced."""
-SWITCHABLE_LAYERS = ("wipe_on_fork", "fresh_tmpfs", "answer_ipc", "seccomp", "memory_cgroup")
+SWITCHABLE_LAYERS = (
+    "wipe_on_fork",
+    "fresh_tmpfs",
+    "answer_ipc",
+    "seccomp",
+    "memory_cgroup",
+    "empty_sys",
+)
 """Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off: to compare speed with and without them
 (bench/bench_sandbox.py) and to show that each layer's test fails without it."""
 
@@ -116,6 +123,8 @@ class Layers:
     seccomp: bool = False
     memory_cgroup: bool = False
     cgroup: MemoryCgroup | None = None
+    empty_sys: bool = False
+    sys_kept: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     why_off: dict[str, str] = field(default_factory=dict)
     """Why a layer of :data:`SWITCHABLE_LAYERS` is off, by name."""
@@ -252,6 +261,8 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         "memory cgroup per worker (limit + 64 MB, no swap) counting tmpfs files, memfds and IPC "
         "segments too" + (f" (cgroup v{layers.cgroup.version})" if layers.cgroup else "") + ": "
         + layers.state("memory_cgroup"),
+        "/sys empty but for " + ", ".join(f"/sys/{k}" for k in layers.sys_kept or ("-",)) + ": "
+        + layers.state("empty_sys"),
         "own IPC namespace per answer (System V objects, POSIX message queues): "
         + layers.state("answer_ipc"),
         "seccomp filter: no keyrings, ptrace, mounts, new namespaces, io_uring, perf, bpf, "
@@ -427,6 +438,19 @@ class Worker:
             except OSError as err:
                 self.layers.mounts = False
                 self.layers.notes.append(f"mount isolation failed: {err}")
+        if "empty_sys" in settings.off:
+            self.layers.why_off["empty_sys"] = "switched off"
+        elif not self.layers.mounts:
+            self.layers.why_off["empty_sys"] = "no private mounts"
+        else:
+            kept = isolation.SYS_KEPT_FOR_CPU
+            if Path("/dev/nvidiactl").exists():
+                kept += isolation.SYS_KEPT_FOR_CUDA
+            try:
+                isolation.empty_sys(kept)
+                self.layers.empty_sys, self.layers.sys_kept = True, kept
+            except OSError as err:
+                self.layers.why_off["empty_sys"] = f"covering /sys failed: {err}"
         if "fresh_tmpfs" in settings.off:
             self.layers.why_off["fresh_tmpfs"] = "switched off"
         elif not self.layers.mounts:
