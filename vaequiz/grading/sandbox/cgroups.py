@@ -1,9 +1,14 @@
 """A memory cgroup per worker: the limit that also counts tmpfs files, memfds and IPC segments.
 
 RLIMIT_AS bounds one process's address space only; pages a snippet leaves in a tmpfs file, a
-memfd or a System V segment escape it. Every runner joins its worker's cgroup, whose limit is
-set to the request's memory limit (plus a margin for the worker's pages the runner copies on
-write) with no swap, so the kernel counts all of them and kills the runner past the limit.
+memfd or a System V segment escape it. The serving worker joins its cgroup once (moving a
+process between cgroups waits for an RCU grace period, about 14 ms here, too slow per answer),
+so every runner is born in it. Before each fork the limit is set to the request's memory limit
+(plus a margin for inherited pages the runner copies on write) with no swap, so the kernel
+counts all of the answer's memory and kills the runner past the limit. The runner and its
+children are the ones killed (their ``oom_score_adj`` is 1000; the worker's -1000 where the
+machine grants CAP_SYS_RESOURCE), and the private tmpfs mounts are sized so that what outlives
+a killed runner leaves the worker room.
 
 Both hierarchies are handled: cgroup v2 (``memory.max``), and v1's memory controller
 (``memory.limit_in_bytes``), as on machines that mount v1 controllers beside a v2 tree
@@ -20,6 +25,7 @@ from pathlib import Path
 
 COPY_ON_WRITE_MARGIN_MB = 64
 """Allowed beyond the request's limit: inherited pages the runner touches are charged too."""
+UNLIMITED = None
 
 
 class CgroupUnavailable(Exception):
@@ -113,16 +119,20 @@ class MemoryCgroup:
         cgroup.oom_kills_seen = cgroup.oom_kills()
         return cgroup
 
-    def set_limit_mb(self, megabytes: int) -> None:
+    def set_limit_mb(self, megabytes: int | None) -> None:
         """Cap the cgroup's memory (and memory plus swap, so nothing is swapped out).
 
         Where v1 refuses a limit below what the cgroup still holds (page cache of files the
         last answer read), the higher limit stays for this answer; RLIMIT_AS still applies.
         """
-        if megabytes == self.current_mb:
+        wanted = (1 << 62) if megabytes is None else megabytes
+        if wanted == self.current_mb:
             return
-        value = str((megabytes + COPY_ON_WRITE_MARGIN_MB) << 20).encode()
-        raising = 0 <= self.current_mb < megabytes  # a new cgroup starts unlimited
+        if megabytes is None:
+            value = b"max" if self.version == 2 else b"-1"
+        else:
+            value = str((megabytes + COPY_ON_WRITE_MARGIN_MB) << 20).encode()
+        raising = 0 <= self.current_mb < wanted  # a new cgroup starts unlimited
         try:
             # v1 keeps memory+swap >= memory at every step: raise it first, lower it last.
             if raising and self.swap_limit is not None:
@@ -134,11 +144,17 @@ class MemoryCgroup:
             if err.errno != errno.EBUSY:
                 raise
             return
-        self.current_mb = megabytes
+        self.current_mb = wanted
 
     def join(self) -> None:
-        """Move the calling process into the cgroup (its children follow)."""
+        """Move the calling process into the cgroup (its children are born there), never to be
+        chosen by the kernel's OOM killer where CAP_SYS_RESOURCE allows saying so (runners
+        set 1000 for themselves, so they are chosen first either way)."""
         os.pwrite(self.procs, b"0", 0)
+        try:
+            set_oom_score_adjustment(-1000)
+        except PermissionError:
+            pass
 
     def oom_kills(self) -> int:
         """How many processes the kernel has killed in this cgroup for memory, ever."""
@@ -160,10 +176,26 @@ class MemoryCgroup:
         return tuple(fd for fd in (self.procs, self.limit, self.swap_limit, self.events) if fd)
 
 
-def remove(path: str | Path, attempts: int = 50) -> None:
-    """Remove a worker's cgroup once its processes are gone (they may take a moment to die)."""
+def set_oom_score_adjustment(value: int) -> None:
+    """How willingly the OOM killer picks this process (-1000 never, 1000 first)."""
+    with open("/proc/self/oom_score_adj", "w") as adjustment:
+        adjustment.write(str(value))
+
+
+def worker_cgroup_name(uid: int | None) -> str:
+    """The cgroup of the worker serving slot ``uid`` (slot uids are unique to one sandbox)."""
+    return f"vaequiz-{uid}"
+
+
+def remove(name: str, attempts: int = 50) -> None:
+    """Remove a worker's cgroup, if any, once its processes are gone (they may take a moment
+    to die); called by the grader, which shares the worker's parent cgroup."""
     import time
 
+    try:
+        path = find_memory_parent()[0] / name
+    except (CgroupUnavailable, OSError):
+        return
     for _ in range(attempts):
         try:
             os.rmdir(path)

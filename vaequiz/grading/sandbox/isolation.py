@@ -308,15 +308,46 @@ def unmount(target: str | Path) -> None:
 
 
 def renew_private_temp(size_mb: int) -> None:
-    """Swap each private temp folder for a fresh, empty tmpfs.
+    """Leave each private temp folder empty for the next answer: a fresh tmpfs for any that
+    holds anything, the scratch folder alone removed from one that holds nothing else.
 
-    Unmounting drops whatever a snippet built there in one step, however deep or large: a
-    walk fails on paths longer than PATH_MAX and takes seconds over 200,000 files.
+    Unmounting drops whatever a snippet built in one step, however deep or large: a walk
+    fails on paths longer than PATH_MAX and takes seconds over 200,000 files. Most answers
+    build nothing, and a mount costs about a millisecond, so an untouched tmpfs (its inode
+    count says so, whatever the names) is kept.
     """
     for folder in PRIVATE_TEMP:
-        if folder.is_dir():
-            unmount(folder)
-            mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=1777")
+        if not folder.is_dir():
+            continue
+        in_use = inodes_in_use(folder)
+        if in_use == 1:
+            continue  # only the folder itself
+        if folder == SCRATCH.parent and in_use == 2 and SCRATCH.is_dir() and not SCRATCH.is_symlink():
+            try:
+                os.rmdir(SCRATCH)  # the one other inode is the scratch folder, so it is empty
+                continue
+            except OSError:
+                pass
+        unmount(folder)
+        mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=1777")
+        _temp_sizes[folder] = size_mb
+
+
+_temp_sizes: dict[Path, int] = {}
+
+
+def resize_private_temp(size_mb: int) -> None:
+    """Set each private temp folder's size (a remount, only when it changes)."""
+    for folder in PRIVATE_TEMP:
+        if folder.is_dir() and _temp_sizes.get(folder) != size_mb:
+            mount(None, folder, None, MS_REMOUNT | MS_NOSUID | MS_NODEV, f"size={size_mb}m")
+            _temp_sizes[folder] = size_mb
+
+
+def inodes_in_use(folder: Path) -> int:
+    """Files, folders and other entries in the file system mounted at ``folder``, root included."""
+    stats = os.statvfs(folder)
+    return stats.f_files - stats.f_ffree
 
 
 def mount_fresh_proc() -> None:

@@ -118,8 +118,6 @@ class _Worker:
         self.from_worker = self.process.stdout.fileno()
         frames.write_json(self.to_worker, settings)
         self.hardening: list[str] = []
-        self.cgroup: str | None = None
-        """The worker's memory cgroup, removed here once the worker is gone."""
         self.in_flight = False
         """True between sending a request and reading its whole answer; a worker left so by an
         interrupted call (KeyboardInterrupt) is out of step and gets replaced on next use."""
@@ -127,7 +125,6 @@ class _Worker:
     def ready(self, timeout: float = START_TIMEOUT_S) -> None:
         hello = self._read(timeout, lambda fd: frames.read_json(fd))
         self.hardening = list(hello["hardening"])
-        self.cgroup = hello.get("cgroup")
 
     def _read(self, timeout: float, reader: Any) -> Any:
         readable, _, _ = select.select([self.from_worker], [], [], timeout)
@@ -173,8 +170,7 @@ class _Worker:
             self.process.kill()
             self.process.wait()
         self.log.close()
-        if self.cgroup:
-            cgroups.remove(self.cgroup)
+        cgroups.remove(cgroups.worker_cgroup_name(self.settings.get("uid")))
 
 
 class Sandbox:

@@ -39,7 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from vaequiz.grading.sandbox import frames, isolation
-from vaequiz.grading.sandbox.cgroups import CgroupUnavailable, MemoryCgroup
+from vaequiz.grading.sandbox.cgroups import (
+    CgroupUnavailable,
+    MemoryCgroup,
+    set_oom_score_adjustment,
+    worker_cgroup_name,
+)
 from vaequiz.grading.sandbox.seccomp import Filter
 
 _hard_exit = os._exit
@@ -56,6 +61,9 @@ CUDA_DRIVER_THREADS = 16
 """Extra tasks allowed on CUDA: the driver starts helper threads, and RLIMIT_NPROC counts them."""
 TEMP_MB = 512
 """Size of each private temp folder (tmpfs); single files are bounded by file_mb."""
+TEMP_SHARE_OF_MEMORY = 4
+"""With a memory cgroup, each of the three temp folders holds at most this fraction of the
+request's memory limit, so files that outlive a killed runner leave the worker room."""
 MINIMAL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 PRELOADED_MODULES = (
     "math",
@@ -205,7 +213,7 @@ def set_up_layers(settings: Settings) -> Layers:
         layers.why_off["memory_cgroup"] = "switched off"
     else:
         try:
-            layers.cgroup = MemoryCgroup.create(f"vaequiz-{settings.uid}")
+            layers.cgroup = MemoryCgroup.create(worker_cgroup_name(settings.uid))
             layers.memory_cgroup = True
         except CgroupUnavailable as err:
             layers.why_off["memory_cgroup"] = str(err)
@@ -424,6 +432,7 @@ class Worker:
         self.proto_out = proto_out
         self.layers = set_up_layers(settings)
         self.syscall_filter = Filter.for_this_machine() if self.layers.seccomp else None
+        self.temp_mb = TEMP_MB
         self.buffer: mmap.mmap | bytearray = (
             isolation.private_memory(READ_CHUNK) if self.layers.wipe_on_fork
             else bytearray(READ_CHUNK)
@@ -473,6 +482,8 @@ class Worker:
                 isolation.mount_fresh_proc()
         else:
             isolation.set_child_subreaper()
+        if self.layers.cgroup is not None:
+            self.layers.cgroup.join()
         self.serve()
 
     def serve(self) -> None:
@@ -481,7 +492,6 @@ class Worker:
             {
                 "hardening": describe_layers(self.layers, len(self.settings.hide)),
                 "pid": os.getpid(),
-                "cgroup": str(self.layers.cgroup.path) if self.layers.cgroup else None,
             },
         )
         while True:
@@ -505,8 +515,11 @@ class Worker:
         output_r, output_w = os.pipe()
         status_r, status_w = os.pipe()
         scratch = self.scratch()
-        if self.layers.cgroup is not None:
-            self.layers.cgroup.set_limit_mb(limits.memory_mb)
+        if self.layers.cgroup is not None:  # CUDA's host memory is not the snippet's to bound
+            self.layers.cgroup.set_limit_mb(limits.memory_mb if limits.device == "cpu" else None)
+            if self.layers.fresh_tmpfs:
+                self.temp_mb = max(1, limits.memory_mb // TEMP_SHARE_OF_MEMORY)
+                isolation.resize_private_temp(self.temp_mb)
         runner = os.fork()
         if runner == 0:  # pragma: no cover - runs in the child
             try:
@@ -677,7 +690,7 @@ class Worker:
     def clean_up(self, scratch: Path) -> None:
         """Leave nothing of this submission for the next: files, IPC objects."""
         if self.layers.fresh_tmpfs:
-            isolation.renew_private_temp(TEMP_MB)
+            isolation.renew_private_temp(self.temp_mb)
         elif self.layers.mounts:
             for folder in isolation.PRIVATE_TEMP:
                 if folder.is_dir():
@@ -696,8 +709,8 @@ class Worker:
         isolation.set_parent_death_signal()
         if self.layers.answer_ipc:  # gone with the answer's last process, objects and all
             isolation.unshare(isolation.CLONE_NEWIPC)
-        if self.layers.cgroup is not None and limits.device == "cpu":
-            self.layers.cgroup.join()
+        if self.layers.cgroup is not None:
+            set_oom_score_adjustment(1000)  # the worker's -1000 is inherited
         body = frames.read_frame(self.proto_in, MAX_REQUEST_BYTES)
         os.write(status_w, b"body\n")
         uid = self.layers.uid
