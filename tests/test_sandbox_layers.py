@@ -415,3 +415,49 @@ def test_control_with_the_host_sys_both_are_visible(tmp_path: Path) -> None:
     results, _ = grade_in_order(tmp_path, [SYS_PROBE], off=("empty_sys",))
     said = snippet_says(results[0])
     assert int(said["net"]) >= 1 and int(said["pids"]) >= 1, said
+
+
+# --------------------------------------------------------------------------- the root file system
+
+
+@pytest.fixture
+def unlisted_file() -> Iterator[Path]:
+    """A world-readable file outside every hidden path and temp folder, as another course's
+    bank or an old results file would be."""
+    for parent in ("/srv", "/var/lib", "/opt", "/mnt"):
+        if os.access(parent, os.W_OK):
+            folder = Path(tempfile.mkdtemp(prefix="vaequiz-course-", dir=parent))
+            break
+    else:
+        pytest.skip("no writable folder outside the temp folders")
+    folder.chmod(0o755)
+    path = folder / "reference.py"
+    path.write_text("kl = 'the other course key'\n")
+    path.chmod(0o644)
+    yield path
+    path.unlink()
+    folder.rmdir()
+
+
+def _reader(path: Path) -> str:
+    return (
+        "def attempt(path):\n"
+        "    try:\n"
+        "        return str(len(open(path).read()))\n"
+        "    except OSError as err:\n"
+        "        return type(err).__name__\n"
+        f"read = attempt({str(path)!r})\n"
+        + report(read="read", parent=f"attempt({str(path.parent.parent)!r})")
+    )
+
+
+def test_the_host_outside_the_allow_list_is_absent(tmp_path: Path, unlisted_file: Path) -> None:
+    results, _ = grade_in_order(tmp_path, [_reader(unlisted_file)])
+    said = snippet_says(results[0])
+    assert said["read"] == "FileNotFoundError" and said["parent"] == "FileNotFoundError", said
+
+
+def test_control_with_the_host_root_the_file_is_read(tmp_path: Path, unlisted_file: Path) -> None:
+    results, _ = grade_in_order(tmp_path, [_reader(unlisted_file)], off=("allow_listed_root",))
+    said = snippet_says(results[0])
+    assert said["read"] == str(len(unlisted_file.read_text())), said

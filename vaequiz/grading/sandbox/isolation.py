@@ -39,6 +39,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, -1)
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
 OPEN_TREE_CLONE = 1
@@ -283,6 +284,76 @@ def empty_sys(kept: tuple[str, ...]) -> None:
     levels.setdefault(Path("/sys"), set())
     for folder in sorted(levels, key=lambda f: len(f.parts)):
         mask(folder, tuple(sorted(levels[folder])))
+
+
+SYSTEM_LIBRARIES = (
+    "/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/lib32", "/lib32",
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+    "/etc/nsswitch.conf",
+)  # fmt: skip
+"""What the interpreter and torch load besides their own folders: shared libraries and the
+loader's cache. Symbolic links among them (merged /usr) are copied as links."""
+CUDA_LIBRARIES = ("/usr/local/cuda", "/usr/local/nvidia")
+"""Where container images put the CUDA driver's libraries, kept when an NVIDIA device exists."""
+DEVICES = ("null", "zero", "full", "random", "urandom")
+NEW_ROOT = Path("/tmp/vaequiz-root")
+
+
+def _recreate(path: Path, new_root: Path) -> Path | None:
+    """Make ``path``'s place in ``new_root`` (folders along the way, a link for a link, an
+    empty folder or file to bind onto); None where nothing should be bound."""
+    target = new_root / path.relative_to("/")
+    for parent in reversed(path.parents):
+        inside = new_root / parent.relative_to("/")
+        if parent.is_symlink() and not inside.exists() and not inside.is_symlink():
+            os.symlink(os.readlink(parent), inside)
+            return None  # reached through the link's own target, kept separately
+        inside.mkdir(mode=0o755, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        return None
+    if path.is_symlink():
+        os.symlink(os.readlink(path), target)
+        return None
+    if path.is_dir():
+        target.mkdir(mode=0o755)
+    else:
+        target.touch(mode=0o644)
+    return target
+
+
+def enter_allow_listed_root(keep: tuple[Path, ...], cuda: bool = False) -> None:
+    """Make this mount namespace's root a fresh tmpfs holding only ``keep`` (bound read-only
+    by the caller's later :func:`make_read_only`), the system libraries, a few devices, /proc
+    and /sys as they are; everything else of the host is absent, not merely unreadable.
+
+    Bound folders are recursive clones of this namespace's view, so paths covered by the
+    mount plan inside them stay covered.
+    """
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    NEW_ROOT.mkdir(mode=0o755)
+    mount("tmpfs", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    system = (*SYSTEM_LIBRARIES, *(CUDA_LIBRARIES if cuda else ()), "/proc", "/sys")
+    wanted = [Path(p) for p in system] + [k.resolve() for k in keep]
+    for path in sorted({p for p in wanted if p.exists() or p.is_symlink()}, key=lambda p: len(p.parts)):
+        target = _recreate(path, NEW_ROOT)
+        if target is not None:
+            mount(str(path), target, None, MS_BIND | MS_REC)
+    (NEW_ROOT / "dev").mkdir(mode=0o755, exist_ok=True)
+    nvidia = [d.name for d in Path("/dev").glob("nvidia*")] if cuda else []
+    for name in (*DEVICES, *nvidia):
+        device = Path("/dev") / name
+        if device.is_dir():  # /dev/nvidia-caps
+            (NEW_ROOT / "dev" / name).mkdir(mode=0o755)
+            mount(str(device), NEW_ROOT / "dev" / name, None, MS_BIND | MS_REC)
+        elif device.exists():
+            (NEW_ROOT / "dev" / name).touch(mode=0o666)
+            mount(str(device), NEW_ROOT / "dev" / name, None, MS_BIND)
+    for folder in (*PRIVATE_TEMP, Path("/etc")):
+        (NEW_ROOT / folder.relative_to("/")).mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chdir(NEW_ROOT)
+    _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b"."), "pivot_root")
+    unmount(".")  # the old root, now stacked on the new one
+    os.chdir("/")
 
 
 # --------------------------------------------------------------------------- per snippet

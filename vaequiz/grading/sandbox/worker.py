@@ -89,6 +89,7 @@ SWITCHABLE_LAYERS = (
     "seccomp",
     "memory_cgroup",
     "empty_sys",
+    "allow_listed_root",
 )
 """Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off: to compare speed with and without them
 (bench/bench_sandbox.py) and to show that each layer's test fails without it."""
@@ -132,6 +133,7 @@ class Layers:
     memory_cgroup: bool = False
     cgroup: MemoryCgroup | None = None
     empty_sys: bool = False
+    allow_listed_root: bool = False
     sys_kept: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     why_off: dict[str, str] = field(default_factory=dict)
@@ -269,6 +271,9 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         "memory cgroup per worker (limit + 64 MB, no swap) counting tmpfs files, memfds and IPC "
         "segments too" + (f" (cgroup v{layers.cgroup.version})" if layers.cgroup else "") + ": "
         + layers.state("memory_cgroup"),
+        "root file system built from an allow list (interpreter, torch, system libraries, "
+        "a few devices; pivot_root), the rest of the host absent: "
+        + layers.state("allow_listed_root"),
         "/sys empty but for " + ", ".join(f"/sys/{k}" for k in layers.sys_kept or ("-",)) + ": "
         + layers.state("empty_sys"),
         "own IPC namespace per answer (System V objects, POSIX message queues): "
@@ -440,32 +445,50 @@ class Worker:
         sys.path.extend(p for p in settings.import_path if p not in sys.path)
         preload()
         if self.layers.mounts:
-            try:
-                plan = isolation.MountPlan(hide=settings.hide, keep=keep_paths())
-                isolation.apply_mount_plan(plan)
-                isolation.mount_private_temp(TEMP_MB)
-            except OSError as err:
-                self.layers.mounts = False
-                self.layers.notes.append(f"mount isolation failed: {err}")
-        if "empty_sys" in settings.off:
-            self.layers.why_off["empty_sys"] = "switched off"
-        elif not self.layers.mounts:
-            self.layers.why_off["empty_sys"] = "no private mounts"
-        else:
-            kept = isolation.SYS_KEPT_FOR_CPU
-            if Path("/dev/nvidiactl").exists():
-                kept += isolation.SYS_KEPT_FOR_CUDA
-            try:
-                isolation.empty_sys(kept)
-                self.layers.empty_sys, self.layers.sys_kept = True, kept
-            except OSError as err:
-                self.layers.why_off["empty_sys"] = f"covering /sys failed: {err}"
+            self.confine_file_system(settings)
         if "fresh_tmpfs" in settings.off:
             self.layers.why_off["fresh_tmpfs"] = "switched off"
         elif not self.layers.mounts:
             self.layers.why_off["fresh_tmpfs"] = "no private mounts"
         else:
             self.layers.fresh_tmpfs = True
+
+    def confine_file_system(self, settings: Settings) -> None:
+        """Hide the covered paths and make everything read-only, empty /sys, move into the
+        allow-listed root, then mount the private temp folders (each step where allowed)."""
+        layers = self.layers
+        try:
+            isolation.apply_mount_plan(isolation.MountPlan(hide=settings.hide, keep=keep_paths()))
+        except OSError as err:
+            layers.mounts = False
+            layers.notes.append(f"mount isolation failed: {err}")
+            for name in ("empty_sys", "allow_listed_root"):
+                layers.why_off[name] = "no private mounts"
+            return
+        cuda = Path("/dev/nvidiactl").exists()
+        if "empty_sys" in settings.off:
+            layers.why_off["empty_sys"] = "switched off"
+        else:
+            kept = isolation.SYS_KEPT_FOR_CPU + (isolation.SYS_KEPT_FOR_CUDA if cuda else ())
+            try:
+                isolation.empty_sys(kept)
+                layers.empty_sys, layers.sys_kept = True, kept
+            except OSError as err:
+                layers.why_off["empty_sys"] = f"covering /sys failed: {err}"
+        if "allow_listed_root" in settings.off:
+            layers.why_off["allow_listed_root"] = "switched off"
+        else:
+            try:
+                isolation.enter_allow_listed_root(keep_paths(), cuda)
+                isolation.make_read_only()
+                layers.allow_listed_root = True
+            except OSError as err:
+                layers.why_off["allow_listed_root"] = f"building the root failed: {err}"
+        try:
+            isolation.mount_private_temp(TEMP_MB)
+        except OSError as err:
+            layers.mounts = False
+            layers.notes.append(f"mount isolation failed: {err}")
 
     def start(self) -> None:
         """Become PID 1 of a fresh PID namespace (where allowed), then serve."""
