@@ -134,7 +134,6 @@ class Layers:
     cgroup: MemoryCgroup | None = None
     empty_sys: bool = False
     allow_listed_root: bool = False
-    sys_kept: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     why_off: dict[str, str] = field(default_factory=dict)
     """Why a layer of :data:`SWITCHABLE_LAYERS` is off, by name."""
@@ -274,7 +273,7 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         "root file system built from an allow list (interpreter, torch, system libraries, "
         "a few devices; pivot_root), the rest of the host absent: "
         + layers.state("allow_listed_root"),
-        "/sys empty but for " + ", ".join(f"/sys/{k}" for k in layers.sys_kept or ("-",)) + ": "
+        "/sys empty but for its CPU topology (and the PCI tree where an NVIDIA device is): "
         + layers.state("empty_sys"),
         "own IPC namespace per answer (System V objects, POSIX message queues): "
         + layers.state("answer_ipc"),
@@ -446,6 +445,9 @@ class Worker:
         preload()
         if self.layers.mounts:
             self.confine_file_system(settings)
+        else:
+            for name in ("empty_sys", "allow_listed_root"):
+                self.layers.why_off[name] = "no private mounts"
         if "fresh_tmpfs" in settings.off:
             self.layers.why_off["fresh_tmpfs"] = "switched off"
         elif not self.layers.mounts:
@@ -472,7 +474,7 @@ class Worker:
             kept = isolation.SYS_KEPT_FOR_CPU + (isolation.SYS_KEPT_FOR_CUDA if cuda else ())
             try:
                 isolation.empty_sys(kept)
-                layers.empty_sys, layers.sys_kept = True, kept
+                layers.empty_sys = True
             except OSError as err:
                 layers.why_off["empty_sys"] = f"covering /sys failed: {err}"
         if "allow_listed_root" in settings.off:
