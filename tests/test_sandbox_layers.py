@@ -25,7 +25,7 @@ from tests.sandbox_helpers import (
     run_in_terminal,
     snippet_says,
 )
-from vaequiz.grading.sandbox.seccomp import SYSCALLS
+from vaequiz.grading.sandbox.seccomp import DENIED, SYSCALLS
 from vaequiz.terminal import printable
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="these layers need root")
@@ -198,6 +198,8 @@ def _kernel_state_snippets(socket_path: Path) -> tuple[str, str]:
         f"    said[{name!r}] = call({numbers[name]}, {args})\n"
         for name, args in SYSCALL_PROBES.items()
     )
+    # ptrace(0) is PTRACE_TRACEME, which would let the worker see the snippet's stops
+    sweep = [numbers[name] for name in DENIED if name not in ("ptrace", *SYSCALL_PROBES)]
     common = (
         "import ctypes, errno, os, socket, sys\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
@@ -227,10 +229,15 @@ def _kernel_state_snippets(socket_path: Path) -> tuple[str, str]:
         + "    said['inet'] = attempt(lambda: socket.socket(socket.AF_INET).close())\n"
         + "    said['pair'] = attempt(lambda: [s.close() for s in socket.socketpair()])\n"
         + probes
+        + "    refused = 0\n"
+        + f"    for number in {sweep!r}:  # every other refused call, with all-zero arguments\n"
+        + "        refused += call(number, 0, 0, 0, 0, 0, 0) == 'EPERM'\n"
+        + "    said['sweep'] = f'{refused}/" + str(len(sweep)) + "'\n"
         + "calls = ','.join(said[name] for name in "
         + f"{tuple(SYSCALL_PROBES)!r})  # errors are cut at 300 characters\n"
         + report(calls="calls", **{name: f"said[{name!r}]" for name in ("uid", "add_key", "mq",
-                                                                       "shm", "unix", "inet", "pair")})
+                                                                       "shm", "unix", "inet", "pair",
+                                                                       "sweep")})
     )
     finder = (
         common
@@ -280,6 +287,8 @@ def test_no_kernel_state_crosses_answers_and_denied_calls_fail(
     assert planted["pair"] == "ok", "socketpair(AF_UNIX) stays"
     assert planted["mq"] == planted["shm"] == "ok", "the answer's own IPC namespace allows them"
     refused = dict(zip(SYSCALL_PROBES, planted["calls"].split(","), strict=True))
+    swept, of = planted["sweep"].split("/")
+    assert swept == of and int(of) >= 30, "every other refused call fails with EPERM"
     assert refused == {**{name: "EPERM" for name in SYSCALL_PROBES}, "clone3": "ENOSYS"}
     assert found == {"key": "EPERM", "mq": "ENOENT", "shm": "0", "uid": planted["uid"]}
     assert int(found["uid"]) not in _key_users(), "a slot uid holds keys after the run"
@@ -296,6 +305,8 @@ def test_control_without_the_filter_and_answer_ipc_state_crosses(
     planted, found = snippet_says(results[0]), snippet_says(results[1])
     assert planted["add_key"] == planted["unix"] == planted["inet"] == "ok"
     calls = dict(zip(SYSCALL_PROBES, planted["calls"].split(","), strict=True))
+    swept, of = planted["sweep"].split("/")
+    assert int(swept) < int(of), "some calls of the sweep answer otherwise without the filter"
     for name in ("keyctl", "request_key", "setns", "open_tree", "clone3"):
         assert calls[name] not in ("EPERM", "ENOSYS"), (name, calls)  # the probes can tell
     assert found["key"] == "ok" and found["mq"] == "ok" and found["uid"] == planted["uid"]
