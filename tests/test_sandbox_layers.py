@@ -28,7 +28,10 @@ from tests.sandbox_helpers import (
 from vaequiz.grading.sandbox.seccomp import DENIED, SYSCALLS
 from vaequiz.terminal import printable
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="these layers need root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="these layers need root"),
+    pytest.mark.slow,  # each test starts the CLI and a sandbox
+]
 
 
 # --------------------------------------------------------------------------- memory
