@@ -3,11 +3,14 @@
 Both sides run the same trivial snippet (``z = mu + 0``) on the same input, in the same run, so
 the ratio holds on any machine. Usage::
 
-    python bench/bench_sandbox.py [--snippets 200] [--naive 6] [--workers N]
+    python bench/bench_sandbox.py [--snippets 200] [--naive 6] [--workers N] [--rounds 3]
 
 Prints snippets/s and ms/snippet for: the naive baseline (``python -c`` importing torch per
 snippet), one warm worker used sequentially (latency, the overhead per snippet), and the whole
-pool driven by as many threads as workers (throughput); then the ratios.
+pool driven by as many threads as workers (throughput); then the ratios. Last, the cost of the
+isolation layers that can be switched off: the pool's throughput with every layer against
+the previous layer set (those layers off), alternated over ``--rounds`` rounds in one run,
+reported as a ratio (the best round of each, as the machine may be shared).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vaequiz.grading.sandbox import RunRequest, Sandbox, SandboxRequest  # noqa: E402
+from vaequiz.grading.sandbox.worker import SWITCHABLE_LAYERS  # noqa: E402
 
 SNIPPET = "z = mu + 0"
 NAIVE_PROGRAM = "import torch\ntorch.manual_seed(0)\nmu = torch.randn(64, 20)\n" + SNIPPET
@@ -66,6 +70,7 @@ def main() -> None:
     parser.add_argument("--snippets", type=int, default=200)
     parser.add_argument("--naive", type=int, default=6)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
@@ -87,6 +92,26 @@ def main() -> None:
     )
     print(f"ratio, sequential vs naive: {naive_s / latency_s:6.1f}x")
     print(f"ratio, pool vs naive:       {naive_s / throughput_s:6.1f}x")
+    compare_layers(args.workers, args.snippets, args.rounds)
+
+
+def compare_layers(workers: int, count: int, rounds: int) -> None:
+    """Pool throughput with every layer on against the previous set (switchable layers off)."""
+    settings = {"previous layers": list(SWITCHABLE_LAYERS), "all layers": []}
+    best: dict[str, float] = {}
+    with Sandbox(workers=workers, layers_off=settings["previous layers"]) as previous, Sandbox(
+        workers=workers, layers_off=settings["all layers"]
+    ) as current:
+        pools = {"previous layers": previous, "all layers": current}
+        for _ in range(rounds):
+            for name, pool in pools.items():
+                seconds, _ = sandboxed(pool, count, threads=workers)
+                best[name] = min(best.get(name, seconds), seconds)
+    print(f"switchable layers: {', '.join(SWITCHABLE_LAYERS)}")
+    for name, seconds in best.items():
+        print(f"{name + f', {workers} workers':<45} {1 / seconds:8.1f} snippets/s")
+    ratio = best["previous layers"] / best["all layers"]
+    print(f"ratio, all layers vs previous layers (throughput): {ratio:5.2f}")
 
 
 if __name__ == "__main__":

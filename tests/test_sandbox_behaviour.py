@@ -387,9 +387,10 @@ def test_no_network(sandbox: Sandbox) -> None:
         port = server.getsockname()[1]
         source = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
         result = run(sandbox, source)
-        assert "OSError" in result.runs[0].error and "unreachable" in result.runs[0].error
-    interfaces = run(sandbox, "import socket\nz = len(socket.if_nameindex())")
-    assert value(interfaces) == 1  # only the loopback, and it is down
+        error = result.runs[0].error  # socket() is refused by seccomp, else nothing is reachable
+        assert "Operation not permitted" in error or "unreachable" in error, error
+    interfaces = run(sandbox, "z = len(open('/proc/net/dev').read().splitlines()) - 2")
+    assert value(interfaces) == 1  # only the loopback (the namespace's own), and it is down
 
 
 def test_bank_checkout_and_hidden_paths_are_unreadable(sandbox: Sandbox, hidden_dir: Path) -> None:
@@ -398,7 +399,9 @@ def test_bank_checkout_and_hidden_paths_are_unreadable(sandbox: Sandbox, hidden_
     for path in (bank_file, checkout_file, hidden_dir / "answers.txt"):
         result = run(sandbox, f"z = open({str(path)!r}).read()")
         assert result.runs[0].error.startswith("FileNotFoundError"), (path, result.runs[0])
-    listing = run(sandbox, f"import os\nz = len(os.listdir({str(hidden_dir)!r}))")
+    listing = run(  # covered (empty), or absent where the root is built from an allow list
+        sandbox, f"import os\np = {str(hidden_dir)!r}\nz = len(os.listdir(p)) if os.path.exists(p) else 0"
+    )
     assert value(listing) == 0
 
 

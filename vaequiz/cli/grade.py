@@ -21,6 +21,7 @@ from vaequiz.cli.app import (
     resolve_bank,
 )
 from vaequiz.compat import StrEnum
+from vaequiz.terminal import printable
 
 if TYPE_CHECKING:  # torch-heavy modules are imported when a command runs, not at start-up
     from vaequiz.grading.batch import BatchReport
@@ -192,17 +193,17 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
         f"({round(graded.score * question.points, 2):g} of {question.points:g} points)"
     )
     if graded.error:
-        typer.echo(f"  {graded.error}")
+        typer.echo(printable(f"  {graded.error}"))
     for check in graded.checks:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
-        typer.echo(f"  [{mark}] {check.name}" + (f": {message or check.evidence}" if message or check.evidence else ""))
+        typer.echo(printable(f"  [{mark}] {check.name}" + (f": {message or check.evidence}" if message or check.evidence else "")))
     if graded.needs_review:
-        typer.echo("  a teacher will confirm this grade: " + "; ".join(graded.review_reasons))
+        typer.echo(printable("  a teacher will confirm this grade: " + "; ".join(graded.review_reasons)))
     if graded.output.strip():
         typer.echo("  your code printed:")
-        for line in graded.output.rstrip().splitlines()[:40]:
-            typer.echo(f"    {line}")
+        for line in graded.output.rstrip().split("\n")[:40]:
+            typer.echo(printable(f"    {line}"))
 
 
 @app.command()
@@ -266,11 +267,11 @@ FormatOpt = Annotated[
 def _print_run(report: BatchReport, out: Path, output_format: SheetFormat) -> None:
     """Warnings and problems on stderr; what was regraded and why; the one-line summary."""
     for warning in report.warnings:
-        typer.echo(f"vaequiz: warning: {warning}", err=True)
+        typer.echo(printable(f"vaequiz: warning: {warning}"), err=True)
     for problem in report.problems:
-        typer.echo(f"vaequiz: {problem}", err=True)
+        typer.echo(printable(f"vaequiz: {problem}"), err=True)
     for line in report.regrade_summary():
-        typer.echo(line)
+        typer.echo(printable(line))
     regraded = len(report.regraded)
     typer.echo(
         f"graded {report.graded} answer(s)"
@@ -335,9 +336,9 @@ def _print_dry_run(report: BatchReport) -> None:
     from rich.table import Table
 
     for warning in report.warnings:
-        typer.echo(f"vaequiz: warning: {warning}", err=True)
+        typer.echo(printable(f"vaequiz: warning: {warning}"), err=True)
     for problem in report.problems:
-        typer.echo(f"vaequiz: {problem}", err=True)
+        typer.echo(printable(f"vaequiz: {problem}"), err=True)
     from vaequiz.grading.batch import REASONS
 
     table = Table(title="vaequiz regrade --dry-run (nothing written)")
@@ -347,7 +348,7 @@ def _print_dry_run(report: BatchReport) -> None:
         old = change.old_points or 0.0
         delta = change.new_points - old
         table.add_row(
-            change.student,
+            printable(change.student),
             change.question,
             f"{old:g} / {change.old_max_points or 0:g}",
             f"{change.new_points:g} / {change.max_points:g}",

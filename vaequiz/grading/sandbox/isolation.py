@@ -10,6 +10,7 @@ threads (``CLONE_NEWNS`` is refused to a multi-threaded process).
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import resource
 import signal
@@ -38,6 +39,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, -1)
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
 OPEN_TREE_CLONE = 1
@@ -258,6 +260,102 @@ def apply_mount_plan(plan: MountPlan) -> None:
     make_read_only()
 
 
+SYS_KEPT_FOR_CPU = ("devices/system/cpu",)
+"""What stays of /sys: CPU topology (libraries size thread pools from it; it says nothing of
+the host's network, processes or devices)."""
+SYS_KEPT_FOR_CUDA = ("bus/pci", "devices")
+"""Added where an NVIDIA device is present: the CUDA driver walks the PCI tree to find it."""
+
+
+def empty_sys(kept: tuple[str, ...]) -> None:
+    """Cover /sys with an empty read-only folder, re-exposing only the ``kept`` subpaths.
+
+    Each level is a :func:`mask` of its own, so keeping ``devices/system/cpu`` shows nothing
+    else of ``devices`` or ``devices/system``: not the host's network interfaces
+    (``class/net``), not the cgroup trees listing host pids (``fs/cgroup``).
+    """
+    levels: dict[Path, set[str]] = {}
+    for relative in kept:
+        parts = Path(relative).parts
+        if not (Path("/sys") / relative).exists():
+            continue
+        for depth in range(len(parts)):
+            levels.setdefault(Path("/sys", *parts[:depth]), set()).add(parts[depth])
+    levels.setdefault(Path("/sys"), set())
+    for folder in sorted(levels, key=lambda f: len(f.parts)):
+        mask(folder, tuple(sorted(levels[folder])))
+
+
+SYSTEM_LIBRARIES = (
+    "/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/lib32", "/lib32",
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+    "/etc/nsswitch.conf",
+)  # fmt: skip
+"""What the interpreter and torch load besides their own folders: shared libraries and the
+loader's cache. Symbolic links among them (merged /usr) are copied as links."""
+CUDA_LIBRARIES = ("/usr/local/cuda", "/usr/local/nvidia")
+"""Where container images put the CUDA driver's libraries, kept when an NVIDIA device exists."""
+DEVICES = ("null", "zero", "full", "random", "urandom")
+NEW_ROOT = Path("/tmp/vaequiz-root")
+
+
+def _recreate(path: Path, new_root: Path) -> Path | None:
+    """Make ``path``'s place in ``new_root`` (folders along the way, a link for a link, an
+    empty folder or file to bind onto); None where nothing should be bound."""
+    target = new_root / path.relative_to("/")
+    for parent in reversed(path.parents):
+        inside = new_root / parent.relative_to("/")
+        if parent.is_symlink() and not inside.exists() and not inside.is_symlink():
+            os.symlink(os.readlink(parent), inside)
+            return None  # reached through the link's own target, kept separately
+        inside.mkdir(mode=0o755, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        return None
+    if path.is_symlink():
+        os.symlink(os.readlink(path), target)
+        return None
+    if path.is_dir():
+        target.mkdir(mode=0o755)
+    else:
+        target.touch(mode=0o644)
+    return target
+
+
+def enter_allow_listed_root(keep: tuple[Path, ...], cuda: bool = False) -> None:
+    """Make this mount namespace's root a fresh tmpfs holding only ``keep`` (bound read-only
+    by the caller's later :func:`make_read_only`), the system libraries, a few devices, /proc
+    and /sys as they are; everything else of the host is absent, not merely unreadable.
+
+    Bound folders are recursive clones of this namespace's view, so paths covered by the
+    mount plan inside them stay covered.
+    """
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    NEW_ROOT.mkdir(mode=0o755)
+    mount("tmpfs", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    system = (*SYSTEM_LIBRARIES, *(CUDA_LIBRARIES if cuda else ()), "/proc", "/sys")
+    wanted = [Path(p) for p in system] + [k.resolve() for k in keep]
+    for path in sorted({p for p in wanted if p.exists() or p.is_symlink()}, key=lambda p: len(p.parts)):
+        target = _recreate(path, NEW_ROOT)
+        if target is not None:
+            mount(str(path), target, None, MS_BIND | MS_REC)
+    (NEW_ROOT / "dev").mkdir(mode=0o755, exist_ok=True)
+    nvidia = [d.name for d in Path("/dev").glob("nvidia*")] if cuda else []
+    for name in (*DEVICES, *nvidia):
+        device = Path("/dev") / name
+        if device.is_dir():  # /dev/nvidia-caps
+            (NEW_ROOT / "dev" / name).mkdir(mode=0o755)
+            mount(str(device), NEW_ROOT / "dev" / name, None, MS_BIND | MS_REC)
+        elif device.exists():
+            (NEW_ROOT / "dev" / name).touch(mode=0o666)
+            mount(str(device), NEW_ROOT / "dev" / name, None, MS_BIND)
+    for folder in (*PRIVATE_TEMP, Path("/etc")):
+        (NEW_ROOT / folder.relative_to("/")).mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chdir(NEW_ROOT)
+    _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b"."), "pivot_root")
+    unmount(".")  # the old root, now stacked on the new one
+    os.chdir("/")
+
+
 # --------------------------------------------------------------------------- per snippet
 
 
@@ -270,6 +368,57 @@ def mount_private_temp(size_mb: int) -> None:
     for folder in PRIVATE_TEMP:
         if folder.is_dir():
             mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=1777")
+
+
+MNT_DETACH = 2
+
+
+def unmount(target: str | Path) -> None:
+    """Detach the mount at ``target`` (freed once nothing uses it any more)."""
+    _check(_libc.umount2(_path(target), ctypes.c_int(MNT_DETACH)), f"umount {target}")
+
+
+def renew_private_temp(size_mb: int) -> None:
+    """Leave each private temp folder empty for the next answer: a fresh tmpfs for any that
+    holds anything, the scratch folder alone removed from one that holds nothing else.
+
+    Unmounting drops whatever a snippet built in one step, however deep or large: a walk
+    fails on paths longer than PATH_MAX and takes seconds over 200,000 files. Most answers
+    build nothing, and a mount costs about a millisecond, so an untouched tmpfs (its inode
+    count says so, whatever the names) is kept.
+    """
+    for folder in PRIVATE_TEMP:
+        if not folder.is_dir():
+            continue
+        in_use = inodes_in_use(folder)
+        if in_use == 1:
+            continue  # only the folder itself
+        if folder == SCRATCH.parent and in_use == 2 and SCRATCH.is_dir() and not SCRATCH.is_symlink():
+            try:
+                os.rmdir(SCRATCH)  # the one other inode is the scratch folder, so it is empty
+                continue
+            except OSError:
+                pass
+        unmount(folder)
+        mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=1777")
+        _temp_sizes[folder] = size_mb
+
+
+_temp_sizes: dict[Path, int] = {}
+
+
+def resize_private_temp(size_mb: int) -> None:
+    """Set each private temp folder's size (a remount, only when it changes)."""
+    for folder in PRIVATE_TEMP:
+        if folder.is_dir() and _temp_sizes.get(folder) != size_mb:
+            mount(None, folder, None, MS_REMOUNT | MS_NOSUID | MS_NODEV, f"size={size_mb}m")
+            _temp_sizes[folder] = size_mb
+
+
+def inodes_in_use(folder: Path) -> int:
+    """Files, folders and other entries in the file system mounted at ``folder``, root included."""
+    stats = os.statvfs(folder)
+    return stats.f_files - stats.f_ffree
 
 
 def mount_fresh_proc() -> None:
@@ -356,7 +505,24 @@ def set_limit(which: int, value: int) -> None:
 
 MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25
+MADV_WIPEONFORK = 18
 HUGE_PAGE = 1 << 21
+
+
+def private_memory(size: int) -> mmap.mmap:
+    """Anonymous memory that a forked child inherits as zeros (``MADV_WIPEONFORK``).
+
+    The worker reads a snippet's output and results into such buffers and unmaps them after
+    the answer, so no byte of one answer is ever in memory the next answer's child is forked
+    with. Raises ``OSError`` where the kernel (before 4.14) lacks the advice.
+    """
+    memory = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE)
+    try:
+        memory.madvise(MADV_WIPEONFORK)
+    except OSError:
+        memory.close()
+        raise
+    return memory
 
 
 def trim_heap() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 import vaequiz
-from vaequiz.grading.sandbox import frames, wire
+from vaequiz.grading.sandbox import cgroups, frames, wire
 from vaequiz.grading.sandbox.api import (
     ModuleSummary,
     OpaqueValue,
@@ -41,6 +41,8 @@ GRACE_S = 15.0
 START_TIMEOUT_S = 120.0
 SLOT_UID_BASE = 100_000
 """Snippets run as uids from here on, one per worker slot, never shared by two sandboxes."""
+LAYERS_OFF_VARIABLE = "VAEQUIZ_SANDBOX_OFF"
+"""Comma-separated layers to leave off, for benchmarks and for tests that show a layer matters."""
 _instances = itertools.count()
 _PACKAGE_ROOT = Path(vaequiz.__file__).resolve().parent
 _IMPORT_ROOT = _PACKAGE_ROOT.parent
@@ -168,6 +170,7 @@ class _Worker:
             self.process.kill()
             self.process.wait()
         self.log.close()
+        cgroups.remove(cgroups.worker_cgroup_name(self.settings.get("uid")))
 
 
 class Sandbox:
@@ -186,6 +189,7 @@ class Sandbox:
         hide_paths: Sequence[Path] = (),
         *,
         namespaces: bool | None = None,
+        layers_off: Sequence[str] | None = None,
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
@@ -200,6 +204,7 @@ class Sandbox:
         """The uids snippets run as (one per worker slot), where the machine allows it."""
         self._hide = [str(Path(p).resolve()) for p in [*default_hidden_paths(), *hide_paths]]
         self._namespaces = namespaces
+        self._layers_off = _checked_layers_off(layers_off)
         self._lock = threading.Lock()
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
@@ -223,6 +228,7 @@ class Sandbox:
             "hide": self._hide,
             "namespaces": self._namespaces,
             "import_path": [p for p in sys.path if p],
+            "off": self._layers_off,
         }
         worker = _Worker(slot, settings)
         with self._lock:
@@ -322,6 +328,21 @@ class Sandbox:
                 self._idle.put(worker)
             return _result(head, result, output, request, device)
         raise AssertionError("unreachable")
+
+
+def _checked_layers_off(names: Sequence[str] | None) -> list[str]:
+    """The layers to leave off: ``names``, else those in ``$VAEQUIZ_SANDBOX_OFF``; all known."""
+    from vaequiz.grading.sandbox.worker import SWITCHABLE_LAYERS
+
+    if names is None:
+        names = [n.strip() for n in os.environ.get(LAYERS_OFF_VARIABLE, "").split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SWITCHABLE_LAYERS))
+    if unknown:
+        raise SandboxUnavailable(
+            f"unknown layer(s) {', '.join(unknown)} in {LAYERS_OFF_VARIABLE}; "
+            f"known: {', '.join(SWITCHABLE_LAYERS)}"
+        )
+    return list(names)
 
 
 def _stop_all(workers: list[_Worker]) -> None:

@@ -6,23 +6,29 @@ frames on its original stdin/stdout and never holds a submission itself: for eac
 reads only the limits and forks a *runner*, which reads the submission's bytes straight from
 the grader's pipe. Process tree (where the machine allows namespaces)::
 
-    worker (root): enters its own mount, network and IPC namespaces, hides the bank and the
-      │            checkout, makes the file system read-only, preloads torch, then
-      └─ serving worker: PID 1 of its own PID namespace, private /proc, /tmp, /var/tmp, /dev/shm
-           └─ runner (one per submission): limits, unprivileged uid, the snippet; writes results
-              to a pipe and exits
+    worker (root): enters its own mount, network and IPC namespaces, creates its memory
+      │            cgroup, preloads torch, hides the bank and the checkout, empties /sys,
+      │            pivots into a root built from an allow list, makes it read-only, then
+      └─ serving worker: PID 1 of its own PID namespace, private /proc, /tmp, /var/tmp,
+           │           /dev/shm; joins the memory cgroup once
+           └─ runner (one per submission): its own IPC namespace, limits, unprivileged uid,
+              seccomp filter, the snippet; writes results to a pipe and exits
 
-Namespaces are set up once per worker (creating them per snippet costs tens of milliseconds);
-what makes each submission private is the clean-up after it: the serving worker, as PID 1,
-kills every other process of its namespace in one ``kill(-1, SIGKILL)`` (setsid daemons
-included), reaps them, wipes the temp folders and removes System V IPC objects. Where
-namespaces are unavailable the runner leads its own session, the worker kills its process
-group, and a helper running as the slot's uid kills every process of that uid.
+Namespaces are set up once per worker (creating most of them per snippet costs tens of
+milliseconds; an IPC namespace costs 0.3 ms and is made per answer); what makes each
+submission private is the clean-up after it: the serving worker, as PID 1, kills every other
+process of its namespace in one ``kill(-1, SIGKILL)`` (setsid daemons included), reaps them
+(the answer's IPC namespace goes with them) and replaces any temp folder the answer left
+something in with a fresh tmpfs. The answer's output and results only ever sit in
+``MADV_WIPEONFORK`` buffers, unmapped afterwards, so no later runner is forked with them.
+Where namespaces are unavailable the runner leads its own session, the worker kills its
+process group, and a helper running as the slot's uid kills every process of that uid.
 """
 
 from __future__ import annotations
 
 import gc
+import mmap
 import os
 import resource
 import selectors
@@ -38,11 +44,19 @@ from pathlib import Path
 from typing import Any
 
 from vaequiz.grading.sandbox import frames, isolation
+from vaequiz.grading.sandbox.cgroups import (
+    CgroupUnavailable,
+    MemoryCgroup,
+    set_oom_score_adjustment,
+    worker_cgroup_name,
+)
+from vaequiz.grading.sandbox.seccomp import Filter
 
 _hard_exit = os._exit
 """Bound at import, so a snippet that replaces ``os._exit`` cannot keep its process alive."""
 
 MAX_RESULT_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 1 << 16
 OUTPUT_HARD_FACTOR = 16
 """Output beyond output_kb is dropped; beyond this many times output_kb the snippet is stopped."""
 MIN_OUTPUT_HARD_BYTES = 1024 * 1024
@@ -52,6 +66,9 @@ CUDA_DRIVER_THREADS = 16
 """Extra tasks allowed on CUDA: the driver starts helper threads, and RLIMIT_NPROC counts them."""
 TEMP_MB = 512
 """Size of each private temp folder (tmpfs); single files are bounded by file_mb."""
+TEMP_SHARE_OF_MEMORY = 4
+"""With a memory cgroup, each of the three temp folders holds at most this fraction of the
+request's memory limit, so files that outlive a killed runner leave the worker room."""
 MINIMAL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 PRELOADED_MODULES = (
     "math",
@@ -73,6 +90,17 @@ PRELOADED_MODULES = (
     "einops.layers.torch",
 )
 """Imported by the worker so snippets can import them after access to the disk is reduced."""
+SWITCHABLE_LAYERS = (
+    "wipe_on_fork",
+    "fresh_tmpfs",
+    "answer_ipc",
+    "seccomp",
+    "memory_cgroup",
+    "empty_sys",
+    "allow_listed_root",
+)
+"""Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off: to compare speed with and without them
+(bench/bench_sandbox.py) and to show that each layer's test fails without it."""
 
 
 @dataclass
@@ -84,6 +112,8 @@ class Settings:
     namespaces: bool | None = None
     import_path: tuple[str, ...] = ()
     """The grader's ``sys.path``, so the worker imports the same torch (user site, venv...)."""
+    off: tuple[str, ...] = ()
+    """Names from :data:`SWITCHABLE_LAYERS` to leave off (benchmarks and tests only)."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Settings:
@@ -92,6 +122,7 @@ class Settings:
             hide=tuple(Path(p) for p in data.get("hide", [])),
             namespaces=data.get("namespaces"),
             import_path=tuple(str(p) for p in data.get("import_path", [])),
+            off=tuple(str(name) for name in data.get("off", [])),
         )
 
 
@@ -103,7 +134,23 @@ class Layers:
     network: bool = False
     mounts: bool = False
     uid: int | None = None
+    wipe_on_fork: bool = False
+    fresh_tmpfs: bool = False
+    answer_ipc: bool = False
+    seccomp: bool = False
+    memory_cgroup: bool = False
+    cgroup: MemoryCgroup | None = None
+    empty_sys: bool = False
+    allow_listed_root: bool = False
     notes: list[str] = field(default_factory=list)
+    why_off: dict[str, str] = field(default_factory=dict)
+    """Why a layer of :data:`SWITCHABLE_LAYERS` is off, by name."""
+
+    def state(self, name: str) -> str:
+        """"active", or "unavailable (why)" for one of the switchable layers."""
+        if getattr(self, name):
+            return "active"
+        return f"unavailable ({self.why_off.get(name, 'not set up')})"
 
 
 @dataclass
@@ -146,8 +193,21 @@ def keep_paths() -> tuple[Path, ...]:
 def set_up_layers(settings: Settings) -> Layers:
     """Enter this worker's own mount, network and IPC namespaces (once per worker)."""
     layers = Layers()
+    if "wipe_on_fork" in settings.off:
+        layers.why_off["wipe_on_fork"] = "switched off"
+    else:
+        try:
+            isolation.private_memory(1).close()
+            layers.wipe_on_fork = True
+        except OSError as err:
+            layers.why_off["wipe_on_fork"] = f"the kernel refuses MADV_WIPEONFORK: {err}"
+    if "seccomp" in settings.off:
+        layers.why_off["seccomp"] = "switched off"
+    else:
+        layers.seccomp, layers.why_off["seccomp"] = _seccomp_works()
     if os.geteuid() != 0:
         layers.notes.append("not running as root")
+        layers.why_off["answer_ipc"] = layers.why_off["memory_cgroup"] = "not running as root"
         return layers
     layers.uid = settings.uid
     wanted = settings.namespaces is not False
@@ -158,7 +218,42 @@ def set_up_layers(settings: Settings) -> Layers:
         layers.notes.append("namespaces are not available")
     else:
         layers.notes.append("namespaces switched off")
+    if "memory_cgroup" in settings.off:
+        layers.why_off["memory_cgroup"] = "switched off"
+    else:
+        try:
+            layers.cgroup = MemoryCgroup.create(worker_cgroup_name(settings.uid))
+            layers.memory_cgroup = True
+        except CgroupUnavailable as err:
+            layers.why_off["memory_cgroup"] = str(err)
+    if "answer_ipc" in settings.off:
+        layers.why_off["answer_ipc"] = "switched off"
+    elif not layers.namespaces:
+        layers.why_off["answer_ipc"] = "no namespaces"
+    else:
+        layers.answer_ipc = True
     return layers
+
+
+def _seccomp_works() -> tuple[bool, str]:
+    """Whether a child can install the filter (an architecture without a table cannot)."""
+    try:
+        syscall_filter = Filter.for_this_machine()
+    except KeyError:
+        return False, f"no system call table for {os.uname().machine}"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            isolation.set_no_new_privs()
+            syscall_filter.install()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return False, "the kernel refuses seccomp filters"
+    return True, ""
 
 
 def describe_layers(layers: Layers, hidden: int) -> list[str]:
@@ -180,6 +275,22 @@ def describe_layers(layers: Layers, hidden: int) -> list[str]:
         f"bank, reference code, checkout and extra hidden paths unreadable ({hidden} covered): "
         + (on if layers.mounts else off),
         "environment scrubbed to PATH, HOME, LANG, TMPDIR: active",
+        "memory cgroup per worker (limit + 64 MB, no swap) counting tmpfs files, memfds and IPC "
+        "segments too" + (f" (cgroup v{layers.cgroup.version})" if layers.cgroup else "") + ": "
+        + layers.state("memory_cgroup"),
+        "root file system built from an allow list (interpreter, torch, system libraries, "
+        "a few devices; pivot_root), the rest of the host absent: "
+        + layers.state("allow_listed_root"),
+        "/sys empty but for its CPU topology (and the PCI tree where an NVIDIA device is): "
+        + layers.state("empty_sys"),
+        "own IPC namespace per answer (System V objects, POSIX message queues): "
+        + layers.state("answer_ipc"),
+        "seccomp filter: no keyrings, ptrace, mounts, new namespaces, io_uring, perf, bpf, "
+        "userfaultfd, kexec, modules, socket(): " + layers.state("seccomp"),
+        "temp folders replaced by fresh tmpfs mounts after every answer (nothing to walk): "
+        + layers.state("fresh_tmpfs"),
+        "snippet output and results held only in memory no later child inherits "
+        "(MADV_WIPEONFORK, unmapped after each answer): " + layers.state("wipe_on_fork"),
     ]
 
 
@@ -244,22 +355,51 @@ def make_fork_cheap() -> None:
 
 
 class Sink:
-    """A bounded byte buffer fed from a pipe; the bytes are zeroed when released."""
+    """A bounded byte buffer fed from a pipe.
 
-    def __init__(self, keep: int) -> None:
+    Private sinks live in :func:`isolation.private_memory`, mapped once at their full size (the
+    kernel only backs the pages written) and unmapped when released, so a snippet's bytes are
+    never copied into the worker's heap, which every later child is forked from. The other kind
+    (a growing ``bytearray``, zeroed when released) is the layer switched off: each growth
+    leaves an old copy in freed heap.
+    """
+
+    def __init__(self, keep: int, private: bool = True) -> None:
         self.keep = keep
-        self.data = bytearray()
         self.total = 0
+        self.size = 0
+        self.memory: mmap.mmap | bytearray = (
+            isolation.private_memory(keep) if private else bytearray()
+        )
 
     def feed(self, chunk: bytes | memoryview) -> None:
         self.total += len(chunk)
-        room = self.keep - len(self.data)
+        room = self.keep - self.size
         if room > 0:
-            self.data += chunk[:room]
+            part = chunk[:room]
+            if isinstance(self.memory, bytearray):
+                self.memory += part
+            else:
+                self.memory[self.size : self.size + len(part)] = part
+            self.size += len(part)
+
+    def view(self, start: int = 0) -> memoryview:
+        """The bytes kept from ``start`` (release the view before the sink)."""
+        return memoryview(self.memory)[start : self.size]
+
+    def frame_length(self) -> int | None:
+        """The length prefix of the frame the sink holds, once its 4 bytes have arrived."""
+        if self.size < 4:
+            return None
+        return int.from_bytes(self.memory[:4], "little")
 
     def release(self) -> None:
-        self.data[:] = bytes(len(self.data))
-        self.data.clear()
+        if isinstance(self.memory, bytearray):
+            self.memory[:] = bytes(len(self.memory))
+            self.memory.clear()
+        else:
+            self.memory.close()
+        self.size = 0
 
 
 @dataclass
@@ -281,13 +421,15 @@ class Submission:
     output_r: int
     status_r: int
     scratch: Path
-    result: Sink = field(default_factory=lambda: Sink(MAX_RESULT_BYTES + 1))
-    output: Sink = field(default_factory=lambda: Sink(0))
+    private: bool
+    result: Sink = field(init=False)
+    output: Sink = field(init=False)
     status_text: bytearray = field(default_factory=bytearray)
     reaped: tuple[int, float] | None = None
 
     def __post_init__(self) -> None:
-        self.output = Sink(self.limits.output_kb * 1024)
+        self.result = Sink(MAX_RESULT_BYTES + 1, self.private)
+        self.output = Sink(self.limits.output_kb * 1024, self.private)
 
 
 SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
@@ -300,18 +442,63 @@ class Worker:
         self.settings = settings
         self.proto_in = proto_in
         self.proto_out = proto_out
-        self.buffer = bytearray(1 << 16)
         self.layers = set_up_layers(settings)
+        self.syscall_filter = Filter.for_this_machine() if self.layers.seccomp else None
+        self.temp_mb = TEMP_MB
+        self.buffer: mmap.mmap | bytearray = (
+            isolation.private_memory(READ_CHUNK) if self.layers.wipe_on_fork
+            else bytearray(READ_CHUNK)
+        )
         sys.path.extend(p for p in settings.import_path if p not in sys.path)
         preload()
         if self.layers.mounts:
+            self.confine_file_system(settings)
+        else:
+            for name in ("empty_sys", "allow_listed_root"):
+                self.layers.why_off[name] = "no private mounts"
+        if "fresh_tmpfs" in settings.off:
+            self.layers.why_off["fresh_tmpfs"] = "switched off"
+        elif not self.layers.mounts:
+            self.layers.why_off["fresh_tmpfs"] = "no private mounts"
+        else:
+            self.layers.fresh_tmpfs = True
+
+    def confine_file_system(self, settings: Settings) -> None:
+        """Hide the covered paths and make everything read-only, empty /sys, move into the
+        allow-listed root, then mount the private temp folders (each step where allowed)."""
+        layers = self.layers
+        try:
+            isolation.apply_mount_plan(isolation.MountPlan(hide=settings.hide, keep=keep_paths()))
+        except OSError as err:
+            layers.mounts = False
+            layers.notes.append(f"mount isolation failed: {err}")
+            for name in ("empty_sys", "allow_listed_root"):
+                layers.why_off[name] = "no private mounts"
+            return
+        cuda = Path("/dev/nvidiactl").exists()
+        if "empty_sys" in settings.off:
+            layers.why_off["empty_sys"] = "switched off"
+        else:
+            kept = isolation.SYS_KEPT_FOR_CPU + (isolation.SYS_KEPT_FOR_CUDA if cuda else ())
             try:
-                plan = isolation.MountPlan(hide=settings.hide, keep=keep_paths())
-                isolation.apply_mount_plan(plan)
-                isolation.mount_private_temp(TEMP_MB)
+                isolation.empty_sys(kept)
+                layers.empty_sys = True
             except OSError as err:
-                self.layers.mounts = False
-                self.layers.notes.append(f"mount isolation failed: {err}")
+                layers.why_off["empty_sys"] = f"covering /sys failed: {err}"
+        if "allow_listed_root" in settings.off:
+            layers.why_off["allow_listed_root"] = "switched off"
+        else:
+            try:
+                isolation.enter_allow_listed_root(keep_paths(), cuda)
+                isolation.make_read_only()
+                layers.allow_listed_root = True
+            except OSError as err:
+                layers.why_off["allow_listed_root"] = f"building the root failed: {err}"
+        try:
+            isolation.mount_private_temp(TEMP_MB)
+        except OSError as err:
+            layers.mounts = False
+            layers.notes.append(f"mount isolation failed: {err}")
 
     def start(self) -> None:
         """Become PID 1 of a fresh PID namespace (where allowed), then serve."""
@@ -328,6 +515,8 @@ class Worker:
                 isolation.mount_fresh_proc()
         else:
             isolation.set_child_subreaper()
+        if self.layers.cgroup is not None:
+            self.layers.cgroup.join()
         self.serve()
 
     def serve(self) -> None:
@@ -359,6 +548,11 @@ class Worker:
         output_r, output_w = os.pipe()
         status_r, status_w = os.pipe()
         scratch = self.scratch()
+        if self.layers.cgroup is not None:  # CUDA's host memory is not the snippet's to bound
+            self.layers.cgroup.set_limit_mb(limits.memory_mb if limits.device == "cpu" else None)
+            if self.layers.fresh_tmpfs:
+                self.temp_mb = max(1, limits.memory_mb // TEMP_SHARE_OF_MEMORY)
+                isolation.resize_private_temp(self.temp_mb)
         runner = os.fork()
         if runner == 0:  # pragma: no cover - runs in the child
             try:
@@ -369,7 +563,9 @@ class Worker:
                 _hard_exit(71)
         for fd in (result_w, output_w, status_w):
             os.close(fd)
-        return Submission(runner, limits, start, result_r, output_r, status_r, scratch)
+        return Submission(
+            runner, limits, start, result_r, output_r, status_r, scratch, self.layers.wipe_on_fork
+        )
 
     def scratch(self) -> Path:
         owner = self.layers.uid if self.layers.uid is not None else os.getuid()
@@ -433,6 +629,11 @@ class Worker:
                 pass
         wait_status, cpu = self.reap_runner(sub)
         self.kill_leftovers(sub.runner)
+        oom_killed = self.layers.cgroup is not None and self.layers.cgroup.new_oom_kill()
+        if oom_killed and not complete:
+            kill_reason = kill_reason or (
+                "memory_limit", f"memory limit of {limits.memory_mb} MB exceeded"
+            )
         _drain(sub.output_r, sub.output, self.buffer)
         if kill_reason is not None:
             return Outcome(*kill_reason)
@@ -444,14 +645,15 @@ class Worker:
             raise RuntimeError("the runner ended before reading the request; the stream is lost")
         if _frame_complete(sub.result):
             return Outcome("ok", "")
-        if sub.result.data:
+        if sub.result.size:
             return Outcome("invalid_output", "the snippet's results could not be read (cut short)")
         return Outcome(*_judge(wait_status, cpu, limits))
 
     def respond(self, sub: Submission, outcome: Outcome) -> None:
         """Answer the grader (every process of the submission is already gone); files and IPC
         objects are wiped afterwards, while the grader reads and checks."""
-        payload = memoryview(sub.result.data)[4:] if outcome.status == "ok" else b""
+        payload = sub.result.view(4) if outcome.status == "ok" else sub.result.view(0)[:0]
+        output = sub.output.view()
         frames.write_json(
             self.proto_out,
             {
@@ -461,10 +663,12 @@ class Worker:
                 "output_total": sub.output.total,
             },
         )
-        frames.write_frame(self.proto_out, payload)
-        frames.write_frame(self.proto_out, sub.output.data)
-        if isinstance(payload, memoryview):
+        try:
+            frames.write_frame(self.proto_out, payload)
+            frames.write_frame(self.proto_out, output)
+        finally:
             payload.release()
+            output.release()
 
     def reap_runner(self, sub: Submission) -> tuple[int, float]:
         """Collect the runner's exit status and CPU time (once)."""
@@ -518,10 +722,13 @@ class Worker:
 
     def clean_up(self, scratch: Path) -> None:
         """Leave nothing of this submission for the next: files, IPC objects."""
-        if self.layers.mounts:
+        if self.layers.fresh_tmpfs:
+            isolation.renew_private_temp(self.temp_mb)
+        elif self.layers.mounts:
             for folder in isolation.PRIVATE_TEMP:
                 if folder.is_dir():
                     isolation.wipe(folder)
+        if self.layers.mounts and not self.layers.answer_ipc:
             isolation.remove_sysv_ipc()
         else:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -533,6 +740,10 @@ class Worker:
     ) -> None:  # pragma: no cover - runs in the child
         """The runner: read the submission, confine this process, then execute it."""
         isolation.set_parent_death_signal()
+        if self.layers.answer_ipc:  # gone with the answer's last process, objects and all
+            isolation.unshare(isolation.CLONE_NEWIPC)
+        if self.layers.cgroup is not None:
+            set_oom_score_adjustment(1000)  # the worker's -1000 is inherited
         body = frames.read_frame(self.proto_in, MAX_REQUEST_BYTES)
         os.write(status_w, b"body\n")
         uid = self.layers.uid
@@ -556,6 +767,8 @@ class Worker:
             isolation.set_limit(resource.RLIMIT_NPROC, limits.processes + 1 + threads)
             isolation.drop_privileges(uid)
         isolation.set_no_new_privs()
+        if self.syscall_filter is not None:
+            self.syscall_filter.install()
         os.environ.clear()
         os.environ.update(MINIMAL_ENV, HOME=str(scratch), TMPDIR=str(scratch))
         _fresh_stdio()
@@ -594,18 +807,18 @@ def _execute(body: bytes, device: str) -> None:  # pragma: no cover - runs in th
 
 def _frame_complete(sink: Sink) -> bool:
     """Whether the sink holds a whole length-prefixed frame (the runner's results)."""
-    data = sink.data
-    return len(data) >= 4 and len(data) >= 4 + int.from_bytes(data[:4], "little")
+    length = sink.frame_length()
+    return length is not None and sink.size >= 4 + length
 
 
-def _read_into(fd: int, buffer: bytearray) -> memoryview:
+def _read_into(fd: int, buffer: mmap.mmap | bytearray) -> memoryview:
     """One read into the worker's reusable buffer (zeroed after each submission), so a
     snippet's bytes never linger in freed heap memory that the next child inherits."""
     count = os.readv(fd, [buffer])
     return memoryview(buffer)[:count]
 
 
-def _drain(fd: int, sink: Sink, buffer: bytearray) -> None:
+def _drain(fd: int, sink: Sink, buffer: mmap.mmap | bytearray) -> None:
     """Read what is left in a pipe without blocking, at most what the sink keeps (plus one)."""
     os.set_blocking(fd, False)
     budget = sink.keep + 1
