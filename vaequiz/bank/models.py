@@ -412,7 +412,7 @@ class Concept(BankModel):
         return self
 
 
-class RubricExample(StrictModel):
+class RubricExample(BankModel):
     """A marked student answer: `vaequiz verify` regrades it and fails on any disagreement."""
 
     answer: str = Field(min_length=1, description="The answer as a student wrote it.")
@@ -460,14 +460,14 @@ class ShortAnswer(QuestionBase):
             if unknown:
                 problems.append(
                     (("examples", i, "concepts"),
-                     f"{unknown[0]!r} is not a rubric concept; concepts are: {'; '.join(names)}")
+                     f"names {unknown[0]!r}, which is not a rubric concept; concepts are: {'; '.join(names)}")
                 )
                 continue
             shown = len(set(example.concepts))
             if (shown / len(names) >= self.pass_fraction - 1e-9) != (example.verdict == "pass"):
                 problems.append(
                     (("examples", i, "verdict"),
-                     f"marked {example.verdict} but shows {shown} of {len(names)} concepts "
+                     f"is marked {example.verdict} but shows {shown} of {len(names)} concepts "
                      f"(pass_fraction {self.pass_fraction:g})")
                 )
         if problems:
