@@ -108,6 +108,8 @@
       quiz: data.quiz,
       variant: data.variant,
       labels: data.labels,
+      mode: data.mode,
+      order: data.items.map(function (item) { return item.id; }),
       answers: collectAnswers()
     };
     var blob = new Blob([JSON.stringify(sheet, null, 2) + "\n"], { type: "application/json" });

@@ -256,6 +256,7 @@ def grade_sheets_command(
         device.value,
         output_format.value,  # type: ignore[arg-type]
         only,
+        quiz,
     )
     for warning in report.warnings:
         typer.echo(f"vaequiz: warning: {warning}", err=True)

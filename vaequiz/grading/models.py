@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,12 @@ class AnswerSheet(StrictModel):
     variant: str | None = Field(None, description="Variant id (derived from seed and student).")
     labels: dict[QuestionId, dict[Label, Label]] = Field(
         default_factory=dict, description="Shown label -> bank label, per shuffled question."
+    )
+    mode: Literal["exam", "practice"] | None = Field(
+        None, description="The mode of the page it was saved from (sets the feedback defaults)."
+    )
+    order: list[QuestionId] | None = Field(
+        None, description="Question ids in the order the page numbered them."
     )
 
 
@@ -58,3 +64,17 @@ class ItemResult(BaseModel):
     answer: Answer | None = Field(None, description="The answer as graded (bank labels).")
     error: str | None = Field(None, description="Why the answer could not be graded, if so.")
     quiz: str | None = Field(None, description="The quiz the sheet was saved from, if it says.")
+    number: int | None = Field(None, description="The question's number on the student's page.")
+    labels: dict[str, str] | None = Field(
+        None, description="MCQ: shown label -> bank label on the student's page."
+    )
+    mode: Literal["exam", "practice"] | None = Field(None, description="The page's mode, if known.")
+    errors: list[str] = Field(
+        default_factory=list, description="Code: each different error the snippet raised, once."
+    )
+    hints: list[str] = Field(
+        default_factory=list, description="Code: hints derived from how the answer failed."
+    )
+    mistake: str | None = Field(
+        None, description="Code: the 'why' of the known mistake (mutant) the answer behaves like."
+    )

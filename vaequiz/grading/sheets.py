@@ -24,7 +24,8 @@ from vaequiz.grading.code import SandboxRunner
 from vaequiz.grading.grader import Grader, item_result
 from vaequiz.grading.models import Answer, AnswerSheet, ItemResult
 from vaequiz.grading.objective import Graded, parse_labels
-from vaequiz.grading.reports import write_feedback_pages, write_gradescope, write_grades_csv
+from vaequiz.grading.feedback import QuizLookup, SheetLayouts, write_feedback_pages
+from vaequiz.grading.reports import write_gradescope, write_grades_csv
 from vaequiz.grading.results import RESULTS_FILE, ResultsLog, read_results
 
 MAX_SHEET_BYTES = 8 * 1024 * 1024
@@ -135,11 +136,13 @@ def grade_sheets(
     device: str = "cpu",
     output_format: Literal["default", "gradescope"] = "default",
     only: list[str] | None = None,
+    quiz_file: Path | None = None,
 ) -> SheetsReport:
     """Grade every sheet into ``out``; resumes from ``out/results.jsonl`` without regrading.
 
     ``only`` (a quiz's question ids) fixes the questions every student is graded on; without
-    it, every question answered by some sheet of the run is.
+    it, every question answered by some sheet of the run is. ``quiz_file`` (else the bank's
+    spec with the sheet's quiz id) gives feedback pages their title, numbering and options.
     """
     report = SheetsReport()
     sheets = load_sheets(paths, bank, report)
@@ -152,6 +155,8 @@ def grade_sheets(
     }
     questions = [q for q in bank.questions if q.id in asked and not isinstance(q, Flashcard)]
     report.questions = [q.id for q in questions]
+    quizzes = QuizLookup(bank, quiz_file)
+    layouts = SheetLayouts(quizzes, only or report.questions)
     pending = [
         (sheet, question)
         for sheet in sheets
@@ -189,7 +194,10 @@ def grade_sheets(
                     f"{sheet.student} / {question.id}: not graded: {graded.error}; rerun to retry"
                 )
                 continue
-            item = item_result(sheet.student, question, graded_answer(sheet, question), graded, sheet.quiz)
+            item = item_result(
+                sheet.student, question, graded_answer(sheet, question), graded, sheet.quiz,
+                layouts.shown(sheet, question.id),
+            )
             log.append(item)
             fresh.append(item)
             report.graded += 1
@@ -198,7 +206,7 @@ def grade_sheets(
     write_grades_csv(out / "grades.csv", report.results, report.questions)
     report.written.append(out / "grades.csv")
     report.written += write_feedback_pages(
-        out / "feedback", report.results, report.questions, bank.by_id()
+        out / "feedback", report.results, report.questions, bank.by_id(), quizzes
     ).values()
     if output_format == "gradescope":
         report.written += write_gradescope(out / "gradescope", report.results, report.questions).values()

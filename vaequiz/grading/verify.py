@@ -86,7 +86,7 @@ def _detail(graded: Graded, must_pass: bool) -> str:
 def run_case(grader: Grader, case: Case) -> Finding:
     """Grade one case and compare with what it should do."""
     try:
-        graded = grader.grade(case.graded_as, case.answer)
+        graded = grader.grade(case.graded_as, case.answer, diagnose=False)
         passed, detail = bool(graded.passed), _detail(graded, case.must_pass)
     except Exception as err:  # report, never crash the table
         passed, detail = False, f"could not be graded: {type(err).__name__}: {err}"

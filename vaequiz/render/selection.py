@@ -10,6 +10,7 @@ from vaequiz.bank.loader import Bank, Problem
 from vaequiz.bank.models import AnyQuestion
 from vaequiz.bank.yaml_source import SourceMap
 from vaequiz.render.quiz_spec import (
+    FeedbackOptions,
     QuizSpec,
     QuizSpecError,
     SelectionRule,
@@ -33,6 +34,8 @@ class Quiz:
     shuffle_options: bool = True
     points: dict[str, float] = field(default_factory=dict)
     """Effective points per question id (bank points unless the spec overrides them)."""
+    feedback: FeedbackOptions = field(default_factory=FeedbackOptions)
+    """What grade-sheets' feedback pages reveal."""
 
 
 def quiz_for(bank: Bank, quiz_file: Path | None, seed: int | None = None) -> Quiz:
@@ -142,6 +145,7 @@ def resolve_quiz(
         shuffle_questions=spec.shuffle_questions,
         shuffle_options=spec.shuffle_options,
         points={q.id: spec.points.get(q.id, q.points) for q in questions},
+        feedback=spec.feedback,
     )
 
 
