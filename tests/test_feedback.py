@@ -1,0 +1,371 @@
+"""Feedback pages a student can use, through the real CLI: `vaequiz build` makes each student's
+page, sheets are saved as that page saves them, `vaequiz grade-sheets` writes the feedback
+pages, and the tests read the HTML.
+
+- MCQs carry the letters the student saw, questions the number and order of their page, the
+  page the quiz title, and nothing internal (question ids, kind names).
+- The quiz spec's `feedback` options decide what is revealed; defaults depend on the mode.
+- Code answers: line numbers, each error once, the known mistake (mutant) an answer behaves
+  like, and hints that name the given a hard-coded size should come from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BUNDLED_BANK, REPO, run_vaequiz
+
+CORPUS = REPO / "tests" / "corpus"
+
+BANK = """
+- id: kl-pulls-to-prior
+  kind: mcq
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  stem: Which term pulls the posterior towards the prior?
+  options:
+    - {label: A, text: the KL term}
+    - {label: B, text: the reconstruction term, feedback: "It measures how well x is rebuilt."}
+    - {label: C, text: the learning rate}
+    - {label: D, text: the batch size}
+  answer: A
+  explanation: The KL divergence to the prior regularises the encoder.
+- id: decoder-output
+  kind: mcq
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  stem: Which activation turns decoder outputs into pixel probabilities?
+  options:
+    - {label: A, text: ReLU}
+    - {label: B, text: Tanh}
+    - {label: C, text: Sigmoid}
+    - {label: D, text: None at all}
+  answer: C
+  explanation: A sigmoid maps every real number into (0, 1).
+- id: z-batch-shape
+  kind: shape
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  prompt: Shape of z for 64 inputs and a 20-dimensional latent?
+  answer: [64, 20]
+  explanation: Batch by latent size.
+- id: kl-zero
+  kind: numeric
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  prompt: KL of N(0, 1) from itself?
+  answer: 0
+  tolerance: 0.001
+  explanation: A distribution has zero divergence from itself.
+"""
+
+
+class Page(HTMLParser):
+    """The parts of a feedback page the tests read: title, h1, and per question section its
+    heading, option lines, problem lines, code lines and the rest of its text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.h1 = ""
+        self.sections: list[dict[str, object]] = []
+        self._stack: list[str] = []
+        self._classes: list[str] = []
+        self._open: dict[str, list[str]] = {}
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        classes = dict(attrs).get("class") or ""
+        self._stack.append(tag)
+        self._classes.append(classes)
+        if tag == "section":
+            self.sections.append({"h2": "", "options": [], "problems": [], "code": [], "text": "", "mistake": "", "hints": []})
+        if tag == "li" and self.sections:
+            parent = self._classes[-2] if len(self._classes) > 1 else ""
+            kind = {"options": "options", "problems": "problems", "code-lines": "code"}.get(parent)
+            if kind:
+                self.sections[-1][kind].append("")  # type: ignore[union-attr]
+                self._open = {"li": [kind]}
+        if tag == "p" and self.sections and classes in ("mistake", "hint"):
+            if classes == "hint":
+                self.sections[-1]["hints"].append("")  # type: ignore[union-attr]
+            self._open = {"p": [classes]}
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._stack:
+            popped = self._stack.pop()
+            self._classes.pop()
+            if popped in self._open:
+                self._open = {}
+            if popped == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if "title" in self._stack:
+            self.title += data
+        if "h1" in self._stack:
+            self.h1 += data
+        if not self.sections or "section" not in self._stack:
+            return
+        section = self.sections[-1]
+        section["text"] = str(section["text"]) + data
+        if "h2" in self._stack:
+            section["h2"] = str(section["h2"]) + data
+        for kind in self._open.get("li", []):
+            items = section[kind]
+            items[-1] += data  # type: ignore[index]
+        for kind in self._open.get("p", []):
+            if kind == "mistake":
+                section["mistake"] = str(section["mistake"]) + data
+            else:
+                section["hints"][-1] += data  # type: ignore[index]
+
+    def question(self, number: int) -> dict[str, object]:
+        found = [s for s in self.sections if re.match(rf"\s*Question {number}\b", str(s["h2"]))]
+        assert len(found) == 1, [s["h2"] for s in self.sections]
+        return found[0]
+
+
+def squash(text: object) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip()
+
+
+def build_page(bank: Path, quiz: Path, student: str, tmp_path: Path, mode: str = "exam") -> dict:
+    """Build the student's page with the real CLI and return the data its script saves from."""
+    page = tmp_path / f"{student}-{mode}.html"
+    done = run_vaequiz("build", "--bank", bank, "--quiz", quiz, "--mode", mode, "--student", student, "-o", page)
+    assert done.returncode == 0, done.stderr
+    found = re.search(r'<script type="application/json" id="quiz-data">(.*?)</script>', page.read_text(), re.S)
+    assert found
+    return json.loads(found.group(1))
+
+
+def saved_sheet(data: dict, answers: dict[str, str], *, legacy: bool = False) -> dict:
+    """The sheet the page's Save button writes (templates/quiz.js); ``legacy``: as pages before
+    mode and order were saved wrote it."""
+    sheet = {"student": data["student"], "quiz": data["quiz"], "variant": data["variant"], "labels": data["labels"], "answers": answers}
+    if not legacy:
+        sheet |= {"mode": data["mode"], "order": [item["id"] for item in data["items"]]}
+    return sheet
+
+
+def shown_letter(data: dict, question: str, bank_label: str) -> str:
+    return next(shown for shown, bank in data["labels"][question].items() if bank == bank_label)
+
+
+def grade(tmp_path: Path, bank: Path, quiz: Path | None, *sheets: dict, name: str = "out") -> Path:
+    folder = tmp_path / f"{name}-sheets"
+    folder.mkdir()
+    paths = []
+    for sheet in sheets:
+        path = folder / f"{sheet['student']}.json"
+        path.write_text(json.dumps(sheet))
+        paths.append(path)
+    out = tmp_path / name
+    extra = ["--quiz", quiz] if quiz else []
+    done = run_vaequiz("grade-sheets", *paths, "--out", out, "--bank", bank, "--workers", "2", *extra)
+    assert done.returncode == 0, done.stderr
+    return out / "feedback"
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> Path:
+    folder = tmp_path / "bank"
+    folder.mkdir()
+    (folder / "questions.yaml").write_text(BANK)
+    return folder
+
+
+def write_quiz(folder: Path, feedback: str = "") -> Path:
+    quiz = folder / "week.quiz.yaml"
+    quiz.write_text(
+        "id: week-3\ntitle: 'Week 3: the ELBO & friends'\nseed: 11\nshuffle_questions: true\n"
+        "select:\n  - ids: [kl-pulls-to-prior, decoder-output, z-batch-shape, kl-zero]\n" + feedback
+    )
+    return quiz
+
+
+def test_mcq_letters_numbering_and_title_are_the_students(bank: Path, tmp_path: Path) -> None:
+    quiz = write_quiz(bank)
+    students = ["ada", "bo", "cy", "di"]
+    pages = {s: build_page(bank, quiz, s, tmp_path) for s in students}
+    # Some student must see the options of the first MCQ in another order than the bank's,
+    # and the questions in another order: else this test could not tell the letters apart.
+    assert any(d["labels"]["kl-pulls-to-prior"]["A"] != "A" for d in pages.values())
+    assert len({tuple(i["id"] for i in d["items"]) for d in pages.values()}) > 1
+    sheets = []
+    for student, data in pages.items():
+        answers = {
+            "kl-pulls-to-prior": shown_letter(data, "kl-pulls-to-prior", "B"),  # wrong: reconstruction
+            "decoder-output": shown_letter(data, "decoder-output", "C"),  # right: sigmoid
+            "z-batch-shape": "(64, 20)",
+        }
+        # Half the class saved from pages that did not yet record mode and order: the
+        # grader re-derives the order from the quiz and the student.
+        sheets.append(saved_sheet(data, answers, legacy=student in ("cy", "di")))
+    feedback = grade(tmp_path, bank, None, *sheets)  # the bank's own week.quiz.yaml is found by id
+    for student, data in pages.items():
+        html = (feedback / f"{student}.html").read_text()
+        page = Page(html)
+        assert page.h1 == "Week 3: the ELBO & friends" and "Week 3: the ELBO &amp; friends" in html
+        assert "Week 3" in page.title
+        order = [item["id"] for item in data["items"]]
+        kl = page.question(order.index("kl-pulls-to-prior") + 1)
+        options = [squash(o) for o in kl["options"]]
+        # Options listed A, B, C, D as the student saw them, each with its own text.
+        for shown, bank_label in sorted(data["labels"]["kl-pulls-to-prior"].items()):
+            text = {"A": "the KL term", "B": "the reconstruction term", "C": "the learning rate", "D": "the batch size"}[bank_label]
+            line = options["ABCD".index(shown)]
+            assert line.startswith(f"{shown} {text}"), (student, options)
+        chosen = [o for o in options if "your answer" in o]
+        assert chosen == [o for o in options if o.startswith(shown_letter(data, "kl-pulls-to-prior", "B") + " the reconstruction term")]
+        assert "It measures how well x is rebuilt." in chosen[0], "the chosen option's feedback"
+        keyed = [o for o in options if "correct answer" in o]
+        assert len(keyed) == 1 and keyed[0].startswith(shown_letter(data, "kl-pulls-to-prior", "A") + " the KL term")
+        decoder = page.question(order.index("decoder-output") + 1)
+        right = [squash(o) for o in decoder["options"] if "your answer" in squash(o)]
+        assert right == [f"{shown_letter(data, 'decoder-output', 'C')} Sigmoid your answer correct answer"]
+        shape = page.question(order.index("z-batch-shape") + 1)
+        assert "(64, 20)" in str(shape["text"])
+        # Nothing internal: no question ids, kind names or bank letters used as ids.
+        for internal in ("kl-pulls-to-prior", "decoder-output", "z-batch-shape", "kl-zero", "mcq", "numeric", "(shape)"):
+            assert internal not in html, (student, internal)
+        headings = [int(squash(s["h2"]).split()[1]) for s in page.sections]
+        assert headings == sorted(order.index(q) + 1 for q in answers), "numbered as on the student's page"
+
+
+def test_what_is_revealed_follows_the_quiz_spec(bank: Path, tmp_path: Path) -> None:
+    data = build_page(bank, write_quiz(bank), "ada", tmp_path)
+    wrong = {"kl-pulls-to-prior": shown_letter(data, "kl-pulls-to-prior", "B"), "z-batch-shape": "(20, 64)", "kl-zero": "1"}
+    order = [item["id"] for item in data["items"]]
+
+    def page(feedback: str, name: str, mode: str = "exam") -> tuple[str, Page]:
+        folder = tmp_path / f"spec-{name}"
+        folder.mkdir()
+        quiz = write_quiz(folder, feedback)
+        sheet = saved_sheet(data, wrong) | {"mode": mode}
+        html = (grade(tmp_path, bank, quiz, sheet, name=f"out-{name}") / "ada.html").read_text()
+        return html, Page(html)
+
+    # Exam default: the correct answer and the explanation, after grading.
+    html, default = page("", "default")
+    kl = default.question(order.index("kl-pulls-to-prior") + 1)
+    assert any("correct answer" in o for o in kl["options"])
+    assert "The KL divergence to the prior regularises the encoder." in html
+    assert "(64, 20)" in str(default.question(order.index("z-batch-shape") + 1)["text"]), "the shape key"
+    # key: never hides every key and, by default, the explanations that give it away.
+    html, never = page("feedback: {key: never}\n", "never")
+    kl = never.question(order.index("kl-pulls-to-prior") + 1)
+    assert not any("correct answer" in o for o in kl["options"]) and any("your answer" in o for o in kl["options"])
+    assert "Correct answer" not in html and "regularises the encoder" not in html and "(64, 20)" not in html
+    assert "It measures how well x is rebuilt." not in html
+    # Explanations may be released without the key.
+    html, explained = page("feedback: {key: never, explanations: true}\n", "explained")
+    assert "regularises the encoder" in html and "Correct answer" not in html
+    # Explicit after_grading with explanations off.
+    html, bare = page("feedback:\n  key: after_grading\n  explanations: false\n", "bare")
+    assert "Correct answer" in html and "regularises the encoder" not in html
+
+
+def test_feedback_options_are_checked_with_located_messages(bank: Path, tmp_path: Path) -> None:
+    quiz = write_quiz(bank, "feedback:\n  key: later\n  solutions: true\n  explanation: true\n")
+    done = run_vaequiz("build", "--bank", bank, "--quiz", quiz, "-o", tmp_path / "x.html")
+    assert done.returncode == 1
+    assert re.search(r"week\.quiz\.yaml:8:\d+: feedback\.key: .*'never'.*'after_grading'", done.stderr), done.stderr
+    assert re.search(r"week\.quiz\.yaml:10:\d+: feedback\.explanation: .*did you mean 'explanations'", done.stderr), done.stderr
+    quiz.write_text(quiz.read_text().replace("key: later", "key: never").replace("  explanation: true\n", ""))
+    done = run_vaequiz("build", "--bank", bank, "--quiz", quiz, "-o", tmp_path / "x.html")
+    assert done.returncode == 1 and "'solutions: true' shows a correct answer" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+CODE_QUIZ = """id: code-week
+title: Code week
+select:
+  - ids: [reparameterization-trick, vae-loss, mnist-decoder-bce, kl-divergence, codebook-flatten]
+feedback: {solutions: false}
+"""
+
+NAME_ERROR = "std = torch.exp(0.5 * logvar)\nz = mu + torch.randn_like(sd) * std\n"
+
+CUSTOM_DECODER = """class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(20, 256)
+        self.out = nn.Linear(256, 784)
+
+    def forward(self, z):
+        return torch.sigmoid(self.out(torch.relu(self.hidden(z))))
+
+decoder = Decoder()
+"""
+
+FIXED_LATENT_KL = "ones = torch.ones(4, 3)\nkl = -0.5 * torch.sum(ones + logvar - mu.pow(2) - logvar.exp())\n"
+
+
+def test_code_feedback_line_numbers_errors_once_known_mistakes_and_size_hints(tmp_path: Path) -> None:
+    quiz = tmp_path / "code.quiz.yaml"
+    quiz.write_text(CODE_QUIZ)
+    order = ["reparameterization-trick", "vae-loss", "mnist-decoder-bce", "kl-divergence", "codebook-flatten"]
+
+    def sheet(student: str, answers: dict[str, str]) -> dict:
+        return {"student": student, "quiz": "code-week", "mode": "exam", "order": order, "answers": answers}
+
+    ada = sheet("ada", {
+        "reparameterization-trick": NAME_ERROR,
+        "vae-loss": (CORPUS / "vae-loss" / "fail_beta_on_recon.py").read_text(),
+        "mnist-decoder-bce": (CORPUS / "mnist-decoder-bce" / "fail_hardcoded_20.py").read_text(),
+        "kl-divergence": (CORPUS / "kl-divergence" / "fail_missing_one.py").read_text(),
+        "codebook-flatten": (CORPUS / "codebook-flatten" / "fail_reshape_without_permute.py").read_text(),
+    })
+    bo = sheet("bo", {
+        "vae-loss": (CORPUS / "vae-loss" / "pass_functional.py").read_text(),
+        "mnist-decoder-bce": CUSTOM_DECODER,
+        "kl-divergence": FIXED_LATENT_KL,
+    })
+    feedback = grade(tmp_path, BUNDLED_BANK, quiz, ada, bo)
+    page = Page((feedback / "ada.html").read_text())
+
+    # Line numbers, and the NameError (raised on every hidden input, failing every check) once.
+    reparam = page.question(1)
+    assert [squash(line) for line in reparam["code"]] == ["std = torch.exp(0.5 * logvar)", "z = mu + torch.randn_like(sd) * std"]
+    problems = [squash(p) for p in reparam["problems"]]
+    assert len(problems) == 1 and "NameError: name 'sd' is not defined (line 2)" in problems[0], problems
+    assert squash(reparam["text"]).count("NameError") == 1
+    assert "fails: shape of z" in problems[0]
+
+    # The known mistake, named by its mutant's why.
+    vae_loss = page.question(2)
+    assert squash(vae_loss["mistake"]) == (
+        "This looks like a common mistake: Weights the reconstruction term by beta instead of the KL term."
+    )
+
+    # A hard-coded latent size: the hint names the given; the mutant for it matches too.
+    decoder = page.question(3)
+    assert len(decoder["problems"]) == 1, "one matmul error, not one per hidden input"
+    assert any("latent_dim" in h and "20" in h for h in decoder["hints"]), decoder["hints"]
+    assert "Hard-codes a latent size of 20" in str(decoder["mistake"])
+
+    # A failing answer that is no known mistake gets no such claim.
+    kl = page.question(4)
+    assert kl["mistake"] == "" and "value of kl" in squash(" ".join(map(str, kl["problems"])))
+    assert page.question(5)["mistake"], "codebook-flatten: reshape without permute is a known mistake"
+    assert "A correct solution" not in (feedback / "ada.html").read_text(), "solutions: false"
+
+    # The size hint is general: a custom module with the size in __init__, and a tensor size.
+    other = Page((feedback / "bo.html").read_text())
+    custom = other.question(3)
+    assert custom["mistake"] == "", "256 hidden units: no mutant behaves like this one"
+    assert any("latent_dim" in h and "size 20" in h for h in custom["hints"]), custom["hints"]
+    fixed = other.question(4)
+    assert any("size 3" in h and "mu.shape[1]" in h for h in fixed["hints"]), fixed["hints"]
+    assert other.question(2)["problems"] == [] and other.question(2)["hints"] == []
