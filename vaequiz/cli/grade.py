@@ -157,6 +157,8 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
             for c in graded.checks
         ],
         "output": graded.output,
+        "mistake": graded.mistake,
+        "hints": graded.hints,
     }
 
 
@@ -174,6 +176,10 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
         typer.echo(f"  [{mark}] {check.name}" + (f": {message}" if message else ""))
+    if graded.mistake:
+        typer.echo(f"  This looks like a common mistake: {graded.mistake}")
+    for hint in graded.hints:
+        typer.echo(f"  Hint: {hint}")
     if graded.output.strip():
         typer.echo("  your code printed:")
         for line in graded.output.rstrip().splitlines()[:40]:

@@ -235,6 +235,9 @@ def item_view(number: int, item: ItemResult, question: AnyQuestion | None, polic
         else:
             view.answer = text
         view.problems = _distinct_problems(item)
+        if len(item.checks) <= 1:  # one check: its name adds nothing to its message
+            view.show_checks = False
+            view.problems = [Problem(p.message, []) for p in view.problems]
         if policy.key:
             view.correct = _correct_answer(question) if question else None
         if isinstance(question, CodeQuestion) and policy.solutions:

@@ -57,6 +57,9 @@ def gradescope_payload(items: list[ItemResult]) -> dict[str, object]:
         lines = [f"{'passed' if c.passed else 'FAILED'}: {c.name}" + (f": {m}" if (m := visible_message(c)) else "") for c in item.checks]
         if item.error and not any(item.error in line for line in lines):
             lines.insert(0, item.error)
+        if item.mistake:
+            lines.append(f"This looks like a common mistake: {item.mistake}")
+        lines += [f"Hint: {hint}" for hint in item.hints]
         tests.append(
             {
                 "name": item.question,
