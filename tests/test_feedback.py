@@ -17,6 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import BUNDLED_BANK, REPO, run_vaequiz
 
@@ -292,7 +294,6 @@ CODE_QUIZ = """id: code-week
 title: Code week
 select:
   - ids: [reparameterization-trick, vae-loss, mnist-decoder-bce, kl-divergence, codebook-flatten]
-feedback: {solutions: false}
 """
 
 NAME_ERROR = "std = torch.exp(0.5 * logvar)\nz = mu + torch.randn_like(sd) * std\n"
@@ -317,8 +318,8 @@ def test_code_feedback_line_numbers_errors_once_known_mistakes_and_size_hints(tm
     quiz.write_text(CODE_QUIZ)
     order = ["reparameterization-trick", "vae-loss", "mnist-decoder-bce", "kl-divergence", "codebook-flatten"]
 
-    def sheet(student: str, answers: dict[str, str]) -> dict:
-        return {"student": student, "quiz": "code-week", "mode": "exam", "order": order, "answers": answers}
+    def sheet(student: str, answers: dict[str, str], mode: str = "exam") -> dict:
+        return {"student": student, "quiz": "code-week", "mode": mode, "order": order, "answers": answers}
 
     ada = sheet("ada", {
         "reparameterization-trick": NAME_ERROR,
@@ -332,7 +333,8 @@ def test_code_feedback_line_numbers_errors_once_known_mistakes_and_size_hints(tm
         "mnist-decoder-bce": CUSTOM_DECODER,
         "kl-divergence": FIXED_LATENT_KL,
     })
-    feedback = grade(tmp_path, BUNDLED_BANK, quiz, ada, bo)
+    cy = sheet("cy", {"kl-divergence": FIXED_LATENT_KL}, mode="practice")
+    feedback = grade(tmp_path, BUNDLED_BANK, quiz, ada, bo, cy)
     page = Page((feedback / "ada.html").read_text())
 
     # Line numbers, and the NameError (raised on every hidden input, failing every check) once.
@@ -359,7 +361,9 @@ def test_code_feedback_line_numbers_errors_once_known_mistakes_and_size_hints(tm
     kl = page.question(4)
     assert kl["mistake"] == "" and "value of kl" in squash(" ".join(map(str, kl["problems"])))
     assert page.question(5)["mistake"], "codebook-flatten: reshape without permute is a known mistake"
-    assert "A correct solution" not in (feedback / "ada.html").read_text(), "solutions: false"
+    assert "A correct solution" not in (feedback / "ada.html").read_text(), "exam: no reference solutions"
+    practice = (feedback / "cy.html").read_text()
+    assert "A correct solution" in practice and "logvar.exp()" in practice, "practice shows everything"
 
     # The size hint is general: a custom module with the size in __init__, and a tensor size.
     other = Page((feedback / "bo.html").read_text())
@@ -369,3 +373,51 @@ def test_code_feedback_line_numbers_errors_once_known_mistakes_and_size_hints(tm
     fixed = other.question(4)
     assert any("size 3" in h and "mu.shape[1]" in h for h in fixed["hints"]), fixed["hints"]
     assert other.question(2)["problems"] == [] and other.question(2)["hints"] == []
+
+
+def test_vaequiz_grade_names_the_known_mistake(tmp_path: Path) -> None:
+    done = run_vaequiz("grade", "vae-loss", CORPUS / "vae-loss" / "fail_beta_on_recon.py", "--json", "--bank", BUNDLED_BANK)
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    assert result["mistake"] == "Weights the reconstruction term by beta instead of the KL term."
+    right = run_vaequiz("grade", "vae-loss", CORPUS / "vae-loss" / "pass_functional.py", "--bank", BUNDLED_BANK)
+    assert right.returncode == 0 and "common mistake" not in right.stdout
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shown=st.permutations(["A", "B", "C", "D"]),
+    picked=st.sets(st.sampled_from("ABCD"), max_size=4),
+    multiple=st.booleans(),
+    reveal=st.booleans(),
+)
+def test_options_carry_the_letters_the_student_saw(shown: list[str], picked: set[str], multiple: bool, reveal: bool) -> None:
+    """Whatever the shuffle and the choice, each option line names the student's letter for it,
+    the chosen options are the ones the student clicked, and the key is marked only if revealed."""
+    from vaequiz.bank.models import MultipleChoice
+    from vaequiz.grading.feedback import item_view
+    from vaequiz.grading.models import ItemResult
+    from vaequiz.render.quiz_spec import FeedbackOptions
+
+    question = MultipleChoice.model_validate({
+        "id": "q", "kind": "mcq", "topics": ["t"], "difficulty": "beginner", "source": "original",
+        "stem": "Pick", "explanation": "Because.", "multiple": multiple,
+        "options": [{"label": b, "text": f"text {b}"} for b in "ABCD"],
+        "answer": ["A", "C"] if multiple else "C",
+    })
+    labels = dict(zip("ABCD", shown))  # shown letter -> bank letter
+    clicked = sorted(picked) if multiple else sorted(picked)[:1]
+    answer = [labels[c] for c in clicked]
+    item = ItemResult(
+        student="s", question="q", kind="mcq", passed=False, score=0, points=0, max_points=1,
+        answer=answer if multiple else (answer[0] if answer else None), labels=labels,
+    )
+    policy = FeedbackOptions(key="after_grading" if reveal else "never").resolve("exam")
+    view = item_view(1, item, question, policy)
+    assert [o.letter for o in view.options] == ["A", "B", "C", "D"]
+    assert all(str(o.html) == f"text {labels[o.letter]}" for o in view.options)
+    assert sorted(o.letter for o in view.options if o.chosen) == clicked
+    keyed = sorted(o.letter for o in view.options if o.correct)
+    expected = sorted(s for s, b in labels.items() if b in question.answer) if reveal else []
+    assert keyed == expected
+    assert all(o.correct is None for o in view.options) or reveal

@@ -47,16 +47,18 @@ class QuizLookup:
     def __init__(self, bank: Bank, quiz_file: Path | None = None) -> None:
         self.bank = bank
         self._found: dict[str, Quiz | None] = {}
+        self.default: Quiz | None = None
+        """The ``--quiz`` quiz: also the quiz of sheets that do not name one."""
         if quiz_file is not None:
             try:
-                quiz = quiz_for(bank, quiz_file)
-                self._found[quiz.id] = quiz
+                self.default = quiz_for(bank, quiz_file)
+                self._found[self.default.id] = self.default
             except QuizSpecError:
                 pass
 
     def get(self, quiz_id: str | None) -> Quiz | None:
         if not quiz_id:
-            return None
+            return self.default
         if quiz_id not in self._found:
             path = find_quiz_spec(self.bank.root, quiz_id) if self.bank.root.is_dir() else None
             try:
@@ -164,9 +166,10 @@ def _option_html(question: MultipleChoice, label: str) -> Markup:
 def _mcq(view: ItemView, question: MultipleChoice, item: ItemResult, policy: FeedbackPolicy) -> None:
     """Options in the student's order and letters; key and option feedback as the policy allows."""
     bank_labels = [o.label for o in question.options]
-    shown_to_bank = item.labels or {label: label for label in bank_labels}
-    order = [(shown, bank) for shown, bank in shown_to_bank.items() if bank in bank_labels]
-    order += [(b, b) for b in bank_labels if b not in {bank for _, bank in order}]
+    shown_to_bank = item.labels or {}
+    if sorted(shown_to_bank.values()) != sorted(bank_labels):  # not a relabelling of these options
+        shown_to_bank = {label: label for label in bank_labels}
+    order = list(shown_to_bank.items())
     chosen = set(_answer_labels(item))
     feedback = {o.label: o.feedback for o in question.options}
     view.options = [
@@ -271,7 +274,7 @@ def write_feedback_pages(
             items.values(),
             key=lambda i: (i.number is None, i.number or 0, run_order.get(i.question, len(run_order))),
         )
-        quiz_ids = {i.quiz for i in ordered if i.quiz}
+        quiz_ids = {i.quiz for i in ordered}
         quiz = quizzes.get(next(iter(quiz_ids))) if quizzes and len(quiz_ids) == 1 else None
         options = quiz.feedback if quiz else FeedbackOptions()
         modes = {i.mode for i in ordered if i.mode}

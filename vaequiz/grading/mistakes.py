@@ -7,21 +7,24 @@ it produced (bound names and probe results, run by run) equals the mutant's with
 and it raised where the mutant raised. Of the mutants meeting both, the closest is reported.
 
 Cost: each mutant runs once per question and grading run (all its trials and seeds in one
-sandbox request, like an answer), lazily, the first time an answer to that question fails; the
-outcomes are cached for the rest of the run. Passing answers cost nothing; each failing one
+sandbox request, like an answer; a question's mutants side by side on the sandbox's workers),
+lazily, the first time an answer to that question fails; the outcomes are cached for the rest
+of the run. Passing answers cost nothing; each failing one
 costs one comparison per mutant, in this process, never in the student's.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
 from vaequiz.grading.checks import run_check
-from vaequiz.grading.code import SandboxRunner, run_outcomes
+from vaequiz.grading.code import SandboxRunner, error_pattern, run_outcomes
 from vaequiz.grading.evidence import Evidence
 from vaequiz.grading.inputs import PreparedQuestion
 from vaequiz.grading.objective import Graded
@@ -44,8 +47,9 @@ class MutantBehaviour:
 
 
 def _error_kind(error: str | None) -> str | None:
-    """"NameError" of "NameError: name 'sd' is not defined (line 2)"; None when it did not raise."""
-    return None if error is None else error.split(":", 1)[0].strip()
+    """An error as a behaviour: its text without line numbers (the answer's lines are not the
+    mutant's) and with sizes blanked (see ``error_pattern``); None when it did not raise."""
+    return None if error is None else error_pattern(re.sub(r"\s*\(line \d+\)", "", error))
 
 
 def value_distance(a: Value, b: Value) -> float | None:
@@ -91,7 +95,9 @@ def behaviour_distance(answer: list[RunOutcome], mutant: list[RunOutcome]) -> fl
     for mine, theirs in zip(answer, mutant):
         if _error_kind(mine.error) != _error_kind(theirs.error):
             return None
-        if set(mine.probe_errors) != set(theirs.probe_errors):
+        if set(mine.probe_errors) != set(theirs.probe_errors) or any(
+            _error_kind(error) != _error_kind(theirs.probe_errors[name]) for name, error in mine.probe_errors.items()
+        ):
             return None
         if set(mine.outputs) != set(theirs.outputs):
             return None
@@ -123,7 +129,10 @@ class KnownMistakes:
         with lock:
             cached = self._cache.get(question_id)
             if cached is None or cached[0] is not prepared:
-                cached = (prepared, [b for m in prepared.question.mutants if (b := self._run(prepared, m.code, m.why))])
+                mutants = prepared.question.mutants
+                with ThreadPoolExecutor(max_workers=max(1, len(mutants))) as pool:  # the sandbox queues them
+                    ran = list(pool.map(lambda m: self._run(prepared, m.code, m.why), mutants))
+                cached = (prepared, [b for b in ran if b is not None])
                 self._cache[question_id] = cached
             return cached[1]
 
