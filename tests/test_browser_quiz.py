@@ -225,6 +225,7 @@ def test_answers_persist_and_save_as_a_gradable_sheet(
     bank_answer = sheet.labels["vae-true-facts"][sheet.answers["vae-true-facts"][0]]
     assert bank_answer == "A"
     assert sheet.answers["reparam-code"] == CODE_ANSWER
+    assert sheet.mode == "exam" and sheet.order == [item["id"] for item in data["items"]], "for feedback pages"
     assert page.outside_requests() == [] and page.errors == []
 
     out = tmp_path / "graded"
@@ -238,6 +239,10 @@ def test_answers_persist_and_save_as_a_gradable_sheet(
     assert scores["vae-true-facts"] < 1 and scores["kl-value"] == 0
     assert scores["why-reparameterize"] == 1
     assert scores["reparam-code"] == 1
+    feedback = (out / "feedback" / f"{STUDENT}.html").read_text(encoding="utf-8")
+    facts = feedback.index(f"Question {sheet.order.index('vae-true-facts') + 1} ")
+    chosen = sheet.answers["vae-true-facts"][0]
+    assert re.search(rf'<li class="chosen"><strong>{chosen}</strong>', feedback[facts:]), "the letter the student clicked"
 
 
 def test_anonymous_page_asks_for_the_student(built: dict[str, Path], open_page: Callable[..., OpenPage], tmp_path: Path) -> None:
