@@ -378,3 +378,38 @@ def test_practice_checks_agree_with_the_grader(built: dict[str, Path], open_page
         expected = None if parse_number(text) is None else grade_numeric(number_q, text).score == 1
         assert page_verdict("kl-value", text) == expected, text
     assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def feedback_page(built: dict[str, Path]) -> Path:
+    """A feedback page with every part shown: wrong MCQs with option feedback and the key, a
+    shape, a number, a short answer, and a code answer that behaves like the known mistake."""
+    folder = built["folder"]
+    sheet = folder / "feedback-sheet.json"
+    sheet.write_text(json.dumps({
+        "student": "fb-student", "quiz": "sample-quiz", "mode": "practice",
+        "answers": {"kl-role": "B", "vae-true-facts": ["A", "C"], "latent-shape": "(20, 64)", "kl-value": "2",
+                    "why-reparameterize": "It is faster.", "reparam-code": "z = mu * torch.randn_like(logvar)\n"},
+    }))
+    out = folder / "feedback-out"
+    done = run_vaequiz("grade-sheets", sheet, "--out", out, "--bank", built["bank"], "--quiz", folder / "sample.quiz.yaml", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    page = out / "feedback" / "fb-student.html"
+    assert "This looks like a common mistake" in page.read_text(encoding="utf-8")
+    return page
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_feedback_page_has_no_serious_axe_violation(
+    feedback_page: Path, open_page: Callable[..., OpenPage], axe_source: str, scheme: str
+) -> None:
+    page = open_page(feedback_page, scheme)
+    page.page.add_script_tag(content=axe_source)
+    result = page.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == []
+    assert page.outside_requests() == [] and page.errors == []
