@@ -395,7 +395,9 @@ def feedback_page(built: dict[str, Path]) -> Path:
     done = run_vaequiz("grade-sheets", sheet, "--out", out, "--bank", built["bank"], "--quiz", folder / "sample.quiz.yaml", "--workers", "1")
     assert done.returncode == 0, done.stderr
     page = out / "feedback" / "fb-student.html"
-    assert "This looks like a common mistake" in page.read_text(encoding="utf-8")
+    html = page.read_text(encoding="utf-8")
+    assert "This looks like a common mistake" in html
+    assert "no gradient reaches logvar" in html and "raised no gradient" not in html, "a probe's finding is no exception"
     return page
 
 

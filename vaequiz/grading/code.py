@@ -92,13 +92,18 @@ def error_pattern(error: str) -> str:
     return re.sub(r"(?<!line )\d+", "#", error)
 
 
+RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Warning|Interrupt|Exit)\b")
+"""How an exception reads ("RuntimeError: ..."), as opposed to a probe's own finding ("no
+gradient flows from z to logvar"), which the check that needs it reports."""
+
+
 def distinct_errors(outcomes: list[RunOutcome]) -> list[str]:
-    """Every different error the snippet or a probe raised, in run order, each once (the first
-    of those that differ only in sizes)."""
+    """Every different exception the snippet raised, itself or when a probe called into it, in
+    run order, each once (the first of those that differ only in sizes)."""
     seen: dict[str, str] = {}
     for outcome in outcomes:
         for error in (outcome.error, *outcome.probe_errors.values()):
-            if error:
+            if error and RAISED.match(error):
                 seen.setdefault(error_pattern(error), error)
     return list(seen.values())
 

@@ -151,6 +151,8 @@ class KnownMistakes:
         """The ``why`` of the mutant the failing answer behaves like, or None."""
         if graded.passed or not prepared.question.mutants or len(graded.checks) != len(prepared.question.checks):
             return None
+        if all(c.hidden for c in graded.checks if not c.passed):  # hidden checks tell pass/fail only
+            return None
         failing = tuple(not c.passed for c in graded.checks)
         best: tuple[float, str] | None = None
         for mutant in self.behaviours(prepared):
