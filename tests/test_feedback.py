@@ -421,3 +421,41 @@ def test_options_carry_the_letters_the_student_saw(shown: list[str], picked: set
     expected = sorted(s for s, b in labels.items() if b in question.answer) if reveal else []
     assert keyed == expected
     assert all(o.correct is None for o in view.options) or reveal
+
+
+SIZE_BANK = """
+- id: prior-mean
+  kind: code
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  prompt: Bind `prior_mean`, the mean of the prior over a latent of size `latent_dim` (20 in the notes).
+  explanation: The prior is N(0, I).
+  given:
+    latent_dim: {type: int, value: latent_dim}
+  expect: [prior_mean]
+  reference: prior_mean = torch.zeros(latent_dim)
+  trials:
+    - bind: {latent_dim: 20}
+    - bind: {latent_dim: 12}
+  checks:
+    - {check: shape, of: prior_mean, is: [[latent_dim]]}
+    - {check: close, of: prior_mean}
+"""
+
+
+def test_size_hint_from_trials_that_pass_only_at_the_written_size(tmp_path: Path) -> None:
+    """No error at all: the answer passes where latent_dim is 20 and fails elsewhere."""
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "q.yaml").write_text(SIZE_BANK)
+    sheets = [
+        {"student": "ada", "answers": {"prior-mean": "prior_mean = torch.zeros(20)\n"}},
+        {"student": "bo", "answers": {"prior-mean": "prior_mean = torch.ones(latent_dim) * 2\n"}},
+    ]
+    feedback = grade(tmp_path, bank, None, *sheets)
+    ada = Page((feedback / "ada.html").read_text()).question(1)
+    assert any("size 20" in h and "latent_dim" in h and "12 and 20" in h for h in ada["hints"]), ada["hints"]
+    assert "prior_mean has shape (20,)" in squash(" ".join(map(str, ada["problems"])))
+    bo = Page((feedback / "bo.html").read_text()).question(1)
+    assert bo["hints"] == [], "2 is a wrong value, not a size: no trial passes"

@@ -39,6 +39,11 @@ class ShownAs:
     def fields(self) -> dict[str, Any]:
         return {"number": self.number, "labels": self.labels, "mode": self.mode}
 
+    @classmethod
+    def of(cls, item: ItemResult) -> "ShownAs":
+        """How an earlier result's page showed it (to keep when regrading from results alone)."""
+        return cls(number=item.number, labels=item.labels, mode=item.mode)
+
 
 def refused(reason: str) -> Graded:
     """An answer that cannot be run at all (not UTF-8, too large): not passed, with the reason."""
