@@ -238,7 +238,7 @@ def item_view(number: int, item: ItemResult, question: AnyQuestion | None, polic
         else:
             view.answer = text
         view.problems = _distinct_problems(item)
-        if len(item.checks) <= 1:  # one check: its name adds nothing to its message
+        if isinstance(question, (ShapeAnswer, NumericAnswer)):  # one check, named "shape" or "value"
             view.show_checks = False
             view.problems = [Problem(p.message, []) for p in view.problems]
         if policy.key:
