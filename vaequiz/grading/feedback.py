@@ -97,15 +97,17 @@ class SheetLayouts:
     quizzes: QuizLookup
     run_order: list[str]
     """The run's questions, numbering pages whose order is unknown."""
-    _orders: dict[str, list[str]] = field(default_factory=dict)
+    _numbers: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def shown(self, sheet: AnswerSheet, question_id: str) -> ShownAs:
-        if sheet.student not in self._orders:
-            known = page_order(sheet, self.quizzes.get(sheet.quiz)) or []
-            self._orders[sheet.student] = known + [q for q in self.run_order if q not in known]
-        order = self._orders[sheet.student]
+        if sheet.student not in self._numbers:
+            numbers: dict[str, int] = {}
+            for known in (page_order(sheet, self.quizzes.get(sheet.quiz)) or [], self.run_order):
+                for question in known:  # the page's questions, then any other graded ones
+                    numbers.setdefault(question, len(numbers) + 1)
+            self._numbers[sheet.student] = numbers
         return ShownAs(
-            number=order.index(question_id) + 1 if question_id in order else None,
+            number=self._numbers[sheet.student].get(question_id),
             labels=sheet.labels.get(question_id),
             mode=sheet.mode,
         )
