@@ -7,6 +7,7 @@ import string
 from hypothesis import strategies as st
 
 from vaequiz.bank import models as m
+from vaequiz.formulas import formula_errors
 
 _words = st.text(
     alphabet=string.ascii_lowercase + string.digits, min_size=1, max_size=8
@@ -21,7 +22,7 @@ text = st.text(
     ),
     min_size=1,
     max_size=60,
-).filter(lambda s: s.strip() != "")
+).filter(lambda s: s.strip() != "" and not formula_errors(s))  # valid text renders its math
 sources = st.one_of(
     st.just("original"),
     st.sampled_from(["000_1c67774fde61a081", "002_b75ee90b928972ce"]).flatmap(

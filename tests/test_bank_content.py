@@ -21,6 +21,7 @@ from vaequiz.bank.models import (
     ShapeAnswer,
     ShortAnswer,
 )
+from vaequiz.grading.sandbox.runner import ALLOWED_PACKAGES
 
 REPO = Path(__file__).resolve().parent.parent
 BANK = REPO / "question_bank"
@@ -147,6 +148,17 @@ def test_every_code_question_has_four_mutants_and_distinct_trials(bank: Bank) ->
         assert len(set(binds)) == len(binds), f"{question.id}: two trials bind the same sizes"
 
 
+def test_every_code_prompt_says_what_an_answer_may_import(bank: Bank) -> None:
+    """The sandbox refuses imports outside ALLOWED_PACKAGES and the standard library; a student
+    learns that from the prompt, before an answer is refused."""
+    for q in bank.questions:
+        if isinstance(q, CodeQuestion):
+            prompt = " ".join(q.prompt.split())
+            assert "you may also import" in prompt and "Python standard library" in prompt, q.id
+            for package in ALLOWED_PACKAGES:
+                assert f"`{package}`" in prompt, (q.id, package)
+
+
 def test_code_option_mcqs_link_a_code_question_and_give_code(bank: Bank) -> None:
     linked = {q.code_question: q for q in bank.questions if isinstance(q, MultipleChoice) and q.code_question}
     assert set(linked) >= {"reparameterization-trick", "mnist-decoder-bce", "codebook-flatten", "codebook-sample"}
@@ -253,7 +265,7 @@ def test_computable_keys_agree_with_torch(bank: Bank) -> None:
 
 
 def test_model_answers_earn_every_concept_and_off_topic_answers_do_not(bank: Bank) -> None:
-    from vaequiz.grading.objective import grade_short_answer
+    from vaequiz.grading.short_answer import grade_short_answer
 
     off_topic = "Neural networks are trained with gradient descent on large data sets and GPUs."
     for question in bank.questions:

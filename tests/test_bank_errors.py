@@ -165,9 +165,11 @@ def test_every_problem_is_reported_in_one_run(write_yaml) -> None:
         + VALID.replace("kl-role", "other").replace("kind: mcq", "kind: mcqq")
     )
     problems = _problems(write_yaml("a.yaml", broken))
-    assert len(problems) == 3, problems
-    assert "not kebab-case" in problems[1]
-    assert "unknown kind 'mcqq'" in problems[2]
+    assert len(problems) == 4, problems
+    assert "missing required field 'explanation'" in problems[0]
+    assert "did you mean 'explanation'?" in problems[1]
+    assert "not kebab-case" in problems[2]
+    assert "unknown kind 'mcqq'" in problems[3]
 
 
 def test_yaml_boolean_in_text_field_is_explained(write_yaml) -> None:
@@ -194,13 +196,12 @@ def test_code_question_cross_field_rules(write_yaml) -> None:
         - {check: shape, of: kl, is: [[]], like: mu}
     """
     problems = _problems(write_yaml("c.yaml", code))
-    assert any(p.endswith("c.yaml:15:7: checks.1: a shape check needs exactly one of 'is' and 'like'") for p in problems), problems
-    fixed = code.replace(", is: [[]], like: mu", ", like: mu")
-    problems = _problems(write_yaml("c.yaml", fixed))
-    assert any(p.endswith("c.yaml:1:3: trials[0] does not bind D") for p in problems), problems
-    fixed = fixed.replace("{B: 3}", "{B: 3, D: 2}")
-    problems = _problems(write_yaml("c.yaml", fixed))
-    assert any(p.endswith("c.yaml:1:3: the reference never assigns kl, which 'expect' lists") for p in problems), problems
+    # One run reports every broken rule, each at the value it is about.
+    assert [p.split("/bank/")[1] for p in problems] == [
+        "c.yaml:11:14: reference: the reference never assigns kl, which 'expect' lists",
+        "c.yaml:12:19: trials.0.bind: trials[0] does not bind D (used by given 'mu')",
+        "c.yaml:15:7: checks.1: a shape check needs exactly one of 'is' and 'like'",
+    ]
 
 
 def test_mcq_linked_to_missing_code_question(write_yaml) -> None:
@@ -240,3 +241,113 @@ def test_typos_deep_in_unions_are_matched_against_the_right_member(write_yaml) -
     problems = _problems(write_yaml("c.yaml", code))
     assert any(p.endswith("c.yaml:10:25: given.beta.valu: unknown field 'valu'; did you mean 'value'?") for p in problems), problems
     assert any(p.endswith("c.yaml:16:30: checks.1.rtoll: unknown field 'rtoll'; did you mean 'rtol'?") for p in problems), problems
+
+
+def test_every_mistake_in_one_question_is_reported_in_one_run_at_its_own_field(cli, write_yaml) -> None:
+    broken = """
+    - id: kl-role
+      kind: mcq
+      topics: [kl-divergence, kl-divergence]
+      difficulty: beginner
+      points: -1
+      source: original
+      stem: What does the KL term do?
+      options:
+        - {label: A, text: Pulls the posterior toward the prior}
+        - {label: C, text: Nothing}
+        - {label: C, text: Nothing}
+        - {label: D, text: 42}
+      multiple: true
+      answer: [A, E, A]
+    """
+    result = cli("validate", write_yaml("a.yaml", broken))
+    assert result.returncode == 1
+    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
+    assert lines == [
+        "a.yaml:1:3: explanation: missing required field 'explanation' (say why the key is right)",
+        "a.yaml:3:27: topics.1: topic listed twice: kl-divergence",
+        "a.yaml:5:11: points: Input should be greater than or equal to 0",
+        "a.yaml:10:15: options.1.label: option 2 must be labelled B (options are labelled A, B, C, ... in order); got C",
+        "a.yaml:11:7: options.2: options B and C are identical",
+        "a.yaml:12:24: options.3.text: Input should be a valid string; YAML read this value as the number 42: put it in quotes",
+        "a.yaml:14:15: answer.1: answer E is not one of the options (A, B, C, D)",
+        "a.yaml:14:18: answer.2: answer lists A twice",
+    ], result.stderr
+    assert "8 problem(s) in 1 file(s)" in result.stderr
+
+
+def test_formula_that_cannot_render_is_a_located_validate_problem(cli, write_yaml) -> None:
+    text = VALID.replace(
+        "  explanation: It regularises the latent space.",
+        "  explanation: It regularises the latent space, $\\frac{1}$ of the time.\n"
+        "  hint: |\n    Compare `$HOME` with\n    $$\\sum_i \\notacommand{x_i}$$",
+    )
+    bank = write_yaml("a.yaml", text)
+    result = cli("validate", bank)
+    assert result.returncode == 1, result.stdout
+    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
+    assert lines == [
+        "a.yaml:11:16: explanation: cannot render the formula $\\frac{1}$: incomplete <mfrac>: "
+        "a group or argument is missing; fix the LaTeX (`vaequiz render` shows the result)",
+        "a.yaml:12:9: hint: cannot render the formula $\\sum_i \\notacommand{x_i}$: unknown "
+        "command \\notacommand; fix the LaTeX (`vaequiz render` shows the result)",
+    ], result.stderr
+    lint = cli("lint", bank)
+    errors = [line for line in lint.stdout.splitlines() + lint.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 2 and "a.yaml:11:16: error: explanation: cannot render" in errors[0], errors
+
+
+def test_the_bank_package_never_imports_render() -> None:
+    """Layers: bank < render; the formula check lives in a module both may use."""
+    import ast
+
+    from tests.conftest import REPO
+
+    for file in sorted((REPO / "vaequiz/bank").glob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("vaequiz.render", "vaequiz.grading", "vaequiz.export",
+                                            "vaequiz.stats", "vaequiz.cli")), (file, name)
+
+
+def test_code_question_rules_are_reported_with_its_field_errors_in_one_run(cli, write_yaml) -> None:
+    code = """
+    - id: kl
+      kind: code
+      topics: [kl-divergence]
+      difficulty: advanced
+      source: original
+      prompt: Compute kl.
+      explanation: closed form
+      given:
+        mu: {type: tensor, shape: [B, D], requires_grad: true}
+        beta: {type: float, valu: 0.5}
+        torch: {type: float, value: 2}
+      expect: [kl]
+      reference: "kl = mu.sum("
+      trials: [{bind: {B: 3}}]
+      probes:
+        - {probe: grad, of: kl, wrt: [nu]}
+      checks:
+        - {check: close, of: kl2}
+        - {check: gradient, of: kl, wrt: [mu]}
+    """
+    result = cli("validate", write_yaml("c.yaml", code))
+    assert result.returncode == 1
+    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
+    assert lines == [
+        "c.yaml:10:11: given.beta.value: missing required field 'value'",
+        "c.yaml:10:25: given.beta.valu: unknown field 'valu'; did you mean 'value'?",
+        "c.yaml:11:12: given.torch: 'torch' is bound by the grader already",
+        "c.yaml:13:14: reference: reference is not valid Python: line 1: '(' was never closed",
+        "c.yaml:14:19: trials.0.bind: trials[0] does not bind D (used by given 'mu')",
+        "c.yaml:16:35: probes.0.wrt.0: grad probe wrt 'nu', which is not a given name",
+        "c.yaml:18:26: checks.0.of: check 'close' refers to 'kl2', which is neither given, expected nor produced by a probe",
+        "c.yaml:19:7: checks.1: gradient check of 'kl' wrt mu needs a matching 'grad' probe",
+    ], result.stderr

@@ -114,6 +114,26 @@ def test_moodle_structure_for_every_kind(every_kind_bank: Path, tmp_path: Path) 
     assert "Reference solution" in code.findtext("graderinfo/text")
 
 
+MOODLE_TEXT_FORMATS = {"moodle_auto_format", "html", "plain_text", "wiki_like", "markdown"}
+"""The names Moodle's XML importer knows (qformat_xml::trans_format in
+question/format/xml/format.php); any other is read as html with "Unrecognised text format"."""
+
+
+@pytest.mark.parametrize("bank_name", ["every kind", "bundled"])
+def test_every_moodle_format_attribute_is_one_moodle_knows(
+    bank_name: str, every_kind_bank: Path, tmp_path: Path
+) -> None:
+    bank = every_kind_bank if bank_name == "every kind" else BUNDLED
+    export("moodle", bank, tmp_path / "bank.xml")
+    root = ET.parse(tmp_path / "bank.xml").getroot()
+    formats = [(element.tag, element.get("format")) for element in root.iter() if "format" in element.attrib]
+    assert formats
+    assert [f for f in formats if f[1] not in MOODLE_TEXT_FORMATS] == []
+    code = moodle_questions(tmp_path / "bank.xml")
+    templates = [q.find("responsetemplate") for q in code.values() if q.findtext("responseformat") == "monospaced"]
+    assert templates and all(t.get("format") == "plain_text" for t in templates)
+
+
 def test_moodle_math_and_code_survive(every_kind_bank: Path, tmp_path: Path) -> None:
     export("moodle", every_kind_bank, tmp_path / "bank.xml")
     questions = moodle_questions(tmp_path / "bank.xml")
@@ -212,6 +232,26 @@ def test_gift_parses_back_with_escaping(every_kind_bank: Path, tmp_path: Path) -
     assert parsed["numeric-new"]["numeric"] == (0.0, 0.001)
     assert [a["text"] for a in parsed["shape-new"]["answers"]] == shape_spellings([64, 20])
     assert parsed["code-new"]["answers"] == [] and parsed["short-answer-new"]["answers"] == []
+
+
+def test_gift_says_on_stderr_which_points_it_cannot_carry(cli, every_kind_bank: Path, tmp_path: Path) -> None:
+    quiz = tmp_path / "week.quiz.yaml"
+    quiz.write_text(yaml.safe_dump({"id": "week-1", "title": "Week 1",
+                                    "select": [{"ids": ["mcq-new", "tricky-multi", "shape-new"]}],
+                                    "points": {"shape-new": 3, "tricky-multi": 2.5}}))
+    done = cli("export", "--format", "gift", "--bank", every_kind_bank, "--quiz", quiz,
+               "-o", tmp_path / "week.gift")
+    assert done.returncode == 0, done.stderr
+    [loss] = [line for line in done.stderr.splitlines() if "GIFT cannot carry points" in line]
+    assert "2 question(s) lose theirs (tricky-multi: 2.5, shape-new: 3)" in loss
+    assert "mcq-new" not in loss and "--format moodle" in loss
+    assert set(parse_gift((tmp_path / "week.gift").read_text())) == {"mcq-new", "tricky-multi", "shape-new"}
+    # Nothing to say when every question is worth Moodle's default mark, or for Moodle XML.
+    for fmt, points in (("gift", {}), ("moodle", {"shape-new": 3})):
+        quiz.write_text(yaml.safe_dump({"id": "week-1", "title": "Week 1",
+                                        "select": [{"ids": ["mcq-new", "shape-new"]}], "points": points}))
+        done = cli("export", "--format", fmt, "--bank", every_kind_bank, "--quiz", quiz, "-o", tmp_path / "x")
+        assert done.returncode == 0 and "points" not in done.stderr, (fmt, done.stderr)
 
 
 safe_text = st.text(

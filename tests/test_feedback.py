@@ -11,6 +11,7 @@ pages, and the tests read the HTML.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from html.parser import HTMLParser
@@ -459,3 +460,134 @@ def test_size_hint_from_trials_that_pass_only_at_the_written_size(tmp_path: Path
     assert "prior_mean has shape (20,)" in squash(" ".join(map(str, ada["problems"])))
     bo = Page((feedback / "bo.html").read_text()).question(1)
     assert bo["hints"] == [], "2 is a wrong value, not a size: no trial passes"
+
+
+# --------------------------------------------------------------------------- regrade, review, sheets
+
+SHORT_ANSWER = """
+- id: kl-why
+  kind: short_answer
+  topics: [vae]
+  difficulty: beginner
+  source: original
+  points: 2
+  prompt: Why does the VAE loss contain a KL term?
+  model_answer: |
+    The KL term regularises the latent space: it pulls each approximate posterior toward the
+    standard normal prior, so the encoder cannot memorise its inputs as isolated points.
+  rubric:
+    - {name: regularises, phrasings: [regularise, regularisation]}
+    - name: pulls the posterior toward the prior
+      phrasings: ["pull ... toward ... prior", "close to ... prior"]
+    - {name: standard normal prior, phrasings: [standard normal, unit gaussian]}
+    - {name: prevents memorising, phrasings: ["cannot memorise", "stop ... overfit", "prevent ... overfit"]}
+  explanation: See the model answer.
+"""
+BORDERLINE = "It regularises the latent space and keeps the codes close to the prior."
+
+
+def page_view(html: str) -> tuple[str, list[tuple[str, list[str]]]]:
+    """What a student reads of their page's layout: the title, and per question its heading
+    number with its option lines (letters and texts, without the tags)."""
+    page = Page(html)
+    layout = [
+        (squash(s["h2"]).split()[1], [squash(o).split(" your answer")[0].split(" correct answer")[0] for o in s["options"]])  # type: ignore[union-attr]
+        for s in page.sections
+    ]
+    return page.h1, layout
+
+
+def results_by_pair(out: Path) -> dict[tuple[str, str], dict]:
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return {(r["student"], r["question"]): r for r in lines}
+
+
+def test_regrade_and_review_rewrite_pages_in_the_students_terms(bank: Path, tmp_path: Path) -> None:
+    (bank / "short.yaml").write_text(SHORT_ANSWER)
+    quiz = bank / "week.quiz.yaml"
+    quiz.write_text(
+        "id: week-3\ntitle: Week 3\nseed: 11\nshuffle_questions: true\n"
+        "select:\n  - ids: [kl-pulls-to-prior, decoder-output, z-batch-shape, kl-why]\n"
+    )
+    pages = {s: build_page(bank, quiz, s, tmp_path) for s in ("ada", "bo", "cy")}
+    sheets = [
+        saved_sheet(
+            data,
+            {
+                "kl-pulls-to-prior": shown_letter(data, "kl-pulls-to-prior", "B"),
+                "decoder-output": shown_letter(data, "decoder-output", "C"),
+                "z-batch-shape": "(64, 20)",
+                "kl-why": BORDERLINE,
+            },
+        )
+        for data in pages.values()
+    ]
+    feedback = grade(tmp_path, bank, None, *sheets)
+    out = feedback.parent
+    first = {s: page_view((feedback / f"{s}.html").read_text()) for s in pages}
+    stored = results_by_pair(out)
+    # The layout differs between students, the fingerprint (what decided the grade) does not.
+    assert len({json.dumps(stored[(s, "kl-pulls-to-prior")]["labels"], sort_keys=True) for s in pages}) > 1
+    assert len({stored[(s, "kl-pulls-to-prior")]["fingerprint"] for s in pages}) == 1
+    for student, data in pages.items():
+        order = [item["id"] for item in data["items"]]
+        assert first[student][0] == "Week 3"
+        assert [n for n, _ in first[student][1]] == [str(i) for i in range(1, 5)]
+        assert stored[(student, "kl-why")]["number"] == order.index("kl-why") + 1
+    # A rerun with the same sheets keeps every result: layouts are not part of the fingerprint.
+    again = run_vaequiz("grade-sheets", *sorted((tmp_path / "out-sheets").glob("*.json")), "--out", out, "--bank", bank)
+    assert again.returncode == 0 and "graded 0 answer(s), 12 already in" in again.stdout, again.stdout
+
+    # regrade from results.jsonl alone: every page keeps the student's letters and numbering.
+    done = run_vaequiz("regrade", out, "--bank", bank, "--all", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert "12 regraded" in done.stdout
+    after = results_by_pair(out)
+    for pair, item in stored.items():
+        assert (after[pair]["number"], after[pair]["labels"], after[pair]["mode"]) == (item["number"], item["labels"], item["mode"])
+    for student in pages:
+        html = (feedback / f"{student}.html").read_text()
+        assert page_view(html) == first[student], student
+        assert "A teacher will confirm this grade." in html and "kl-why" not in html
+
+    # review: the teacher's override lands on the same student-terms page.
+    done = run_vaequiz("review", out, "--bank", bank, "--reviewer", "ms-t", input="y\n\ny\ny\nq\n")
+    assert done.returncode == 0, done.stderr
+    assert "stored 1 override(s)" in done.stdout
+    html = (feedback / "ada.html").read_text()
+    assert page_view(html) == first["ada"]
+    assert "Reviewed by ms-t." in html and "A teacher will confirm this grade." not in html
+    ada = Page(html).question(after[("ada", "kl-why")]["number"])
+    assert "found &#39;regularises&#39;" in html and "regularises" in str(ada["text"]), "evidence per concept"
+    assert "A teacher will confirm this grade." in (feedback / "bo.html").read_text()
+    with (out / "grades.csv").open() as handle:
+        rows = {row[0]: row for row in csv.reader(handle)}
+    assert rows["ada"][-1] == "kl-why" and rows["bo"][-2] == "kl-why"
+
+
+def test_lost_labels_are_rederived_for_the_page_too(bank: Path, tmp_path: Path) -> None:
+    quiz = write_quiz(bank)
+    # a student who saw the keyed option under another letter than the bank's
+    data = next(
+        d for d in (build_page(bank, quiz, s, tmp_path) for s in ("ada", "bo", "cy", "di"))
+        if shown_letter(d, "kl-pulls-to-prior", "A") != "A"
+    )
+    picked = shown_letter(data, "kl-pulls-to-prior", "A")
+    sheet = saved_sheet(data, {"kl-pulls-to-prior": picked})
+    del sheet["labels"]  # an editor dropped them; the variant id still proves quiz, seed and student
+    feedback = grade(tmp_path, bank, quiz, sheet)
+    order = [item["id"] for item in data["items"]]
+    options = [squash(o) for o in Page((feedback / f"{data['student']}.html").read_text()).question(order.index("kl-pulls-to-prior") + 1)["options"]]  # type: ignore[union-attr]
+    assert [o for o in options if "your answer" in o] == [f"{picked} the KL term your answer correct answer"]
+
+
+def test_bad_mode_or_order_costs_only_the_numbering(bank: Path, tmp_path: Path) -> None:
+    sheet = tmp_path / "x.json"
+    sheet.write_text(json.dumps({"student": "x", "mode": "flashcards", "order": "kl-zero", "answers": {"kl-zero": "0"}}))
+    out = tmp_path / "out"
+    done = run_vaequiz("grade-sheets", sheet, "--out", out, "--bank", bank)
+    assert done.returncode == 0, done.stderr
+    assert "mode ignored: 'flashcards' is not one of exam, practice" in done.stderr
+    assert "order ignored: not a list of distinct question ids" in done.stderr
+    page = Page((out / "feedback" / "x.html").read_text())
+    assert [squash(s["h2"]) for s in page.sections] == ["Question 1 right 1 / 1 points"]

@@ -3,6 +3,8 @@ can act on. No sandbox here: outcomes are built by hand from the prepared hidden
 
 from __future__ import annotations
 
+import itertools
+import math
 import typing
 from typing import Any, Callable
 
@@ -12,7 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaequiz.bank.models import CheckSpec, CodeQuestion, grad_output_name, question_adapter
-from vaequiz.grading.checks import CHECKS, run_check
+from vaequiz.grading.checks import (
+    CHECKS,
+    TAIL_LIMIT,
+    Z_LIMIT,
+    _all_distinct_probability,
+    _success_count_distribution,
+    run_check,
+)
 from vaequiz.grading.code import judge
 from vaequiz.grading.evidence import Evidence
 from vaequiz.grading.inputs import PreparedRun, derive_seed, prepare_question
@@ -277,6 +286,64 @@ def test_uniform_rows_requires_every_code_when_there_are_enough_draws() -> None:
     off_by_one = lambda r, g: {"z_q": table(r)[torch.randint(0, 31, (16,), generator=g)]}  # noqa: E731
     passed, message = check(question, "uniform_rows", off_by_one)
     assert not passed and message.startswith("code 31 of model.codebook never appeared in 960 draws")
+
+
+def test_with_replacement_fails_distinct_draws_and_confined_samplers() -> None:
+    question = code_question(
+        **{**CODEBOOK, "checks": [{"check": "with_replacement", "of": "z_q", "table": "model.codebook"}]}
+    )
+    right = lambda r, g: {"z_q": table(r)[torch.randint(0, 32, (16,), generator=g)]}  # noqa: E731
+    assert check(question, "with_replacement", right) == (True, "")
+    distinct = lambda r, g: {"z_q": table(r)[torch.randperm(32, generator=g)[:16]]}  # noqa: E731
+    passed, message = check(question, "with_replacement", distinct)
+    assert not passed and message.startswith(
+        "the codes in z_q are not drawn with replacement: no code appeared twice in any of 120 runs "
+        "of your code (16 codes each), while drawing every code independently from all 32 repeats "
+        "one in about 119 of them (the birthday problem); draw the indices with torch.randint(0, 32, ...)"
+    )
+    # 16 draws from 32 codes repeat a code 99% of the time; a few distinct runs already fail
+    mostly = lambda r, g: {"z_q": table(r)[torch.randperm(32, generator=g)[:16] if r.repeat % 2 else torch.randint(0, 32, (16,), generator=g)]}  # noqa: E731
+    passed, message = check(question, "with_replacement", mostly)
+    assert not passed and "a code appeared twice in only" in message
+
+
+def test_with_replacement_upper_tail_and_too_few_runs() -> None:
+    big = {"model": {"type": "module", "embeddings": {"codebook": {"num_embeddings": 512, "embedding_dim": 2}}}}
+    spec = [{"check": "with_replacement", "of": "z_q", "table": "model.codebook"}]
+    question = code_question(**{**CODEBOOK, "given": big, "trials": [{"bind": {}, "repeat": 400}], "checks": spec})
+    right = lambda r, g: {"z_q": table(r)[torch.randint(0, 512, (16,), generator=g)]}  # noqa: E731
+    assert check(question, "with_replacement", right) == (True, "")
+    few = lambda r, g: {"z_q": table(r)[torch.randint(0, 20, (16,), generator=g)]}  # noqa: E731
+    passed, message = check(question, "with_replacement", few)
+    assert not passed and message.startswith("the codes in z_q repeat too often: a code appeared twice in ")
+    assert "repeats one in about 84 of them" in message
+    short = code_question(**{**CODEBOOK, "given": big, "trials": [{"bind": {}, "repeat": 5}], "checks": spec})
+    passed, message = check(short, "with_replacement", right)
+    assert not passed and message.startswith("5 runs cannot tell draws with replacement from draws without")
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 5), k=st.integers(1, 5))
+def test_birthday_probability_matches_enumeration(n: int, k: int) -> None:
+    sequences = list(itertools.product(range(k), repeat=n))
+    distinct = sum(len(set(s)) == n for s in sequences)
+    assert math.isclose(_all_distinct_probability(n, k), distinct / len(sequences), abs_tol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(chances=st.lists(st.floats(0, 1), max_size=8))
+def test_repeat_count_distribution_is_exact(chances: list[float]) -> None:
+    """The Poisson binomial by dynamic programming equals the sum over every outcome pattern."""
+    pmf = _success_count_distribution(chances)
+    exact = [0.0] * (len(chances) + 1)
+    for outcome in itertools.product((0, 1), repeat=len(chances)):
+        exact[sum(outcome)] += math.prod(q if hit else 1 - q for q, hit in zip(chances, outcome))
+    assert torch.allclose(pmf, torch.tensor(exact, dtype=torch.float64), atol=1e-12)
+
+
+def test_tail_limit_is_the_one_sided_mass_beyond_z_limit() -> None:
+    assert math.isclose(2 * TAIL_LIMIT, math.erfc(Z_LIMIT / math.sqrt(2)))
+    assert 9e-10 < TAIL_LIMIT < 1e-9
 
 
 NEAREST = dict(

@@ -112,3 +112,40 @@ def test_nearest_right_passes_perturbed_fails(grader: Grader, n: int, k: int, d:
     perturbed = f"{right}\nindices[{row}] = torch.cdist(flat_z, codebook)[{row}].argmax()"
     passed, why = verdict(grader, q, perturbed)
     assert not passed and any(f"indices[{row}] = " in m and "is closer" in m for m in why), why
+
+
+@SETTINGS
+@given(
+    b=st.integers(1, 30),
+    d=st.integers(1, 30),
+    style=st.sampled_from(
+        [
+            "logvar.clamp_(-30.0, 20.0)\nkl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())",
+            "var = logvar.exp()\nmu.pow_(2)\nkl = 0.5 * (mu + var - 1 - logvar).sum()",
+            "half = logvar.mul_(0.5)\nkl = 0.5 * torch.sum(mu.pow(2) + half.mul(2).exp() - 1 - 2 * half)",
+        ]
+    ),
+)
+def test_in_place_ops_on_computed_givens_keep_their_gradients(grader: Grader, b: int, d: int, style: str) -> None:
+    """Givens that require grad stand for an encoder's outputs: in-place ops on them are legal,
+    and gradients (taken with respect to the leaves behind them) equal the reference's, which
+    itself may edit its givens in place."""
+    q = question(
+        "kl-in-place",
+        {"B": b, "D": d},
+        given={
+            "mu": {"type": "tensor", "shape": ["B", "D"], "requires_grad": True},
+            "logvar": {"type": "tensor", "shape": ["B", "D"], "dist": "uniform", "low": -3, "high": 2, "requires_grad": True},
+        },
+        expect=["kl"],
+        reference="logvar.mul_(1.0)\nkl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())",
+        probes=[{"probe": "grad", "of": "kl", "wrt": ["mu", "logvar"]}],
+        checks=[
+            {"check": "close", "of": "kl"},
+            {"check": "gradient", "of": "kl", "wrt": ["mu", "logvar"], "compare": "reference"},
+        ],
+    )
+    passed, why = verdict(grader, q, style)
+    assert passed, why
+    passed, why = verdict(grader, q, f"logvar.mul_(2.0)\n{style}")
+    assert not passed and any(m.startswith("gradient of kl") and "differs" in m for m in why), why

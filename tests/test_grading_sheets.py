@@ -125,9 +125,9 @@ def test_sheets_graded_into_results_grades_and_feedback(bank: Path, tmp_path: Pa
     assert by[("<b>bob</b>", "why")]["error"] == "no answer" and by[("<b>bob</b>", "why")]["score"] == 0
     with (out / "grades.csv").open() as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["student", "pick", "why", "z-shape", "kl", "total"]
-    assert rows[1] == ["<b>bob</b>", "0", "0", "0", "1", "1"]
-    assert rows[2] == ["ada", "2", "1", "1", "3", "7"]
+    assert rows[0] == ["student", "pick", "why", "z-shape", "kl", "total", "needs_review", "reviewed"]
+    assert rows[1] == ["<b>bob</b>", "0", "0", "0", "1", "1", "", ""]
+    assert rows[2] == ["ada", "2", "1", "1", "3", "7", "", ""]
     pages = sorted((out / "feedback").glob("*.html"))
     assert len(pages) == 2
     bob_page = next(p for p in pages if p.name != "ada.html").read_text()
@@ -142,19 +142,22 @@ def test_malformed_sheets_are_reported_and_skipped(bank: Path, tmp_path: Path) -
     broken = [
         (write_sheet(sheets, "truncated.json", '{"student": "x", "answers": {'), "not valid JSON: line 1"),
         (write_sheet(sheets, "nostudent.json", {"answers": {"pick": "A"}}), "student: Field required"),
-        (write_sheet(sheets, "badanswer.json", {"student": "y", "answers": {"pick": {"label": "A"}}}), "answers.pick"),
-        (write_sheet(sheets, "twice.json", {"student": "ok", "answers": {}}), "already has a sheet"),
+        (write_sheet(sheets, "badanswers.json", {"student": "y", "answers": [{"pick": "A"}]}), "answers: must map question ids"),
+        (write_sheet(sheets, "notasheet.json", [1, 2]), "not a sheet"),
         (sheets / "missing.json", "no such file"),
     ]
+    twice = write_sheet(sheets, "twice.json", {"student": "ok", "answers": {}})
     latin1 = sheets / "latin1.json"
     latin1.write_bytes(b'{"student": "caf\xe9"}')
     broken.append((latin1, "not UTF-8"))
     out = tmp_path / "out"
-    done = run_vaequiz("grade-sheets", good, *(p for p, _ in broken), "--out", out, "--bank", bank, "--workers", "1")
+    done = run_vaequiz("grade-sheets", good, twice, *(p for p, _ in broken), "--out", out, "--bank", bank, "--workers", "1")
     assert done.returncode == 1
     for path, reason in broken:
         line = next((line for line in done.stderr.splitlines() if str(path) in line), done.stderr)
         assert "skipped" in line and reason in line, line
+    twice_line = next(line for line in done.stderr.splitlines() if str(twice) in line)
+    assert "set aside" in twice_line and "already has a sheet" in twice_line and str(good) in twice_line
     assert "answer to 'nope-question' ignored" in done.stderr
     assert "Traceback" not in done.stderr
     assert [(r["student"], r["question"], r["passed"]) for r in read_lines(out / "results.jsonl")] == [("ok", "pick", True)]

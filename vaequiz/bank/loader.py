@@ -6,7 +6,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -15,6 +15,7 @@ from vaequiz.bank.models import (
     AnyQuestion,
     CodeQuestion,
     MultipleChoice,
+    is_markdown_field,
     models_in,
     question_adapter,
 )
@@ -24,6 +25,7 @@ from vaequiz.bank.yaml_source import (
     YamlSourceError,
     read_yaml_file,
 )
+from vaequiz.formulas import formula_errors
 
 
 @dataclass(frozen=True, order=True)
@@ -104,8 +106,13 @@ def bank_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def load_bank(root: Path | str) -> Bank:
-    """Load and validate every question under ``root``; never raises for bad content."""
+def load_bank(root: Path | str, *, check_formulas: bool = False) -> Bank:
+    """Load and validate every question under ``root``; never raises for bad content.
+
+    With ``check_formulas`` (``validate``, ``lint``), a formula in any Markdown field that cannot
+    be converted to MathML is a problem too; other commands leave that to the pages that
+    render the field, so an exam builds while an unshown explanation is being fixed.
+    """
     root = Path(root)
     bank = Bank(root=root)
     if not root.exists():
@@ -134,6 +141,8 @@ def load_bank(root: Path | str) -> Bank:
             bank.questions.append(question)
             bank.locations[question.id] = location
             bank.source_maps[question.id] = (source_map, prefix)
+            if check_formulas:
+                bank.problems.extend(formula_problems(question, source_map, prefix))
     bank.problems.extend(_cross_question_problems(bank))
     bank.problems.sort()
     return bank
@@ -205,7 +214,34 @@ def validate_located(
         return adapter.validate_python(item)
     except ValidationError as err:
         model = model_hint(item) if model_hint else None
-        return [_problem_from_error(e, item, source_map, prefix, model) for e in err.errors()]
+        errors = err.errors()
+        problems = [_problem_from_error(e, item, source_map, prefix, model) for e in errors]
+        return _merge_union_alternatives(problems, errors)
+
+
+def _merge_union_alternatives(problems: list[Problem], errors: list[Any]) -> list[Problem]:
+    """One problem per value: a value that fits no member of a union (``shape: [1.5]``, where
+    a size or a name fits) gets one line naming every type it may have, not one per member."""
+    merged: list[Problem] = []
+    alternatives: list[str] = []
+    for problem, error in zip(problems, errors):
+        is_type_error = error["type"].endswith("_type")
+        previous = merged[-1] if merged else None
+        if (
+            is_type_error
+            and previous is not None
+            and alternatives
+            and (previous.location, previous.field_path) == (problem.location, problem.field_path)
+        ):
+            alternatives.append(error["msg"].removeprefix("Input should be "))
+            message = "Input should be " + " or ".join(alternatives)
+            merged[-1] = Problem(
+                problem.location, problem.field_path, message + _how_yaml_read(error["input"], "")
+            )
+            continue
+        merged.append(problem)
+        alternatives = [error["msg"].removeprefix("Input should be ")] if is_type_error else []
+    return merged
 
 
 _TAGS = set(QUESTION_KINDS)
@@ -230,13 +266,11 @@ def _problem_from_error(
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             clean.append(part)
             node = node[part]
-        elif isinstance(node, dict) and error["type"] in ("missing", "extra_forbidden"):
+        elif isinstance(node, dict) and error["type"] in ("missing", "field_missing", "extra_forbidden"):
             if part == loc[-1]:
                 clean.append(part)
-        # else: a union tag or model name inserted by pydantic; skip it
-    field = error.get("ctx", {}).get("field")
-    if field:  # a model-level rule about one field (see models.PydanticCustomError uses)
-        clean.append(field)
+        # else: a union tag or model name inserted by pydantic, or an index into a value
+        # written as a scalar (``answer: E``); skip it
     path = tuple(clean)
     field_path = ".".join(str(p) for p in path)
     kind = error["type"]
@@ -270,16 +304,53 @@ def _problem_from_error(
         )
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
-    elif kind.endswith("_type") and isinstance(error.get("input"), bool):
-        message += (
-            f"; YAML read this value as the boolean {str(error['input']).lower()} "
-            "(yes/no/on/off/true/false): put it in quotes"
-        )
-    elif kind.endswith("_type") and error.get("input") is None:
-        message += "; the value is empty (YAML null)"
+    elif kind.endswith("_type") or kind == "enum":
+        message += _how_yaml_read(error.get("input"), kind)
     elif kind == "string_pattern_mismatch":
         message = _pattern_message(path, error)
     return Problem(source_map.locate(prefix + path), field_path, message)
+
+
+_EXPECTED_BY_TYPE = {"int_type": "int", "float_type": "float", "bool_type": "bool"}
+
+
+def _how_yaml_read(value: Any, kind: str) -> str:
+    """What YAML made of a value of the wrong type, and the fix, for a type error's message.
+
+    YAML types unquoted scalars by their look (``12345`` is a number, ``yes`` a boolean), so
+    the author often wrote what they meant and only the quotes are wrong.
+    """
+    wants_text = kind == "string_type"
+    if isinstance(value, bool):
+        shown = str(value).lower()
+        fix = ": put it in quotes" if wants_text else ""
+        return f"; YAML read this value as the boolean {shown} (yes/no/on/off/true/false){fix}"
+    if value is None:
+        return "; the value is empty (YAML null)"
+    if isinstance(value, (int, float)):
+        return f"; YAML read this value as the number {value!r}" + (": put it in quotes" if wants_text else "")
+    if isinstance(value, str):
+        if kind == "enum":
+            return ""  # the message names the allowed values already
+        expected = _EXPECTED_BY_TYPE.get(kind)
+        if expected == "bool" and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return f"; {value!r} is quoted, so it is text: write true or false without quotes"
+        if expected in ("int", "float") and _parses_as(value, int if expected == "int" else float):
+            return f"; {value!r} is quoted, so it is text: remove the quotes"
+        return f"; the value is the text {value!r}"
+    if isinstance(value, list):
+        return "; YAML read this value as a list"
+    if isinstance(value, dict):
+        return "; YAML read this value as a mapping (key: value)"
+    return ""
+
+
+def _parses_as(text: str, number: type) -> bool:
+    try:
+        number(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _pattern_message(path: tuple[Any, ...], error: Any) -> str:
@@ -332,6 +403,39 @@ def _pick_model(annotation: Any, node: Any) -> type[BaseModel] | None:
             if tag and typing.get_origin(f.annotation) is Literal and node.get(name) in tag:
                 return candidate
     return None
+
+
+def markdown_fields(model: BaseModel, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every Markdown text in a question with its field path, found from the models' types."""
+    for name, model_field in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = model_field.alias or name
+        if isinstance(value, str) and is_markdown_field(model_field):
+            yield path + (key,), value
+        elif isinstance(value, BaseModel):
+            yield from markdown_fields(value, path + (key,))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from markdown_fields(item, path + (key, i))
+
+
+def formula_problems(
+    question: BaseModel, source_map: SourceMap, prefix: tuple[Any, ...] = ()
+) -> list[Problem]:
+    """A formula in any Markdown field that cannot be converted to MathML would stop every page
+    showing it; it is a problem of the bank, located at its field."""
+    problems = []
+    for path, text in markdown_fields(question):
+        for err in formula_errors(text):
+            problems.append(
+                Problem(
+                    source_map.locate(prefix + path),
+                    ".".join(map(str, path)),
+                    f"{err}; fix the LaTeX (`vaequiz render` shows the result)",
+                )
+            )
+    return problems
 
 
 def _cross_question_problems(bank: Bank) -> list[Problem]:

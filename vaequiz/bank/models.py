@@ -9,18 +9,22 @@ from __future__ import annotations
 import keyword
 import re
 import typing
-from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
+
+from vaequiz.compat import StrEnum
 
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 LABEL_PATTERN = r"^[A-Z]$"
@@ -64,8 +68,20 @@ def is_markdown_field(field: Any) -> bool:
 
     return any(isinstance(m, MarkdownText) for m in field.metadata) or marked(field.annotation)
 PythonSource = Annotated[str, Field(min_length=1, description="Python statements.")]
-Symbol = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-Dim = Union[int, Symbol]
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Symbol = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer, so the loader does too (never ``true`` or ``"3"``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_whole_number)]
+"""An integer as the JSON Schema's ``integer`` accepts it: 3 or 3.0."""
+Dim = Union[Int, Symbol]
 """A tensor dimension: a literal size or a symbol bound by each trial (e.g. ``B``)."""
 
 
@@ -75,31 +91,122 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=True)
 
 
+class BankModel(StrictModel):
+    """Base for every bank-file model: values must have the JSON type the schema states.
+
+    YAML types silently (``id: 12345`` is a number, ``points: "3"`` a string, ``text: yes`` a
+    boolean); strict validation refuses each, so what the JSON Schema rejects, ``validate``
+    rejects. A number where a float is expected is fine, as in JSON Schema.
+    """
+
+    model_config = ConfigDict(strict=True, coerce_numbers_to_str=False)
+
+
+RuleProblems = list[tuple[tuple[Union[str, int], ...], str]]
+"""Broken rules, each a path below the validated field (or model) and a message."""
+
+
+def rule_errors(
+    problems: RuleProblems, value: Any = None, along: ValidationError | None = None
+) -> ValidationError:
+    """Several broken rules at once, each at a path below the field (or model) that checks them,
+    plus the errors of ``along`` (a validator raises one error holding every problem).
+
+    Raised from a validator, the paths are appended to the validator's own location, so the
+    loader reports every problem in one run, each at the line of the value it is about.
+    """
+    details = [_error_details(error) for error in along.errors()] if along else []
+    details += [
+        InitErrorDetails(type=PydanticCustomError("rule", message), loc=path, input=value)
+        for path, message in problems
+    ]
+    return ValidationError.from_exception_data("rules", details)
+
+
+_PYDANTIC_ERROR_TYPES = frozenset(typing.get_args(core_schema.ErrorType))
+
+
+def _error_details(error: Any) -> InitErrorDetails:
+    """One reported error back as raisable details, the same type, place and message."""
+    if error["type"] not in _PYDANTIC_ERROR_TYPES:
+        custom = PydanticCustomError(error["type"], error["msg"])
+        return InitErrorDetails(type=custom, loc=error["loc"], input=error["input"])
+    details = InitErrorDetails(type=error["type"], loc=error["loc"], input=error["input"])
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
+def validated_with_rules(data: Any, handler: Any, rules: Any) -> Any:
+    """Validate ``data`` and check its rules between fields on the values as written, in one go.
+
+    A field validator stops once a field it reads is invalid, and an after-validator waits
+    until every field is valid; rules that read the written values (those of the right type)
+    are reported in the same run as every other mistake of the model, each at its own value.
+    """
+    problems = rules(data) if isinstance(data, dict) else []
+    try:
+        model = handler(data)
+    except ValidationError as err:
+        raise rule_errors(problems, data, along=err) from None
+    if problems:
+        raise rule_errors(problems, data)
+    return model
+
+
+def _written(item: Any, name: str) -> Any:
+    """A field as written (a mapping) or as built in Python (a model; ``name`` may be an alias)."""
+    if isinstance(item, dict):
+        return item.get(name)
+    if isinstance(item, BaseModel):
+        for attribute, field in type(item).model_fields.items():
+            if name in (attribute, field.alias):
+                return getattr(item, attribute)
+    return None
+
+
+def _names(value: Any) -> list[str]:
+    """The strings of a list as written (other items are reported by their field)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 class Difficulty(StrEnum):
     beginner = "beginner"
     intermediate = "intermediate"
     advanced = "advanced"
 
 
-def _check_identifier(name: str) -> str:
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"{name!r} is not a valid Python name")
-    return name
-
-
 PythonName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 
 
-class QuestionBase(StrictModel):
+def _explanation_required_when_keyed(schema: dict[str, Any], model: Any) -> None:
+    """The schema states what the validator enforces: a keyed kind needs a real explanation."""
+    if not getattr(model, "keyed", False) or "explanation" not in schema.get("properties", {}):
+        return
+    field = schema["properties"]["explanation"]
+    field.pop("default", None)
+    texts = [s for s in field.pop("anyOf", []) if s.get("type") != "null"]
+    if len(texts) == 1:
+        field.update({k: v for k, v in texts[0].items() if k != "description"})
+    schema.setdefault("required", []).append("explanation")
+
+
+class QuestionBase(BankModel):
     """Fields every question kind shares."""
+
+    model_config = ConfigDict(json_schema_extra=_explanation_required_when_keyed)
+    keyed: ClassVar[bool] = True
+    """Whether the kind has a key (and so needs an ``explanation``)."""
 
     id: QuestionId
     topics: list[Topic] = Field(min_length=1, description="Tags used to select questions.")
-    difficulty: Difficulty
+    difficulty: Annotated[Difficulty, Field(strict=False)]
     points: float = Field(1.0, ge=0, le=1000, description="Points the item is worth.")
     hint: Markdown | None = Field(None, description="Shown on request in practice mode.")
     explanation: Markdown | None = Field(
-        None, description="Why the key is right; required for every kind with a key."
+        None,
+        description="Why the key is right; required for every kind with a key.",
+        validate_default=True,
     )
     source: str = Field(
         pattern=SOURCE_PATTERN,
@@ -109,24 +216,23 @@ class QuestionBase(StrictModel):
     @field_validator("topics")
     @classmethod
     def _unique_topics(cls, topics: list[str]) -> list[str]:
-        duplicates = sorted({t for t in topics if topics.count(t) > 1})
-        if duplicates:
-            raise ValueError(f"topic listed twice: {', '.join(duplicates)}")
+        repeated = [(i,) for i, t in enumerate(topics) if t in topics[:i]]
+        if repeated:
+            raise rule_errors([(at, f"topic listed twice: {topics[at[0]]}") for at in repeated], topics)
         return topics
 
-    @model_validator(mode="after")
-    def _explanation_when_keyed(self) -> "QuestionBase":
-        if self.has_key and not self.explanation:
+    @field_validator("explanation")
+    @classmethod
+    def _explanation_when_keyed(cls, explanation: str | None) -> str | None:
+        if cls.keyed and explanation is None:
             raise PydanticCustomError(
-                "field_missing",
-                "missing required field 'explanation' (say why the key is right)",
-                {"field": "explanation"},
+                "field_missing", "missing required field 'explanation' (say why the key is right)"
             )
-        return self
+        return explanation
 
     @property
     def has_key(self) -> bool:
-        return True
+        return self.keyed
 
     @property
     def text(self) -> str:
@@ -137,9 +243,17 @@ class QuestionBase(StrictModel):
 # --------------------------------------------------------------------------- multiple choice
 
 
-class Option(StrictModel):
+class Option(BankModel):
     """One labelled answer option; ``text`` is Markdown, ``code`` a Python snippet shown as code."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("text", "code")
+            ]
+        }
+    )
     label: Label
     text: Markdown | None = None
     code: PythonSource | None = Field(
@@ -162,7 +276,9 @@ class MultipleChoice(QuestionBase):
     kind: Literal["mcq"]
     stem: Markdown
     options: list[Option] = Field(min_length=2, max_length=12)
-    answer: list[Label] = Field(description="The keyed label, or a list for multi-select.")
+    answer: list[Label] = Field(
+        min_length=1, description="The keyed label, or a list for multi-select."
+    )
     multiple: bool = Field(False, description="Multi-select: students tick every correct option.")
     shuffle: bool = Field(True, description="Options may be shuffled in per-student variants.")
     code_question: QuestionId | None = Field(
@@ -170,53 +286,85 @@ class MultipleChoice(QuestionBase):
         description="Id of the code question every option's `code` is graded against by verify.",
     )
 
-    @field_validator("answer", mode="before")
+    @field_validator("answer", mode="before", json_schema_input_type=Union[Label, list[Label]])
     @classmethod
     def _answer_as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _key_consistent(self) -> "MultipleChoice":
-        labels = [o.label for o in self.options]
-        expected = [chr(ord("A") + i) for i in range(len(labels))]
-        if labels != expected:
-            raise ValueError(
-                f"options must be labelled {', '.join(expected)} in order; got {', '.join(labels)}"
-            )
-        contents = [(o.text or "").strip() + "\0" + (o.code or "").strip() for o in self.options]
-        for i, content in enumerate(contents):
-            if content in contents[:i]:
-                first = labels[contents.index(content)]
-                raise ValueError(f"options {first} and {labels[i]} are identical")
-        unknown = [a for a in self.answer if a not in labels]
-        if unknown:
-            raise ValueError(
-                f"answer {', '.join(unknown)} is not one of the options ({', '.join(labels)})"
-            )
-        if len(set(self.answer)) != len(self.answer):
-            raise ValueError("answer lists a label twice")
-        if self.multiple and len(self.answer) < 2:
-            raise ValueError("a multi-select question ('multiple: true') needs at least two keys")
-        if not self.multiple and len(self.answer) != 1:
-            raise ValueError(
-                "a single-answer question has exactly one key; set 'multiple: true' for several"
-            )
-        if self.code_question and not all(o.code for o in self.options):
-            missing = [o.label for o in self.options if not o.code]
-            raise ValueError(
-                f"with 'code_question' every option needs 'code'; missing in {', '.join(missing)}"
-            )
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _key_matches_options(cls, data: Any, handler: Any) -> Any:
+        return validated_with_rules(data, handler, _key_and_options_problems)
 
     @property
     def text(self) -> str:
         return self.stem
 
 
+def _is_label(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(LABEL_PATTERN, value) is not None
+
+
+def _key_and_options_problems(data: dict[str, Any]) -> RuleProblems:
+    """The MCQ's rules between fields, over the values that have the right type (a value of the
+    wrong type is reported by its own field)."""
+    problems: RuleProblems = []
+    options = data.get("options")
+    labels: list[str] | None = None
+    if isinstance(options, list):
+        labels = [chr(ord("A") + i) for i in range(len(options))]
+        contents: list[str | None] = []
+        for i, option in enumerate(options):
+            label = _written(option, "label")
+            if _is_label(label) and label != labels[i]:
+                problems.append(
+                    (("options", i, "label"), f"option {i + 1} must be labelled {labels[i]} "
+                     f"(options are labelled A, B, C, ... in order); got {label}")
+                )
+            text, code = _written(option, "text"), _written(option, "code")
+            content = None
+            if all(v is None or isinstance(v, str) for v in (text, code)) and (text or code):
+                content = (text or "").strip() + "\0" + (code or "").strip()
+            if content is not None and content in contents:
+                first = labels[contents.index(content)]
+                problems.append((("options", i), f"options {first} and {labels[i]} are identical"))
+            contents.append(content)
+    answer = data.get("answer")
+    keys = [answer] if isinstance(answer, str) else answer if isinstance(answer, list) else None
+    if keys:  # an empty list is reported by the field itself
+        for k, key in enumerate(keys):
+            at: tuple[str | int, ...] = ("answer",) if isinstance(answer, str) else ("answer", k)
+            if not _is_label(key):
+                continue  # reported by the field itself
+            if labels is not None and key not in labels:
+                problems.append((at, f"answer {key} is not one of the options ({', '.join(labels)})"))
+            if key in keys[:k]:
+                problems.append((at, f"answer lists {key} twice"))
+        multiple = data.get("multiple", False)
+        if multiple is True and len(keys) < 2:
+            problems.append(
+                (("answer",), "a multi-select question ('multiple: true') needs at least two keys")
+            )
+        if multiple is False and len(keys) != 1:
+            problems.append(
+                (("answer",), "a single-answer question has exactly one key; set 'multiple: true' "
+                 "for several")
+            )
+    code_question = data.get("code_question")
+    if isinstance(code_question, str) and code_question and labels is not None:
+        missing = [labels[i] for i, o in enumerate(options) if not _written(o, "code")]
+        if missing:
+            problems.append(
+                (("code_question",), f"with 'code_question' every option needs 'code'; missing "
+                 f"in {', '.join(missing)}")
+            )
+    return problems
+
+
 # --------------------------------------------------------------------------- short answer
 
 
-class Concept(StrictModel):
+class Concept(BankModel):
     """A concept the answer should show, recognised by any of its phrasings or patterns."""
 
     name: str = Field(min_length=1, description="What the concept is, shown in feedback.")
@@ -228,17 +376,33 @@ class Concept(StrictModel):
         ),
     )
     patterns: list[str] = Field(
-        default_factory=list, description="Python regular expressions (case-insensitive)."
+        default_factory=list,
+        description=(
+            "Python regular expressions (case-insensitive), matched against each sentence as "
+            "written and against its math form (z=mu+sigma*eps; see the README)."
+        ),
+    )
+    contradictions: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Phrasings that, stated without negation, cancel the concept "
+            "(e.g. 'kl ... measures ... reconstruction'); '...' allows a few words between parts."
+        ),
     )
 
     @field_validator("patterns")
     @classmethod
     def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
+        problems: RuleProblems = []
+        for i, pattern in enumerate(patterns):
             try:
                 re.compile(pattern)
             except re.error as err:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {err}")
+                problems.append(
+                    ((i,), f"pattern {pattern!r} is not a valid regular expression: {err}")
+                )
+        if problems:
+            raise rule_errors(problems, patterns)
         return patterns
 
     @model_validator(mode="after")
@@ -246,6 +410,17 @@ class Concept(StrictModel):
         if not self.phrasings and not self.patterns:
             raise ValueError(f"concept {self.name!r} needs at least one phrasing or pattern")
         return self
+
+
+class RubricExample(StrictModel):
+    """A marked student answer: `vaequiz verify` regrades it and fails on any disagreement."""
+
+    answer: str = Field(min_length=1, description="The answer as a student wrote it.")
+    concepts: list[str] = Field(
+        default_factory=list, description="Names of the rubric concepts a teacher sees in it."
+    )
+    verdict: Literal["pass", "fail"] = Field(description="The teacher's pass/fail.")
+    why: str | None = Field(None, description="What the example tests (a trap, a paraphrase).")
 
 
 class ShortAnswer(QuestionBase):
@@ -258,12 +433,45 @@ class ShortAnswer(QuestionBase):
     pass_fraction: float = Field(
         0.5, gt=0, le=1, description="Share of concepts needed for the item to count as passed."
     )
+    examples: list[RubricExample] = Field(
+        default_factory=list, description="Marked answers the rubric must grade the same way."
+    )
+
+    @field_validator("rubric")
+    @classmethod
+    def _unique_concepts(cls, rubric: list[Concept]) -> list[Concept]:
+        names = [c.name for c in rubric]
+        problems: RuleProblems = [
+            ((i, "name"), f"two rubric concepts are named {name!r}")
+            for i, name in enumerate(names)
+            if name in names[:i]
+        ]
+        if problems:
+            raise rule_errors(problems, rubric)
+        return rubric
 
     @model_validator(mode="after")
-    def _unique_concepts(self) -> "ShortAnswer":
+    def _examples_match_rubric(self) -> "ShortAnswer":
+        """Each marked example names real concepts, and its pass/fail follows from them."""
         names = [c.name for c in self.rubric]
-        if len(set(names)) != len(names):
-            raise ValueError("two rubric concepts have the same name")
+        problems: RuleProblems = []
+        for i, example in enumerate(self.examples):
+            unknown = [c for c in example.concepts if c not in names]
+            if unknown:
+                problems.append(
+                    (("examples", i, "concepts"),
+                     f"{unknown[0]!r} is not a rubric concept; concepts are: {'; '.join(names)}")
+                )
+                continue
+            shown = len(set(example.concepts))
+            if (shown / len(names) >= self.pass_fraction - 1e-9) != (example.verdict == "pass"):
+                problems.append(
+                    (("examples", i, "verdict"),
+                     f"marked {example.verdict} but shows {shown} of {len(names)} concepts "
+                     f"(pass_fraction {self.pass_fraction:g})")
+                )
+        if problems:
+            raise rule_errors(problems, self.examples)
         return self
 
     @property
@@ -281,10 +489,7 @@ class Flashcard(QuestionBase):
     front: Markdown
     back: Markdown
     points: float = Field(0.0, ge=0, le=0, description="Cards are for revision and never graded.")
-
-    @property
-    def has_key(self) -> bool:
-        return False
+    keyed: ClassVar[bool] = False
 
     @property
     def text(self) -> str:
@@ -299,14 +504,9 @@ class ShapeAnswer(QuestionBase):
 
     kind: Literal["shape"]
     prompt: Markdown
-    answer: list[int] = Field(description="The shape, e.g. [64, 20]; [] for a scalar.")
-
-    @field_validator("answer")
-    @classmethod
-    def _non_negative(cls, dims: list[int]) -> list[int]:
-        if any(d < 0 for d in dims):
-            raise ValueError("tensor dimensions cannot be negative")
-        return dims
+    answer: list[Annotated[Int, Field(ge=0)]] = Field(
+        description="The shape, e.g. [64, 20]; [] for a scalar."
+    )
 
     @property
     def text(self) -> str:
@@ -330,7 +530,7 @@ class NumericAnswer(QuestionBase):
 # --------------------------------------------------------------------------- code: inputs
 
 
-class TensorInput(StrictModel):
+class TensorInput(BankModel):
     """A tensor the grader draws (seeded) for each trial."""
 
     type: Literal["tensor"]
@@ -344,14 +544,16 @@ class TensorInput(StrictModel):
     dtype: Literal["float32", "float64", "int64", "bool"] = "float32"
     requires_grad: bool = False
 
-    @model_validator(mode="after")
-    def _grad_on_floats(self) -> "TensorInput":
-        if self.requires_grad and not self.dtype.startswith("float"):
-            raise ValueError("only floating-point tensors can require grad")
-        return self
+    @field_validator("requires_grad")
+    @classmethod
+    def _grad_on_floats(cls, requires_grad: bool, info: ValidationInfo) -> bool:
+        dtype = info.data.get("dtype", "float32")
+        if requires_grad and not dtype.startswith("float"):
+            raise ValueError(f"only floating-point tensors can require grad; this one is {dtype}")
+        return requires_grad
 
 
-class ScalarInput(StrictModel):
+class ScalarInput(BankModel):
     """An int or float, literal or bound by the trial (e.g. ``value: latent_dim``)."""
 
     type: Literal["int", "float"]
@@ -363,14 +565,14 @@ class ScalarInput(StrictModel):
         return value
 
 
-class EmbeddingAttr(StrictModel):
+class EmbeddingAttr(BankModel):
     """An ``nn.Embedding(num, dim)`` attribute of a given module, weights drawn N(0, 1)."""
 
     num_embeddings: Dim
     embedding_dim: Dim
 
 
-class ModuleInput(StrictModel):
+class ModuleInput(BankModel):
     """A plain ``nn.Module`` carrying attributes, e.g. ``model.codebook = nn.Embedding(512, 64)``."""
 
     type: Literal["module"]
@@ -380,17 +582,17 @@ class ModuleInput(StrictModel):
 InputSpec = Annotated[Union[TensorInput, ScalarInput, ModuleInput], Field(discriminator="type")]
 
 
-class Trial(StrictModel):
+class Trial(BankModel):
     """One hidden run: symbol bindings (sizes) and how often to repeat it with fresh seeds."""
 
     bind: dict[Symbol, int | float] = Field(default_factory=dict)
-    repeat: int = Field(1, ge=1, le=4096, description="Runs with the same inputs, new seed each.")
+    repeat: Int = Field(1, ge=1, le=4096, description="Runs with the same inputs, new seed each.")
 
 
 # --------------------------------------------------------------------------- code: probes
 
 
-class GradProbe(StrictModel):
+class GradProbe(BankModel):
     """Gradient of ``of.sum()`` with respect to given tensors, taken inside the sandbox."""
 
     probe: Literal["grad"]
@@ -398,7 +600,7 @@ class GradProbe(StrictModel):
     wrt: list[PythonName] = Field(min_length=1)
 
 
-class CallProbe(StrictModel):
+class CallProbe(BankModel):
     """Calls an expected callable (e.g. a decoder) on grader-drawn inputs; output is ``as``."""
 
     probe: Literal["call"]
@@ -408,7 +610,7 @@ class CallProbe(StrictModel):
     train_mode: bool = False
 
 
-class FitProbe(StrictModel):
+class FitProbe(BankModel):
     """Trains an expected module on a grader-drawn batch for a few steps; output is ``as``.
 
     Returns the module's final predictions on the training inputs; the grader computes the loss
@@ -420,7 +622,7 @@ class FitProbe(StrictModel):
     input: TensorInput
     target: TensorInput
     loss: Literal["bce", "mse"] = "bce"
-    steps: int = Field(100, ge=1, le=5000)
+    steps: Int = Field(100, ge=1, le=5000)
     lr: float = Field(1e-2, gt=0)
     as_: PythonName = Field(alias="as")
 
@@ -431,7 +633,7 @@ ProbeSpec = Annotated[Union[GradProbe, CallProbe, FitProbe], Field(discriminator
 # --------------------------------------------------------------------------- code: checks
 
 
-class CheckBase(StrictModel):
+class CheckBase(BankModel):
     """Fields every check shares (Otter-style: name, points, hidden flag, messages)."""
 
     name: str | None = Field(None, description="Shown to students; a default is derived.")
@@ -451,9 +653,19 @@ class CheckBase(StrictModel):
         return self.default_title.format(**fields)
 
 
+ONE_TARGET_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in ("is", "like")
+    ]
+}
+"""A shape or dtype check names exactly one of 'is' and 'like' (the schema says so too)."""
+
+
 class ShapeCheck(CheckBase):
     """``of`` has one of the shapes in ``is`` (symbols from the trial) or the shape of ``like``."""
 
+    model_config = ConfigDict(json_schema_extra=ONE_TARGET_SCHEMA)
     check: Literal["shape"]
     default_title: ClassVar[str] = "shape of {of}"
     of: PythonName
@@ -470,6 +682,7 @@ class ShapeCheck(CheckBase):
 class DtypeCheck(CheckBase):
     """``of`` has one of the dtypes in ``is``, or the dtype of ``like`` (a given or 'reference')."""
 
+    model_config = ConfigDict(json_schema_extra=ONE_TARGET_SCHEMA)
     check: Literal["dtype"]
     default_title: ClassVar[str] = "dtype of {of}"
     of: PythonName
@@ -565,6 +778,16 @@ class UniformRowsCheck(CheckBase):
     table: str = Field(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$")
 
 
+class WithReplacementCheck(CheckBase):
+    """Codes in ``of`` (rows of ``table``) repeat within a run as often as independent uniform
+    draws with replacement do (the birthday problem), so distinct draws (``randperm``) fail."""
+
+    check: Literal["with_replacement"]
+    default_title: ClassVar[str] = "codes in {of} drawn independently, with replacement"
+    of: PythonName
+    table: str = Field(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$", description="given.attribute")
+
+
 class NearestCheck(CheckBase):
     """``of`` holds, for each row of ``rows``, the index of a nearest row of ``table``."""
 
@@ -581,7 +804,7 @@ class ModuleCheck(CheckBase):
     check: Literal["module"]
     default_title: ClassVar[str] = "{of} is a trainable nn.Module"
     of: PythonName
-    min_trainable: int = Field(1, ge=0)
+    min_trainable: Int = Field(1, ge=0)
 
 
 class FitCheck(CheckBase):
@@ -605,6 +828,7 @@ CheckSpec = Annotated[
         GradientCheck,
         RowsFromCheck,
         UniformRowsCheck,
+        WithReplacementCheck,
         NearestCheck,
         ModuleCheck,
         FitCheck,
@@ -613,18 +837,18 @@ CheckSpec = Annotated[
 ]
 
 
-class Limits(StrictModel):
+class Limits(BankModel):
     """Resource limits for one graded snippet (all trials together)."""
 
     time_s: float = Field(5.0, gt=0, le=600, description="Wall-clock limit.")
     cpu_s: float | None = Field(None, gt=0, le=600, description="CPU limit; default time_s.")
-    memory_mb: int = Field(1024, ge=64, le=65536, description="Memory beyond the warm worker's.")
-    processes: int = Field(8, ge=1, le=512, description="Processes and threads the snippet may add.")
-    output_kb: int = Field(64, ge=1, le=65536, description="stdout + stderr kept; more is cut.")
-    file_mb: int = Field(16, ge=0, le=4096, description="Largest file the snippet may write.")
+    memory_mb: Int = Field(1024, ge=64, le=65536, description="Memory beyond the warm worker's.")
+    processes: Int = Field(8, ge=1, le=512, description="Processes and threads the snippet may add.")
+    output_kb: Int = Field(64, ge=1, le=65536, description="stdout + stderr kept; more is cut.")
+    file_mb: Int = Field(16, ge=0, le=4096, description="Largest file the snippet may write.")
 
 
-class Mutant(StrictModel):
+class Mutant(BankModel):
     """A known-wrong answer; `vaequiz verify` proves that the checks reject it."""
 
     code: PythonSource
@@ -650,65 +874,10 @@ class CodeQuestion(QuestionBase):
     checks: list[CheckSpec] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
 
-    @field_validator("given", "expect")
+    @model_validator(mode="wrap")
     @classmethod
-    def _names_not_reserved(cls, value: Any) -> Any:
-        for name in value:
-            _check_identifier(name)
-            if name in {"torch", "nn", "F"}:
-                raise ValueError(f"{name!r} is bound by the grader already")
-        return value
-
-    @field_validator("reference")
-    @classmethod
-    def _reference_compiles(cls, source: str) -> str:
-        _compile_or_explain(source, "reference")
-        return source
-
-    @model_validator(mode="after")
-    def _cross_references(self) -> "CodeQuestion":
-        symbols_needed = set()
-        for spec in self.given.values():
-            symbols_needed |= _symbols_of(spec)
-        for probe in self.probes:
-            for spec in _probe_inputs(probe):
-                symbols_needed |= _symbols_of(spec)
-        for i, trial in enumerate(self.trials):
-            missing = sorted(symbols_needed - set(trial.bind))
-            if missing:
-                raise ValueError(f"trials[{i}] does not bind {', '.join(missing)}")
-        if not _reference_binds(self.reference, self.expect):
-            missing = [n for n in self.expect if n not in _assigned_names(self.reference)]
-            raise ValueError(
-                f"the reference never assigns {', '.join(missing)}, which 'expect' lists"
-            )
-        produced = set(self.expect) | set(self.given)
-        for probe in self.probes:
-            target = probe.of if isinstance(probe, GradProbe) else probe.fn
-            if target not in self.expect:
-                raise ValueError(f"probe uses {target!r}, which is not in 'expect'")
-            if isinstance(probe, GradProbe):
-                produced |= {grad_output_name(probe.of, w) for w in probe.wrt}
-                for w in probe.wrt:
-                    if w not in self.given:
-                        raise ValueError(f"grad probe wrt {w!r}, which is not a given name")
-            else:
-                produced.add(probe.as_)
-        for check in self.checks:
-            for name in _check_names(check):
-                if name not in produced and name != "reference":
-                    raise ValueError(
-                        f"check '{check.check}' refers to {name!r}, which is neither given, "
-                        "expected nor produced by a probe"
-                    )
-            if isinstance(check, GradientCheck):
-                missing = [w for w in check.wrt if grad_output_name(check.of, w) not in produced]
-                if missing:
-                    raise ValueError(
-                        f"gradient check of {check.of!r} wrt {', '.join(missing)} needs a matching "
-                        "'grad' probe"
-                    )
-        return self
+    def _names_agree(cls, data: Any, handler: Any) -> Any:
+        return validated_with_rules(data, handler, _code_rule_problems)
 
     @property
     def text(self) -> str:
@@ -727,11 +896,8 @@ def grad_output_name(of: str, wrt: str) -> str:
     return f"grad__{of}__{wrt}"
 
 
-def _compile_or_explain(source: str, what: str) -> None:
-    try:
-        compile(source, f"<{what}>", "exec")
-    except SyntaxError as err:
-        raise ValueError(f"{what} is not valid Python: line {err.lineno}: {err.msg}")
+GRADER_NAMES = frozenset({"torch", "nn", "F"})
+"""Names the grader binds before a snippet runs."""
 
 
 def _assigned_names(source: str) -> set[str]:
@@ -748,40 +914,124 @@ def _assigned_names(source: str) -> set[str]:
     return names
 
 
-def _reference_binds(source: str, names: list[str]) -> bool:
-    return set(names) <= _assigned_names(source)
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(NAME_PATTERN, value) is not None
 
 
 def _symbols_of(spec: Any) -> set[str]:
-    if isinstance(spec, TensorInput):
-        return {d for d in spec.shape if isinstance(d, str)}
-    if isinstance(spec, ScalarInput):
-        return {spec.value} if isinstance(spec.value, str) else set()
-    if isinstance(spec, ModuleInput):
-        return {
-            d
-            for e in spec.embeddings.values()
-            for d in (e.num_embeddings, e.embedding_dim)
-            if isinstance(d, str)
-        }
-    return set()
+    """Trial symbols an input spec uses, as written."""
+    kind = _written(spec, "type")
+    dims: list[Any] = []
+    if kind == "tensor":
+        dims = _written(spec, "shape") or []
+    elif kind in ("int", "float"):
+        dims = [_written(spec, "value")]
+    elif kind == "module":
+        embeddings = _written(spec, "embeddings")
+        for attr in embeddings.values() if isinstance(embeddings, dict) else []:
+            dims += [_written(attr, "num_embeddings"), _written(attr, "embedding_dim")]
+    return {d for d in dims if _is_name(d)} if isinstance(dims, list) else set()
 
 
 def _probe_inputs(probe: Any) -> list[Any]:
-    if isinstance(probe, CallProbe):
-        return list(probe.args)
-    if isinstance(probe, FitProbe):
-        return [probe.input, probe.target]
+    kind = _written(probe, "probe")
+    if kind == "call":
+        args = _written(probe, "args")
+        return [{"type": "tensor", **a} if isinstance(a, dict) else a for a in args or []] if isinstance(args, list) else []
+    if kind == "fit":
+        return [{"type": "tensor", **t} if isinstance(t, dict) else t
+                for t in (_written(probe, "input"), _written(probe, "target")) if t is not None]
     return []
 
 
-def _check_names(check: Any) -> list[str]:
-    names = [check.of]
-    for attr in ("like", "mean", "logvar", "rows", "table"):
-        value = getattr(check, attr, None)
-        if isinstance(value, str):
-            names.append(value.split(".")[0])
-    return names
+def _code_rule_problems(data: dict[str, Any]) -> RuleProblems:
+    """A code question's rules between given, expect, reference, trials, probes and checks,
+    over the values written with the right type (others are reported by their own field)."""
+    problems: RuleProblems = []
+    given = data.get("given") if isinstance(data.get("given"), dict) else {}
+    expect = data.get("expect")
+    for where, names in (("given", [(n, n) for n in given]), ("expect", enumerate(_names(expect)))):
+        for at, name in names:
+            if _is_name(name) and (keyword.iskeyword(name) or name in GRADER_NAMES):
+                why = "is a Python keyword" if keyword.iskeyword(name) else "is bound by the grader already"
+                problems.append(((where, at), f"{name!r} {why}"))
+    reference = data.get("reference")
+    if isinstance(reference, str):
+        try:
+            compile(reference, "<reference>", "exec")
+            assigned = _assigned_names(reference)
+        except SyntaxError as err:
+            problems.append((("reference",), f"reference is not valid Python: line {err.lineno}: {err.msg}"))
+        except ValueError as err:  # a NUL byte
+            problems.append((("reference",), f"reference is not valid Python: {err}"))
+        else:
+            missing = [n for n in _names(expect) if n not in assigned]
+            if missing:
+                problems.append(
+                    (("reference",), f"the reference never assigns {', '.join(missing)}, which "
+                     "'expect' lists")
+                )
+    trials = data.get("trials") if isinstance(data.get("trials"), list) else []
+    binds = [_written(t, "bind") for t in trials]
+    bound = [set(b) if isinstance(b, dict) else None for b in binds]  # None: unreadable
+    needed: dict[str, str] = {}
+    for name, spec in given.items():
+        needed.update({symbol: f"given {name!r}" for symbol in _symbols_of(spec)})
+    for i, names in enumerate(bound):
+        missing = sorted(set(needed) - names) if names is not None else []
+        if missing:
+            users = ", ".join(sorted({needed[s] for s in missing}))
+            problems.append(
+                (("trials", i, "bind"), f"trials[{i}] does not bind {', '.join(missing)} (used by {users})")
+            )
+    probes = data.get("probes") if isinstance(data.get("probes"), list) else []
+    produced = set(_names(expect)) | {n for n in given if isinstance(n, str)}
+    outputs_known = isinstance(expect, list)
+    for i, probe in enumerate(probes):
+        kind = _written(probe, "probe")
+        target_field = "of" if kind == "grad" else "fn"
+        target = _written(probe, target_field)
+        if isinstance(expect, list) and _is_name(target) and target not in expect:
+            problems.append((("probes", i, target_field), f"probe uses {target!r}, which is not in 'expect'"))
+        if kind == "grad":
+            wrt = _names(_written(probe, "wrt"))
+            for j, w in enumerate(wrt):
+                if _is_name(w) and w not in given:
+                    problems.append((("probes", i, "wrt", j), f"grad probe wrt {w!r}, which is not a given name"))
+            if isinstance(target, str):
+                produced |= {grad_output_name(target, w) for w in wrt}
+            else:
+                outputs_known = False
+        elif isinstance(_written(probe, "as"), str):
+            produced.add(_written(probe, "as"))
+        else:
+            outputs_known = False  # a probe whose output is unreadable: do not guess
+        symbols = set().union(*(_symbols_of(spec) for spec in _probe_inputs(probe)))
+        for t, names in enumerate(bound):
+            missing = sorted(symbols - names) if names is not None else []
+            if missing:
+                problems.append(
+                    (("probes", i), f"trials[{t}] does not bind {', '.join(missing)} (used by this probe)")
+                )
+    checks = data.get("checks") if isinstance(data.get("checks"), list) else []
+    for i, check in enumerate(checks if outputs_known else []):
+        for attr in ("of", "like", "mean", "logvar", "rows", "table"):
+            value = _written(check, attr)
+            name = value.split(".")[0] if isinstance(value, str) else None
+            if name and _is_name(name) and name not in produced and name != "reference":
+                problems.append(
+                    (("checks", i, attr), f"check '{_written(check, 'check')}' refers to {name!r}, "
+                     "which is neither given, expected nor produced by a probe")
+                )
+        of, wrt = _written(check, "of"), _names(_written(check, "wrt"))
+        if _written(check, "check") == "gradient" and isinstance(of, str):
+            missing = [w for w in wrt if grad_output_name(of, w) not in produced]
+            if missing:
+                problems.append(
+                    (("checks", i), f"gradient check of {of!r} wrt {', '.join(missing)} needs a "
+                     "matching 'grad' probe")
+                )
+    return problems
 
 
 # --------------------------------------------------------------------------- the union

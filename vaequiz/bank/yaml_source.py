@@ -138,7 +138,12 @@ def decode_text(data: bytes, path: str) -> str:
 
 def parse_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain Python data plus a map of node locations."""
-    root = _compose(text, path)
+    try:
+        root = _compose(text, path, _Loader)
+    except _LibyamlNestingLimit:
+        # libyaml reads ahead and stops at its own depth limit before vaequiz's check could
+        # see the events; the pure-Python parser streams them, so the located message is ours.
+        root = _compose(text, path, yaml.SafeLoader)
     source_map = SourceMap(path)
     if root is None:
         return None, source_map
@@ -151,7 +156,11 @@ def parse_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     return _to_python(root, (), source_map), source_map
 
 
-def _compose(text: str, path: str) -> _Node | None:
+class _LibyamlNestingLimit(Exception):
+    """libyaml refused a document for nesting deeper than its own (larger) limit."""
+
+
+def _compose(text: str, path: str, loader: type) -> _Node | None:
     stack: list[tuple[_Node, list[Any]]] = []
     anchors: dict[str, _Node] = {}
     pending_anchor: list[str | None] = []
@@ -174,7 +183,7 @@ def _compose(text: str, path: str) -> _Node | None:
             )
 
     try:
-        for event in yaml.parse(text, Loader=_Loader):
+        for event in yaml.parse(text, Loader=loader):
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
@@ -214,6 +223,8 @@ def _compose(text: str, path: str) -> _Node | None:
                 if anchor:
                     anchors[anchor] = node
     except yaml.MarkedYAMLError as err:
+        if loader is not yaml.SafeLoader and "maximum nesting depth" in (err.problem or ""):
+            raise _LibyamlNestingLimit from None
         mark = err.problem_mark or err.context_mark
         problem = err.problem or "invalid YAML"
         if err.context:

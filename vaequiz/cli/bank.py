@@ -15,8 +15,11 @@ from vaequiz.cli.app import EXIT_INVALID, BankArgument, app, resolve_bank
 
 @app.command()
 def validate(bank: BankArgument = None) -> None:
-    """Check every question in the bank; report every problem as file:line:column: field: message."""
-    loaded = load_bank(resolve_bank(bank))
+    """Check every question in the bank, its formulas included.
+
+    Every problem is reported in one run as file:line:column: field: message.
+    """
+    loaded = load_bank(resolve_bank(bank), check_formulas=True)
     for problem in loaded.problems:
         typer.echo(str(problem), err=True)
     if loaded.problems:

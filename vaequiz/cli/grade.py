@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from contextlib import AbstractContextManager
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -21,10 +20,13 @@ from vaequiz.cli.app import (
     fail,
     resolve_bank,
 )
+from vaequiz.compat import StrEnum
 
 if TYPE_CHECKING:  # torch-heavy modules are imported when a command runs, not at start-up
+    from vaequiz.grading.batch import BatchReport
     from vaequiz.grading.code import SandboxRunner
     from vaequiz.grading.objective import Graded
+    from vaequiz.grading.sheets import QuizIdentity
     from vaequiz.grading.verify import Finding
 
 
@@ -54,6 +56,16 @@ def check_device(device: Device) -> None:
             fail("--device cuda was given but no CUDA device is available; use --device cpu")
 
 
+def check_semantic() -> None:
+    """``VAEQUIZ_SEMANTIC=1`` needs the semantic extra and its pinned model; say so up front."""
+    from vaequiz.grading.semantic import SemanticUnavailable, flagger_if_requested
+
+    try:
+        flagger_if_requested()
+    except SemanticUnavailable as err:
+        fail(str(err))
+
+
 def check_workers(workers: int) -> None:
     if workers < 1:
         fail(f"--workers must be at least 1 (got {workers})")
@@ -71,22 +83,30 @@ def load_checked_bank(path: Path | None) -> Bank:
     return bank
 
 
-def apply_quiz(bank: Bank, quiz_file: Path) -> list[str]:
-    """The quiz's question ids; its points overrides replace the bank's points for grading."""
+def apply_quiz(
+    bank: Bank, quiz_file: Path | None, seed: int | None = None
+) -> tuple[list[str] | None, QuizIdentity]:
+    """The quiz's question ids (None without a spec: grade what the sheets answer) and what its
+    pages' letters derive from; its points overrides replace the bank's points for grading.
+    Without a spec, letters derive from the whole-bank page (`vaequiz build` without --quiz)."""
+    from vaequiz.grading.sheets import QuizIdentity
     from vaequiz.render.quiz_spec import QuizSpecError
     from vaequiz.render.selection import quiz_for
 
-    if not quiz_file.is_file():
+    if quiz_file is not None and not quiz_file.is_file():
         fail(f"quiz spec {quiz_file} does not exist")
     try:
-        quiz = quiz_for(bank, quiz_file)
+        quiz = quiz_for(bank, quiz_file, seed)
     except QuizSpecError as err:
         fail(f"the quiz spec has {len(err.problems)} problem(s):\n{err}", EXIT_INVALID)
+    identity = QuizIdentity(quiz.id, quiz.seed, quiz.shuffle_options)
+    if quiz_file is None:
+        return None, identity
     bank.questions = [
         q.model_copy(update={"points": quiz.points[q.id]}) if q.id in quiz.points else q
         for q in bank.questions
     ]
-    return [q.id for q in quiz.questions]
+    return [q.id for q in quiz.questions], identity
 
 
 def hidden_paths(bank: Bank, *extra: Path) -> list[Path]:
@@ -153,12 +173,15 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
                 "message": visible_message(c),
                 "points": c.points,
                 "hidden": c.hidden,
+                "evidence": c.evidence,
             }
             for c in graded.checks
         ],
         "output": graded.output,
         "mistake": graded.mistake,
         "hints": graded.hints,
+        "needs_review": graded.needs_review,
+        "review_reasons": graded.review_reasons,
     }
 
 
@@ -175,11 +198,13 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
     for check in graded.checks:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
-        typer.echo(f"  [{mark}] {check.name}" + (f": {message}" if message else ""))
+        typer.echo(f"  [{mark}] {check.name}" + (f": {message or check.evidence}" if message or check.evidence else ""))
     if graded.mistake:
         typer.echo(f"  This looks like a common mistake: {graded.mistake}")
     for hint in graded.hints:
         typer.echo(f"  Hint: {hint}")
+    if graded.needs_review:
+        typer.echo("  a teacher will confirm this grade: " + "; ".join(graded.review_reasons))
     if graded.output.strip():
         typer.echo("  your code printed:")
         for line in graded.output.rstrip().splitlines()[:40]:
@@ -195,10 +220,12 @@ def grade(
     bank: BankOption = None,
 ) -> None:
     """Grade one answer. Exit 0 passed, 1 not passed, 2 usage error."""
+    from vaequiz.grading.answers import read_answer
     from vaequiz.grading.grader import Grader, refused
     from vaequiz.grading.sandbox import source_problem
 
     check_device(device)
+    check_semantic()
     loaded = load_checked_bank(bank)
     question = _find_question(loaded, question_id)
     if not file.is_file():
@@ -212,12 +239,15 @@ def grade(
         graded = refused(f"the answer is not UTF-8 text (byte {err.start}); save it as UTF-8")
     if graded is None and isinstance(question, CodeQuestion) and (problem := source_problem(raw)):
         graded = refused(problem)
+    reading = read_answer(text, question)
+    if graded is None and reading.problem is not None:
+        graded = refused(reading.problem)
     if graded is None:
         if isinstance(question, CodeQuestion):
             with open_sandbox(1, device, hidden_paths(loaded, file.parent)) as sandbox:
                 graded = Grader(sandbox, device.value).grade(question, text)
         else:
-            graded = Grader(None, device.value).grade(question, text)
+            graded = Grader(None, device.value).grade(question, reading.answer)  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps(_result_json(question, graded)))
     else:
@@ -225,33 +255,67 @@ def grade(
     raise typer.Exit(0 if graded.passed else EXIT_INVALID)
 
 
+QuizOpt = Annotated[
+    Optional[Path],
+    typer.Option("--quiz", help="Quiz spec: grade its questions, with its points overrides; refuse other quizzes' sheets."),
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Sandbox workers (default: all cores).")]
+SeedOpt = Annotated[
+    Optional[int],
+    typer.Option("--seed", min=0, help="The seed the pages were built with, if `build --seed` overrode the spec's."),
+]
+FormatOpt = Annotated[
+    SheetFormat, typer.Option("--format", help="gradescope: also write Gradescope results.json files.")
+]
+
+
+def _print_run(report: BatchReport, out: Path, output_format: SheetFormat) -> None:
+    """Warnings and problems on stderr; what was regraded and why; the one-line summary."""
+    for warning in report.warnings:
+        typer.echo(f"vaequiz: warning: {warning}", err=True)
+    for problem in report.problems:
+        typer.echo(f"vaequiz: {problem}", err=True)
+    for line in report.regrade_summary():
+        typer.echo(line)
+    regraded = len(report.regraded)
+    typer.echo(
+        f"graded {report.graded} answer(s)"
+        + (f" ({regraded} regraded)" if regraded else "")
+        + f", {report.resumed} already in {out / 'results.jsonl'} and up to date; "
+        f"{report.students} student(s), {len(report.questions)} question(s); "
+        f"wrote {out / 'grades.csv'} and {out / 'feedback'}/"
+        + (f" and {out / 'gradescope'}/" if output_format is SheetFormat.gradescope else "")
+    )
+
+
 @app.command("grade-sheets")
 def grade_sheets_command(
     sheets: Annotated[list[Path], typer.Argument(help="Answer sheets (JSON), one per student.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for results.jsonl, grades.csv, feedback/.")],
-    workers: Annotated[int, typer.Option("--workers", help="Sandbox workers (default: all cores).")] = 0,
+    workers: WorkersOpt = 0,
     device: DeviceOpt = Device.cpu,
     bank: BankOption = None,
-    output_format: Annotated[
-        SheetFormat, typer.Option("--format", help="gradescope: also write Gradescope results.json files.")
-    ] = SheetFormat.default,
-    quiz: Annotated[
-        Optional[Path],
-        typer.Option("--quiz", help="Quiz spec: grade its questions, with its points overrides."),
-    ] = None,
+    output_format: FormatOpt = SheetFormat.default,
+    quiz: QuizOpt = None,
+    seed: SeedOpt = None,
+    regrade_all: Annotated[
+        bool, typer.Option("--regrade", help="Grade every answer again, even where nothing changed.")
+    ] = False,
 ) -> None:
-    """Grade answer sheets; resumes from OUT/results.jsonl. Exit 1 if a sheet was skipped."""
+    """Grade answer sheets; resumes from OUT/results.jsonl and regrades what changed. Exit 1 if
+    a sheet or answer was set aside."""
     from vaequiz.grading.sheets import grade_sheets
 
     workers = workers or all_cores()
     check_workers(workers)
     check_device(device)
+    check_semantic()
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
     if not any(p.exists() for p in sheets):
         fail("none of the sheets exist: " + ", ".join(str(p) for p in sheets[:5]))
     loaded = load_checked_bank(bank)
-    only = apply_quiz(loaded, quiz) if quiz is not None else None
+    only, identity = apply_quiz(loaded, quiz, seed)
     hide = hidden_paths(loaded, out, *{p.parent for p in sheets})
     report = grade_sheets(
         sheets,
@@ -262,18 +326,102 @@ def grade_sheets_command(
         device.value,
         output_format.value,  # type: ignore[arg-type]
         only,
-        quiz,
+        identity,
+        quiz_given=quiz is not None,
+        regrade_all=regrade_all,
+        quiz_file=quiz,
+        seed=seed,
     )
+    _print_run(report, out, output_format)
+    if report.problems:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _print_dry_run(report: BatchReport) -> None:
+    """Per student and question: old and new points, and why it would be regraded."""
+    from rich.console import Console
+    from rich.table import Table
+
     for warning in report.warnings:
         typer.echo(f"vaequiz: warning: {warning}", err=True)
     for problem in report.problems:
         typer.echo(f"vaequiz: {problem}", err=True)
+    from vaequiz.grading.batch import REASONS
+
+    table = Table(title="vaequiz regrade --dry-run (nothing written)")
+    for column in ("student", "question", "old points", "new points", "change", "why"):
+        table.add_column(column, overflow="fold")
+    for change in report.regraded:
+        old = change.old_points or 0.0
+        delta = change.new_points - old
+        table.add_row(
+            change.student,
+            change.question,
+            f"{old:g} / {change.old_max_points or 0:g}",
+            f"{change.new_points:g} / {change.max_points:g}",
+            f"{delta:+g}" if abs(delta) > 1e-9 else "=",
+            REASONS.get(change.reason, change.reason),
+        )
+    Console(width=160).print(table)
+    moved = sum(1 for c in report.regraded if abs(c.new_points - (c.old_points or 0.0)) > 1e-9)
     typer.echo(
-        f"graded {report.graded} answer(s), {report.resumed} already in {out / 'results.jsonl'}; "
-        f"{report.students} student(s), {len(report.questions)} question(s); "
-        f"wrote {out / 'grades.csv'} and {out / 'feedback'}/"
-        + (f" and {out / 'gradescope'}/" if output_format is SheetFormat.gradescope else "")
+        f"would regrade {len(report.regraded)} answer(s), {moved} with different points; "
+        f"{report.resumed} up to date; nothing written"
     )
+
+
+@app.command()
+def regrade(
+    folder: Annotated[Path, typer.Argument(help="An output folder of grade-sheets (holds results.jsonl).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List old and new points per student and question; write nothing.")
+    ] = False,
+    regrade_all: Annotated[
+        bool, typer.Option("--all", help="Grade every stored answer again, even where nothing changed.")
+    ] = False,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = Device.cpu,
+    bank: BankOption = None,
+    output_format: FormatOpt = SheetFormat.default,
+    quiz: QuizOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Regrade stored answers whose question or grader changed, from FOLDER/results.jsonl, and
+    rewrite the gradebook. Exit 1 if an answer could not be graded."""
+    from vaequiz.grading.batch import grade_batch
+    from vaequiz.grading.feedback import QuizLookup
+
+    workers = workers or all_cores()
+    check_workers(workers)
+    check_device(device)
+    if not (folder / "results.jsonl").is_file():
+        fail(f"{folder} holds no results.jsonl; run `vaequiz grade-sheets ... --out {folder}` first")
+    loaded = load_checked_bank(bank)
+    only, identity = apply_quiz(loaded, quiz, seed)
+    hide = hidden_paths(loaded, folder)
+    report = grade_batch(
+        folder,
+        loaded,
+        {},
+        lambda: open_sandbox(workers, device, hide),
+        workers,
+        device.value,
+        output_format.value,  # type: ignore[arg-type]
+        only=only,
+        regrade_all=regrade_all,
+        dry_run=dry_run,
+        quizzes=QuizLookup(loaded, quiz, seed),
+    )
+    named = sorted({r.quiz for r in report.results if r.quiz} - {identity.id})
+    if quiz is None and named:
+        report.warnings.append(
+            f"the results are for quiz {', '.join(named)}; without --quiz its questions and points "
+            "overrides are not applied (give the same --quiz as grade-sheets)"
+        )
+    if dry_run:
+        _print_dry_run(report)
+    else:
+        _print_run(report, folder, output_format)
     if report.problems:
         raise typer.Exit(EXIT_INVALID)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -27,6 +26,7 @@ from vaequiz.cli.app import (
     fail,
     resolve_bank,
 )
+from vaequiz.compat import StrEnum
 
 if TYPE_CHECKING:
     from vaequiz.stats.analysis import StatsReport
@@ -181,5 +181,7 @@ def export(
         fail(f"cannot write {out}: {err.strerror or err}")
     for question_id, reason in result.skipped:
         typer.echo(f"vaequiz: skipped {question_id}: {reason}", err=True)
+    for loss in result.lost:
+        typer.echo(f"vaequiz: {loss}", err=True)
     typer.echo(f"wrote {out}: {len(result.written)} question(s) as {export_format.value}"
                + (f", {len(result.skipped)} skipped" if result.skipped else ""))

@@ -34,6 +34,8 @@ class ExportResult:
     out: Path
     written: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    """What the format could not carry for the questions it wrote, said on stderr."""
 
 
 _HIGHLIGHT_SPAN = re.compile(r"</?span[^>]*>")

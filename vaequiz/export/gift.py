@@ -3,9 +3,11 @@
 Kinds: mcq (single ``=``/``~``; multiple with ``~%w%`` weights: each key 100/k, each wrong
 option -100/(n-k)), numeric (``{#answer:tolerance}``), shape (short answer listing every
 accepted spelling), short_answer and code (essay ``{}``; GIFT has no grader information, so the
-rubric and checks are lost). Flashcards are skipped. Text is written as ``[html]`` with math as
-MathML; the special characters ``~ = # { } :`` and backslash are escaped with a backslash and
-line breaks as ``\\n``, since a blank line ends a GIFT question.
+rubric and checks are lost). GIFT has no syntax for points: Moodle imports every question as 1
+mark, and the export says on stderr which questions that changes. Flashcards are skipped. Text
+is written as ``[html]`` with math as MathML; the special characters ``~ = # { } :`` and
+backslash are escaped with a backslash and line breaks as ``\\n``, since a blank line ends a
+GIFT question.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from vaequiz.export.common import code_html, ExportResult, ExportSet, absolute_t
 from vaequiz.export.moodle import moodle_fraction
 
 GIFT_SPECIAL = "\\~=#{}:"
+MOODLE_DEFAULT_MARK = 1.0
+"""The mark Moodle gives every question it imports from GIFT, which has no syntax for points."""
+LISTED = 8
+"""How many of the questions whose points GIFT loses stderr names."""
 
 
 def escape_gift(text: str) -> str:
@@ -98,6 +104,14 @@ def export(selection: ExportSet, out: Path) -> ExportResult:
             continue
         blocks.append(text)
         result.written.append(question.id)
+    unlike = [f"{qid}: {selection.points[qid]:g}" for qid in result.written
+              if selection.points[qid] != MOODLE_DEFAULT_MARK]
+    if unlike:
+        listed = ", ".join(unlike[:LISTED]) + (f" and {len(unlike) - LISTED} more" if len(unlike) > LISTED else "")
+        result.lost.append(
+            f"GIFT cannot carry points: Moodle imports every question as {MOODLE_DEFAULT_MARK:g} "
+            f"mark, so {len(unlike)} question(s) lose theirs ({listed}); set their marks in "
+            f"Moodle after the import, or use --format moodle, which keeps them")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
     return result

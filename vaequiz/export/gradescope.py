@@ -2,16 +2,18 @@
 
 The zip ships the vaequiz and reference_impl packages (under ``lib/``), the bank (``bank/``)
 and ``vaequiz_autograder.json`` naming the code questions and their points. ``setup.sh``
-installs CPU-only torch and the other dependencies, then copies ``lib/`` into site-packages;
-``run_autograder`` (vaequiz/export/gradescope_run.py) grades each ``<question id>.py`` of the
-submission with `vaequiz grade --json` and writes Gradescope's ``results.json``, one test per
-check. Only code questions are exported; the other kinds belong in the LMS exports.
+installs CPU-only torch and vaequiz's other dependencies, and validates the bank with the
+shipped vaequiz; ``run_autograder`` (vaequiz/export/gradescope_run.py) grades each
+``<question id>.py`` of the submission with `vaequiz grade --json` and writes Gradescope's
+``results.json``, one test per check. Only code questions are exported; the other kinds belong
+in the LMS exports.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import stat
 import zipfile
 from importlib import metadata
@@ -31,7 +33,10 @@ def dependencies() -> list[str]:
     metadata, so the autograder installs what this version needs."""
     checkout = Path(vaequiz.__file__).resolve().parent.parent / "pyproject.toml"
     if checkout.is_file():
-        import tomllib
+        try:
+            import tomllib  # novermin: tomli stands in for it on Python 3.10
+        except ModuleNotFoundError:
+            import tomli as tomllib
 
         return list(tomllib.loads(checkout.read_text(encoding="utf-8"))["project"]["dependencies"])
     try:
@@ -42,24 +47,31 @@ def dependencies() -> list[str]:
 
 
 def setup_script(requirements: list[str]) -> str:
-    torch = [r for r in requirements if re.match(r"torch\b", r)] or ["torch"]
-    others = [r for r in requirements if not re.match(r"torch\b", r)]
-    quoted = " ".join(f"'{r}'" for r in others)
+    """Gradescope's build step. It installs into the interpreter ``$VAEQUIZ_PYTHON`` names
+    (default ``python3``, Ubuntu 22.04's Python 3.10 on Gradescope's default image), so the
+    same script builds a local virtual environment for a check; ``$VAEQUIZ_TORCH`` and
+    ``$VAEQUIZ_TORCH_INDEX`` replace the torch requirement and the index it comes from."""
+    torch = next((r for r in requirements if re.match(r"torch\b", r)), "torch")
+    others = " ".join(shlex.quote(r) for r in requirements if not re.match(r"torch\b", r))
     return f"""#!/usr/bin/env bash
-# Gradescope runs this once when it builds the autograder image.
+# Gradescope runs this once, as root, when it builds the autograder image.
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+PYTHON="${{VAEQUIZ_PYTHON:-python3}}"
+if [ "$PYTHON" = python3 ] && {{ ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; }}; then
     apt-get update && apt-get install -y python3 python3-pip
 fi
-# CPU-only torch: the autograder has no GPU, and the CUDA wheels are several GB.
-python3 -m pip install --no-cache-dir --index-url {TORCH_CPU_INDEX} '{torch[0]}'
-python3 -m pip install --no-cache-dir {quoted}
-SITE="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-cp -r lib/vaequiz lib/reference_impl "$SITE"/
+export PIP_BREAK_SYSTEM_PACKAGES=1  # the image is the autograder's alone (newer Ubuntus refuse otherwise)
+pip_install() {{ "$PYTHON" -m pip install --no-cache-dir --disable-pip-version-check "$@"; }}
+# CPU-only torch: the autograder has no GPU, and PyPI's Linux torch brings several GB of CUDA.
+TORCH_INDEX={shlex.quote(TORCH_CPU_INDEX)}
+TORCH={shlex.quote(torch)}
+pip_install --index-url "${{VAEQUIZ_TORCH_INDEX:-$TORCH_INDEX}}" "${{VAEQUIZ_TORCH:-$TORCH}}"
+pip_install {others}
 chmod +x run_autograder
-# Fail the build now, not at the first submission, if the bank does not load.
-python3 -m vaequiz validate bank
+# run_autograder imports vaequiz from lib/. Fail the build now, not at the first submission, if
+# it cannot, or if the bank does not load.
+PYTHONPATH=lib "$PYTHON" -m vaequiz validate bank
 """
 
 

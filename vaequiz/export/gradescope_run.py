@@ -70,9 +70,12 @@ def tests_for(question_id: str, points: float, graded: dict[str, Any] | None, pr
                  "visibility": "visible"}]
     checks = graded["checks"]
     total = sum(float(c.get("points", 1.0)) for c in checks) or 1.0
+    # Shares rounded as results.json writes them; the last takes the rest, so a right answer
+    # scores exactly the question's points (not 8.000002 of 8).
+    shares = [round(points * float(c.get("points", 1.0)) / total, 6) for c in checks]
+    shares[-1] = round(points - sum(shares[:-1]), 6)
     tests = []
-    for check in checks:
-        share = points * float(check.get("points", 1.0)) / total
+    for check, share in zip(checks, shares):
         if check.get("passed"):
             output = "passed"
         elif check.get("hidden"):

@@ -121,7 +121,7 @@ def essay(question: AnyQuestion, points: float, text: str, template: str = "",
         _plain("attachments", 0),
         _plain("attachmentsrequired", 0),
         _text("graderinfo", grader_info_html(question)),
-        _text("responsetemplate", template, fmt="plain" if monospaced else "html"),
+        _text("responsetemplate", template, fmt="plain_text" if monospaced else "html"),
     ]
     return lines
 

@@ -9,8 +9,10 @@ Statistical checks (``gaussian``, ``independent``, ``uniform_rows``) use z-score
 :data:`Z_LIMIT` = 6. Under a correct answer each statistic is (by the central limit theorem, on
 the thousands of samples a question's trials produce) close to standard normal, so one test
 fails with probability about 2e-9; a check combines at most four tests, so a correct answer
-fails a check less than once in 10^8 gradings. Inputs and run seeds are derived from the
-question id, so the same submission always gets the same verdict.
+fails a check less than once in 10^8 gradings. ``with_replacement`` computes its statistic's
+exact distribution instead and fails where either tail holds less than :data:`TAIL_LIMIT`, the
+mass beyond |z| = 6 on one side, so it spends the same 2e-9. Inputs and run seeds are derived
+from the question id, so the same submission always gets the same verdict.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from vaequiz.bank.models import (
     RowsFromCheck,
     ShapeCheck,
     UniformRowsCheck,
+    WithReplacementCheck,
     grad_output_name,
 )
 from vaequiz.grading.evidence import Evidence, Unavailable, describe_value, format_shape
@@ -46,6 +49,9 @@ from vaequiz.grading.sandbox.api import ModuleSummary
 
 Z_LIMIT = 6.0
 """|z-score| above which a statistical test fails (two-sided normal tail about 2e-9)."""
+
+TAIL_LIMIT = 0.5 * math.erfc(Z_LIMIT / math.sqrt(2))
+"""Probability beyond z = 6 on one side (about 1e-9): the budget of each tail of an exact test."""
 
 Verdict = tuple[bool, str]
 CheckFunction = Callable[[Any, Evidence], Verdict]
@@ -410,7 +416,9 @@ def _row_indices(rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return torch.tensor([index.get(tuple(row), -1) for row in rows.tolist()], dtype=torch.int64)
 
 
-def _rows_of(spec: RowsFromCheck | UniformRowsCheck, ev: Evidence, i: int) -> torch.Tensor:
+def _rows_of(
+    spec: RowsFromCheck | UniformRowsCheck | WithReplacementCheck, ev: Evidence, i: int
+) -> torch.Tensor:
     """The table index of every row of ``of`` in run ``i``; fails if a row is not in the table."""
     value = _tensor(ev, i, spec.of).detach()
     table = _tensor(ev, i, spec.table)  # not detached: the same object keys the row-index cache
@@ -474,6 +482,72 @@ def check_uniform_rows(spec: UniformRowsCheck, ev: Evidence) -> Verdict:
                 f"code {int(missing[0])} of {spec.table} never appeared in {n} draws; every one of the "
                 f"{k} codes must be possible (check the upper bound of your random indices)"
             )
+    return OK
+
+
+def _all_distinct_probability(n: int, k: int) -> float:
+    """P(n independent uniform draws from k codes are all different) = prod (1 - i/k)."""
+    return math.prod(max(0.0, 1 - i / k) for i in range(n))
+
+
+def _success_count_distribution(probabilities: list[float]) -> torch.Tensor:
+    """Exact distribution of how many of these independent events happen (Poisson binomial)."""
+    pmf = torch.zeros(len(probabilities) + 1, dtype=torch.float64)
+    pmf[0] = 1.0
+    for q in probabilities:
+        pmf = pmf * (1 - q) + torch.cat([pmf.new_zeros(1), pmf[:-1]]) * q
+    return pmf
+
+
+def check_with_replacement(spec: WithReplacementCheck, ev: Evidence) -> Verdict:
+    """Within a run, codes repeat as often as independent uniform draws with replacement make them.
+
+    The statistic is the number of runs whose codes are not all different. A run of n draws from
+    K codes has one with probability 1 - prod_{i<n} (1 - i/K) (the birthday problem), so the
+    count's exact distribution over the runs follows (a Poisson binomial); the check fails where
+    either tail, at the observed count, holds less than :data:`TAIL_LIMIT`. Draws without
+    replacement (``randperm``, ``multinomial`` without ``replacement=True``) never repeat a code
+    and fail the lower tail; a sampler confined to a few codes fails the upper one. A question
+    whose runs are too few to tell the two apart fails for every answer, which ``vaequiz
+    verify`` reports against the reference.
+    """
+    chances: list[float] = []
+    repeated = 0
+    sizes: set[int] = set()
+    k = 0
+    for i in ev.run_indices():
+        codes = _rows_of(spec, ev, i)
+        k = _tensor(ev, i, spec.table).shape[0]
+        sizes.add(codes.numel())
+        chances.append(1 - _all_distinct_probability(codes.numel(), k))
+        repeated += int(torch.unique(codes).numel() < codes.numel())
+    runs = len(chances)
+    pmf = _success_count_distribution(chances)
+    if float(pmf[0]) >= TAIL_LIMIT:
+        raise _fail(
+            f"{runs} runs cannot tell draws with replacement from draws without (all-distinct "
+            f"draws would happen by chance with probability {float(pmf[0]):.2g}); the question "
+            "needs more repeats or more draws per run"
+        )
+    expected = sum(chances)
+    each = f" ({sizes.pop()} codes each)" if len(sizes) == 1 else ""
+    if float(pmf[: repeated + 1].sum()) < TAIL_LIMIT:
+        seen = f"no code appeared twice in any of {runs}" if repeated == 0 else (
+            f"a code appeared twice in only {repeated} of {runs}"
+        )
+        return False, (
+            f"the codes in {spec.of} are not drawn with replacement: {seen} runs of your code{each}, "
+            f"while drawing every code independently from all {k} "
+            f"repeats one in about {expected:.0f} of them (the birthday problem); draw the indices "
+            f"with torch.randint(0, {k}, ...), not torch.randperm or torch.multinomial without "
+            "replacement=True"
+        )
+    if float(pmf[repeated:].sum()) < TAIL_LIMIT:
+        return False, (
+            f"the codes in {spec.of} repeat too often: a code appeared twice in {repeated} of {runs} "
+            f"runs of your code{each}, while drawing every code independently and uniformly from all "
+            f"{k} repeats one in about {expected:.0f} of them; draw each index from all the rows"
+        )
     return OK
 
 
@@ -585,6 +659,7 @@ CHECKS: dict[str, CheckFunction] = {
     "gradient": check_gradient,
     "rows_from": check_rows_from,
     "uniform_rows": check_uniform_rows,
+    "with_replacement": check_with_replacement,
     "nearest": check_nearest,
     "module": check_module,
     "fit": check_fit,

@@ -29,7 +29,7 @@ from vaequiz.grading.code import error_pattern
 from vaequiz.grading.grader import ShownAs
 from vaequiz.grading.models import AnswerSheet, CheckResult, ItemResult
 from vaequiz.grading.objective import format_dims
-from vaequiz.grading.reports import by_student, safe_file_stem, visible_message
+from vaequiz.grading.reports import REVIEW_NOTE, by_student, safe_file_stem, visible_message
 from vaequiz.render.fragments import Mode, kinds_in
 from vaequiz.render.markdown import code_stylesheet, render_code, render_inline, render_markdown
 from vaequiz.render.quiz_spec import FeedbackOptions, FeedbackPolicy, QuizSpecError, find_quiz_spec
@@ -42,16 +42,17 @@ from vaequiz.templating import template_environment
 
 class QuizLookup:
     """Quizzes by id, for titles, feedback options and question order: the ``--quiz`` spec,
-    else the bank's own ``*.quiz.yaml`` with that id. Specs are read once."""
+    else the bank's own ``*.quiz.yaml`` with that id. Specs are read once. ``seed`` is the
+    ``--seed`` the ``--quiz`` pages were built with, if it overrode the spec's."""
 
-    def __init__(self, bank: Bank, quiz_file: Path | None = None) -> None:
+    def __init__(self, bank: Bank, quiz_file: Path | None = None, seed: int | None = None) -> None:
         self.bank = bank
         self._found: dict[str, Quiz | None] = {}
         self.default: Quiz | None = None
         """The ``--quiz`` quiz: also the quiz of sheets that do not name one."""
         if quiz_file is not None:
             try:
-                self.default = quiz_for(bank, quiz_file)
+                self.default = quiz_for(bank, quiz_file, seed)
                 self._found[self.default.id] = self.default
             except QuizSpecError:
                 pass
@@ -99,7 +100,9 @@ class SheetLayouts:
     """The run's questions, numbering pages whose order is unknown."""
     _numbers: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def shown(self, sheet: AnswerSheet, question_id: str) -> ShownAs:
+    def shown(self, sheet: AnswerSheet, question_id: str, labels: dict[str, str] | None = None) -> ShownAs:
+        """``labels``: the letters the answer was read with, when they were re-derived rather
+        than saved on the sheet."""
         if sheet.student not in self._numbers:
             numbers: dict[str, int] = {}
             for known in (page_order(sheet, self.quizzes.get(sheet.quiz)) or [], self.run_order):
@@ -108,7 +111,7 @@ class SheetLayouts:
             self._numbers[sheet.student] = numbers
         return ShownAs(
             number=self._numbers[sheet.student].get(question_id),
-            labels=sheet.labels.get(question_id),
+            labels=labels if labels is not None else sheet.labels.get(question_id),
             mode=sheet.mode,
         )
 
@@ -293,6 +296,7 @@ def write_feedback_pages(
             total=sum(i.points for i in ordered),
             max_total=sum(i.max_points for i in ordered),
             code_css=Markup(code_stylesheet()),
+            review_note=REVIEW_NOTE,
         )
         path = folder / f"{safe_file_stem(student)}.html"
         path.write_text(page, encoding="utf-8")

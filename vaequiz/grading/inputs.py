@@ -37,6 +37,7 @@ from vaequiz.grading.sandbox.api import (
     RunRequest,
     SandboxRequest,
     Value,
+    as_computed,
 )
 
 _DTYPES: dict[str, torch.dtype] = {
@@ -245,9 +246,13 @@ def run_trusted(source: str, expect: list[str], run: PreparedRun, device: str = 
 
     Grad and call probes run too, so ``close`` and ``gradient compare: reference`` checks can
     compare against them; fit probes are left out (no check compares a fit to the reference).
+    Givens are bound as the sandbox binds them (tensors that require grad as outputs of a
+    computation, gradients taken with respect to the leaves behind them).
     """
+    copies = {name: _copy_given(v, device) for name, v in run.given.items()}
+    leaves = {n: v for n, v in copies.items() if isinstance(v, torch.Tensor) and v.requires_grad}
     namespace: dict[str, Any] = {"torch": torch, "nn": nn, "F": F}
-    namespace.update({name: _copy_given(v, device) for name, v in run.given.items()})
+    namespace.update({n: as_computed(leaves[n]) if n in leaves else v for n, v in copies.items()})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         exec(compile(source, "<reference>", "exec"), namespace)  # noqa: S102 - trusted bank code
@@ -258,7 +263,7 @@ def run_trusted(source: str, expect: list[str], run: PreparedRun, device: str = 
     for probe in run.probes:
         if probe.kind == "grad":
             of = namespace[probe.target]
-            inputs = [namespace[w] for w in probe.wrt]
+            inputs = [leaves.get(w, copies[w]) for w in probe.wrt]  # as in the sandbox: the leaves
             grads = torch.autograd.grad(of.sum(), inputs, allow_unused=True, retain_graph=True)
             for w, g in zip(probe.wrt, grads):
                 outputs[grad_output_name(probe.target, w)] = None if g is None else g.detach().cpu()

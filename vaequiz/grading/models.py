@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from datetime import datetime
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,20 +14,37 @@ Answer = Annotated[
     Field(description="MCQ: a label or list of labels; everything else: text."),
 ]
 
+RecordedAnswer = Annotated[
+    Union[str, list[str]],
+    Field(
+        description="An answer as it was read: MCQ letters mapped to bank labels, text otherwise; "
+        "an answer that could not be read is kept as the text the student gave."
+    ),
+]
+
 
 class AnswerSheet(StrictModel):
     """What a student's page saves and `vaequiz grade-sheets` reads.
 
     ``quiz``, ``variant`` and ``labels`` are written by built pages: ``labels`` maps, per
     question, each label the student saw to the bank's label, so shuffled options grade right.
+    Answers stay raw JSON here: each is read against its question's kind when it is graded, so
+    one unreadable answer costs that item only (see :mod:`vaequiz.grading.answers`).
     """
 
     student: str = Field(min_length=1, max_length=200)
-    answers: dict[QuestionId, Answer] = Field(default_factory=dict)
+    answers: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Question id -> answer (any JSON value, read per question); null means unanswered.",
+    )
     quiz: str | None = Field(None, description="Id of the quiz the page was built from.")
     variant: str | None = Field(None, description="Variant id (derived from seed and student).")
     labels: dict[QuestionId, dict[Label, Label]] = Field(
         default_factory=dict, description="Shown label -> bank label, per shuffled question."
+    )
+    started_at: Optional[datetime] = Field(None, description="When the student opened the page (ISO 8601).")
+    saved_at: Optional[datetime] = Field(
+        None, description="When the sheet was saved (ISO 8601); of two sheets for one student the later wins."
     )
     mode: Literal["exam", "practice"] | None = Field(
         None, description="The mode of the page it was saved from (sets the feedback defaults)."
@@ -46,6 +64,9 @@ class CheckResult(BaseModel):
     message: str = ""
     points: float = 1.0
     hidden: bool = False
+    evidence: str = Field(
+        "", description="Why a passed check passed, e.g. the sentence a short-answer concept was found in."
+    )
 
 
 class ItemResult(BaseModel):
@@ -61,7 +82,7 @@ class ItemResult(BaseModel):
     points: float = Field(description="score x the question's points.")
     max_points: float
     checks: list[CheckResult] = Field(default_factory=list)
-    answer: Answer | None = Field(None, description="The answer as graded (bank labels).")
+    answer: Optional[RecordedAnswer] = Field(None, description="The answer as graded (bank labels).")
     error: str | None = Field(None, description="Why the answer could not be graded, if so.")
     quiz: str | None = Field(None, description="The quiz the sheet was saved from, if it says.")
     number: int | None = Field(None, description="The question's number on the student's page.")
@@ -77,4 +98,16 @@ class ItemResult(BaseModel):
     )
     mistake: str | None = Field(
         None, description="Code: the 'why' of the known mistake (mutant) the answer behaves like."
+    )
+    fingerprint: Optional[str] = Field(
+        None,
+        description="Digest of what decided the grade besides the answer: the question's key, "
+        "rubric, checks, reference and points (quiz overrides included). A rerun regrades the "
+        "pair when it changes.",
+    )
+    grader_version: Optional[str] = Field(None, description="GRADER_VERSION of the grading code.")
+    needs_review: bool = Field(False, description="The verdict is fragile: a teacher should confirm it.")
+    review_reasons: list[str] = Field(default_factory=list, description="Why it needs review.")
+    reviewed_by: str | None = Field(
+        None, description="Set when a teacher's override (overrides.jsonl) decided this result."
     )

@@ -8,77 +8,19 @@ formula that cannot be converted is an error instead of raw LaTeX on the page.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ElementTree
 from functools import lru_cache
 from html import escape
 from typing import Any
 
-from latex2mathml.converter import convert as latex_to_mathml
 from markdown_it import MarkdownIt
-from mdit_py_plugins.dollarmath import dollarmath_plugin
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from vaequiz.formulas import MathRenderError, markdown_parser, render_math
+
 __all__ = ["MathRenderError", "render_markdown", "render_code", "render_math", "code_stylesheet"]
-
-
-class MathRenderError(ValueError):
-    """A formula latex2mathml cannot turn into valid MathML; ``latex`` is the offending source."""
-
-    def __init__(self, latex: str, reason: str) -> None:
-        super().__init__(f"cannot render the formula ${latex}$: {reason}")
-        self.latex = latex
-        self.reason = reason
-
-
-_MATHML_NS = "{http://www.w3.org/1998/Math/MathML}"
-_ARITY = {"mfrac": 2, "msup": 2, "msub": 2, "msubsup": 3, "mroot": 2, "mover": 2, "munder": 2,
-          "munderover": 3}
-"""MathML elements with a fixed number of children; latex2mathml emits fewer on bad input."""
-_LEFTOVER_COMMAND = re.compile(r"\\[A-Za-z]+")
-
-
-def _braces_balanced(latex: str) -> bool:
-    depth = 0
-    for token in re.findall(r"\\.|[{}]", latex):
-        if token == "{":
-            depth += 1
-        elif token == "}":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0
-
-
-@lru_cache(maxsize=4096)
-def render_math(latex: str, display: bool = False) -> str:
-    """One formula as a ``<math>`` element; raises MathRenderError instead of degrading."""
-    source = latex.strip()
-    if not source:
-        raise MathRenderError(latex, "the formula is empty")
-    if not _braces_balanced(source):
-        raise MathRenderError(latex, "unbalanced braces { }")
-    try:
-        mathml = latex_to_mathml(source, display="block" if display else "inline")
-    except Exception as err:  # latex2mathml raises many unrelated exception types
-        reason = str(err) or type(err).__name__
-        raise MathRenderError(latex, f"{reason} (latex2mathml: {type(err).__name__})") from None
-    try:
-        tree = ElementTree.fromstring(mathml)
-    except ElementTree.ParseError as err:
-        raise MathRenderError(latex, f"the converter produced invalid MathML ({err})") from None
-    for element in tree.iter():
-        name = element.tag.removeprefix(_MATHML_NS)
-        expected = _ARITY.get(name)
-        if expected is not None and len(element) != expected:
-            raise MathRenderError(latex, f"incomplete <{name}>: a group or argument is missing")
-        text = element.text or ""
-        leftover = _LEFTOVER_COMMAND.search(text)
-        if leftover:
-            raise MathRenderError(latex, f"unknown command {leftover.group(0)}")
-    return mathml
 
 
 _formatter = HtmlFormatter(nowrap=True)
@@ -125,11 +67,7 @@ def _math_display(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> s
 
 
 def _build_parser() -> MarkdownIt:
-    parser = MarkdownIt("commonmark", {"html": False, "highlight": _fence_highlight})
-    parser.enable("table")
-    parser.enable("strikethrough")
-    parser.disable("image")  # an image would fetch a URL from a page that must stay offline
-    parser.use(dollarmath_plugin, allow_digits=False, double_inline=True)
+    parser = markdown_parser({"highlight": _fence_highlight})
     for rule in ("math_inline",):
         parser.add_render_rule(rule, _math_inline)
     for rule in ("math_inline_double", "math_block", "math_block_label"):

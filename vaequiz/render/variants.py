@@ -1,62 +1,18 @@
 """Per-student variants: question order and option order derived from (quiz, seed, student).
 
-The derivation uses SHA-256, never Python's salted ``hash()`` or a library RNG whose algorithm
-may change, so an instructor can rebuild any student's page years later and get the same one.
+The draws themselves live in :mod:`vaequiz.variants` (SHA-256 based, stable for years), which
+grading also uses to re-derive a sheet's letters.
 """
 
 from __future__ import annotations
 
-import hashlib
-import string
 from dataclasses import dataclass, field
-from typing import Sequence, TypeVar
+from typing import Sequence
 
 from vaequiz.bank.models import AnyQuestion, MultipleChoice
+from vaequiz.variants import LABELS, StableRandom, option_order, shown_to_bank, variant_id
 
-T = TypeVar("T")
-LABELS = string.ascii_uppercase
-
-
-class StableRandom:
-    """A deterministic generator: SHA-256 of (key, counter) blocks; same key, same draws."""
-
-    def __init__(self, *key_parts: object) -> None:
-        self._key = "\x1f".join(str(p) for p in key_parts).encode("utf-8")
-        self._counter = 0
-
-    def _next_u64(self) -> int:
-        digest = hashlib.sha256(self._key + b"\x1e" + str(self._counter).encode()).digest()
-        self._counter += 1
-        return int.from_bytes(digest[:8], "big")
-
-    def below(self, n: int) -> int:
-        """A uniform integer in [0, n), by rejection so no value is favoured."""
-        if n <= 0:
-            raise ValueError("n must be positive")
-        limit = (1 << 64) - ((1 << 64) % n)
-        while True:
-            value = self._next_u64()
-            if value < limit:
-                return value % n
-
-    def shuffled(self, items: Sequence[T]) -> list[T]:
-        """A Fisher-Yates shuffled copy."""
-        result = list(items)
-        for i in range(len(result) - 1, 0, -1):
-            j = self.below(i + 1)
-            result[i], result[j] = result[j], result[i]
-        return result
-
-    def sample(self, items: Sequence[T], k: int) -> list[T]:
-        """``k`` distinct items, kept in their original order."""
-        chosen = sorted(self.shuffled(range(len(items)))[:k])
-        return [items[i] for i in chosen]
-
-
-def variant_id(quiz_id: str, seed: int, student: str) -> str:
-    """A short, stable name for a variant; printed on the page and saved in the sheet."""
-    digest = hashlib.sha256(f"{quiz_id}\x1f{seed}\x1f{student}".encode("utf-8")).hexdigest()
-    return f"v{digest[:10]}"
+__all__ = ["LABELS", "StableRandom", "Variant", "derive_variant", "variant_id"]
 
 
 @dataclass(frozen=True)
@@ -73,10 +29,7 @@ class Variant:
 
     def labels(self) -> dict[str, dict[str, str]]:
         """Shown label -> bank label for every MCQ, exactly as AnswerSheet.labels wants it."""
-        return {
-            question_id: {LABELS[i]: bank for i, bank in enumerate(order)}
-            for question_id, order in self.option_order.items()
-        }
+        return {question_id: shown_to_bank(order) for question_id, order in self.option_order.items()}
 
     def shown_label(self, question_id: str, bank_label: str) -> str:
         return LABELS[self.option_order[question_id].index(bank_label)]
@@ -95,21 +48,23 @@ def derive_variant(
     rng = StableRandom("variant", quiz_id, seed, student)
     ids = [q.id for q in questions]
     order = tuple(rng.shuffled(ids)) if shuffle_questions else tuple(ids)
-    option_order: dict[str, tuple[str, ...]] = {}
+    option_orders: dict[str, tuple[str, ...]] = {}
     for question in questions:
         if not isinstance(question, MultipleChoice):
             continue
-        bank_labels = [o.label for o in question.options]
-        if shuffle_options and question.shuffle:
-            option_rng = StableRandom("options", quiz_id, seed, student, question.id)
-            option_order[question.id] = tuple(option_rng.shuffled(bank_labels))
-        else:
-            option_order[question.id] = tuple(bank_labels)
+        option_orders[question.id] = option_order(
+            quiz_id,
+            seed,
+            student,
+            question.id,
+            [o.label for o in question.options],
+            shuffle_options and question.shuffle,
+        )
     return Variant(
         quiz_id=quiz_id,
         seed=seed,
         student=student,
         id=variant_id(quiz_id, seed, student),
         question_order=order,
-        option_order=option_order,
+        option_order=option_orders,
     )

@@ -123,5 +123,16 @@ class SandboxResult:
     wall_s: float = 0.0
 
 
+def as_computed(leaf: torch.Tensor) -> torch.Tensor:
+    """How a given tensor that requires grad is bound: as the output of a computation on ``leaf``.
+
+    Prompts describe such givens as outputs (an encoder's ``mu`` and ``logvar``), and in-place
+    ops that are legal on an output (``logvar.mul_(0.5)``) raise on a leaf that requires grad.
+    Gradient probes differentiate with respect to ``leaf``, which measures the same gradient.
+    Used alike by the sandbox and by the trusted reference run.
+    """
+    return leaf.clone() if leaf.requires_grad else leaf
+
+
 class SandboxUnavailable(RuntimeError):
     """The worker could not be started at all (not a student's fault)."""

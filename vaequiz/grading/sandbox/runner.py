@@ -10,16 +10,46 @@ from __future__ import annotations
 import builtins
 import os
 import random
+import sys
+import types
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaequiz.grading.sandbox.api import ModuleValue
+from vaequiz.grading.sandbox.api import ModuleValue, as_computed
 
 _hard_exit = os._exit
 """Bound at import, so a snippet that replaces ``os._exit`` cannot keep its process alive."""
+
+ALLOWED_PACKAGES = ("torch", "numpy", "einops")
+"""What a snippet may import besides the standard library (README, "Code questions"). Packages
+that happen to be installed next to the grader differ from machine to machine, so an answer
+relying on one would pass here and fail elsewhere; this is a rule for answers, not a security
+boundary (the process's isolation limits what the standard library can reach)."""
+
+_real_import = builtins.__import__
+
+
+def _import_for_answers(
+    name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+) -> Any:
+    """``__import__`` for the snippet's own code: refuses packages outside the allowed ones."""
+    top = name.partition(".")[0]
+    if level == 0 and top not in ALLOWED_PACKAGES and top not in sys.stdlib_module_names:
+        raise ImportError(
+            f"answers may import only {', '.join(ALLOWED_PACKAGES)} and the Python standard "
+            f"library; {top!r} is not available",
+            name=name,
+        )
+    return _real_import(name, globals, locals, fromlist, level)
+
+
+ANSWER_BUILTINS = types.ModuleType("builtins")
+"""The snippet's builtins: Python's own, with imports limited to :data:`ALLOWED_PACKAGES`."""
+ANSWER_BUILTINS.__dict__.update(builtins.__dict__)
+ANSWER_BUILTINS.__import__ = _import_for_answers  # type: ignore[attr-defined]
 
 SNIPPET_FILENAME = "<snippet>"
 MAX_MESSAGE = 300
@@ -85,10 +115,14 @@ def seed_everything(seed: int, device: str) -> None:
     random.seed(seed)
 
 
-def bind(given: dict[str, Any]) -> dict[str, Any]:
-    """Fresh copies for one run: runs of a trial share their decoded inputs, and one run's
-    in-place edits must not reach the next."""
-    return {name: _fresh(value) for name, value in given.items()}
+def bind(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Fresh copies for one run (runs of a trial share their decoded inputs, and one run's
+    in-place edits must not reach the next), and the leaf behind each tensor that requires
+    grad: the snippet gets that tensor as the output of a computation (:func:`as_computed`),
+    gradient probes differentiate with respect to the leaf."""
+    fresh = {name: _fresh(value) for name, value in given.items()}
+    leaves = {n: v for n, v in fresh.items() if isinstance(v, torch.Tensor) and v.requires_grad}
+    return {n: as_computed(leaves[n]) if n in leaves else v for n, v in fresh.items()}, leaves
 
 
 def _fresh(value: Any) -> Any:
@@ -131,9 +165,9 @@ class Execution:
             outcome["error"] = self.compile_error
             outcome["missing"] = list(self.expect)
             return outcome
-        bound = bind(given)
+        bound, leaves = bind(given)
         namespace: dict[str, Any] = {
-            "__builtins__": builtins,
+            "__builtins__": ANSWER_BUILTINS,
             "__name__": "__snippet__",
             "torch": torch,
             "nn": nn,
@@ -154,16 +188,16 @@ class Execution:
                 outcome["missing"].append(name)
         if outcome["error"] is None:
             for probe in probes:
-                self._probe(probe, namespace, bound, outcome)
+                self._probe(probe, namespace, leaves, outcome)
         return outcome
 
     def _probe(
-        self, probe: dict[str, Any], namespace: dict[str, Any], bound: dict[str, Any], out: dict
+        self, probe: dict[str, Any], namespace: dict[str, Any], leaves: dict[str, Any], out: dict
     ) -> None:
         kind = probe["kind"]
         target = namespace.get(probe["target"])
         if kind == "grad":
-            self._grad(probe["target"], target, probe["wrt"], bound, out)
+            self._grad(probe["target"], target, probe["wrt"], leaves, out)
             return
         name = probe["as_"]
         try:
@@ -177,10 +211,10 @@ class Execution:
             out["probe_errors"][name] = self._failed(err)
 
     def _grad(
-        self, of_name: str, of: Any, wrt: list[str], bound: dict[str, Any], out: dict
+        self, of_name: str, of: Any, wrt: list[str], leaves: dict[str, Any], out: dict
     ) -> None:
         names = {w: f"grad__{of_name}__{w}" for w in wrt}
-        sources = {w: bound.get(w) for w in wrt}
+        sources = {w: leaves.get(w) for w in wrt}
         if not isinstance(of, torch.Tensor):
             for w, name in names.items():
                 out["probe_errors"][name] = f"{of_name} is not a tensor, so no gradient reaches {w}"

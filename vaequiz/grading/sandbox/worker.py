@@ -68,6 +68,9 @@ PRELOADED_MODULES = (
     "torch.nn.init",
     "torch.linalg",
     "torch.fft",
+    "einops",
+    "einops._torch_specific",
+    "einops.layers.torch",
 )
 """Imported by the worker so snippets can import them after access to the disk is reduced."""
 
