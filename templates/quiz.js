@@ -564,6 +564,8 @@
       labels: data.labels,
       started_at: state.started_at,
       saved_at: nowIso(),
+      mode: data.mode,
+      order: data.items.map(function (item) { return item.id; }),
       answers: collectAnswers()
     };
     if (data.time_limit_min) {

@@ -162,6 +162,7 @@ def test_answers_persist_and_save_as_a_gradable_sheet(
     bank_answer = sheet.labels["vae-true-facts"][sheet.answers["vae-true-facts"][0]]
     assert bank_answer == "A"
     assert sheet.answers["reparam-code"] == CODE_ANSWER
+    assert sheet.mode == "exam" and sheet.order == [item["id"] for item in data["items"]], "for feedback pages"
     assert page.outside_requests() == [] and page.errors == []
 
     out = tmp_path / "graded"
@@ -175,6 +176,10 @@ def test_answers_persist_and_save_as_a_gradable_sheet(
     assert scores["vae-true-facts"] < 1 and scores["kl-value"] == 0
     assert scores["why-reparameterize"] == 1
     assert scores["reparam-code"] == 1
+    feedback = (out / "feedback" / f"{STUDENT}.html").read_text(encoding="utf-8")
+    facts = feedback.index(f"Question {sheet.order.index('vae-true-facts') + 1} ")
+    chosen = sheet.answers["vae-true-facts"][0]
+    assert re.search(rf'<li class="chosen"><strong>{chosen}</strong>', feedback[facts:]), "the letter the student clicked"
 
 
 def test_anonymous_page_asks_for_the_student_first(built: dict[str, Path], open_page: Callable[..., OpenPage], tmp_path: Path) -> None:
@@ -371,3 +376,40 @@ def test_practice_checks_agree_with_the_grader(built: dict[str, Path], open_page
         expected = None if parse_number(text) is None else grade_numeric(number_q, text).score == 1
         assert page_verdict("kl-value", text) == expected, text
     assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def feedback_page(built: dict[str, Path]) -> Path:
+    """A feedback page with every part shown: wrong MCQs with option feedback and the key, a
+    shape, a number, a short answer, and a code answer that behaves like the known mistake."""
+    folder = built["folder"]
+    sheet = folder / "feedback-sheet.json"
+    sheet.write_text(json.dumps({
+        "student": "fb-student", "quiz": "sample-quiz", "mode": "practice",
+        "answers": {"kl-role": "B", "vae-true-facts": ["A", "C"], "latent-shape": "(20, 64)", "kl-value": "2",
+                    "why-reparameterize": "It is faster.", "reparam-code": "z = mu * torch.randn_like(logvar)\n"},
+    }))
+    out = folder / "feedback-out"
+    done = run_vaequiz("grade-sheets", sheet, "--out", out, "--bank", built["bank"], "--quiz", folder / "sample.quiz.yaml", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    page = out / "feedback" / "fb-student.html"
+    html = page.read_text(encoding="utf-8")
+    assert "This looks like a common mistake" in html
+    assert "no gradient reaches logvar" in html and "raised no gradient" not in html, "a probe's finding is no exception"
+    return page
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_feedback_page_has_no_serious_axe_violation(
+    feedback_page: Path, open_page: Callable[..., OpenPage], axe_source: str, scheme: str
+) -> None:
+    page = open_page(feedback_page, scheme)
+    page.page.add_script_tag(content=axe_source)
+    result = page.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == []
+    assert page.outside_requests() == [] and page.errors == []

@@ -179,6 +179,8 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
             for c in graded.checks
         ],
         "output": graded.output,
+        "mistake": graded.mistake,
+        "hints": graded.hints,
         "needs_review": graded.needs_review,
         "review_reasons": graded.review_reasons,
     }
@@ -198,6 +200,10 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
         typer.echo(printable(f"  [{mark}] {check.name}" + (f": {message or check.evidence}" if message or check.evidence else "")))
+    if graded.mistake:
+        typer.echo(printable(f"  This looks like a common mistake: {graded.mistake}"))
+    for hint in graded.hints:
+        typer.echo(printable(f"  Hint: {hint}"))
     if graded.needs_review:
         typer.echo(printable("  a teacher will confirm this grade: " + "; ".join(graded.review_reasons)))
     if graded.output.strip():
@@ -324,6 +330,8 @@ def grade_sheets_command(
         identity,
         quiz_given=quiz is not None,
         regrade_all=regrade_all,
+        quiz_file=quiz,
+        seed=seed,
     )
     _print_run(report, out, output_format)
     if report.problems:
@@ -382,6 +390,7 @@ def regrade(
     """Regrade stored answers whose question or grader changed, from FOLDER/results.jsonl, and
     rewrite the gradebook. Exit 1 if an answer could not be graded."""
     from vaequiz.grading.batch import grade_batch
+    from vaequiz.grading.feedback import QuizLookup
 
     workers = workers or all_cores()
     check_workers(workers)
@@ -402,6 +411,7 @@ def regrade(
         only=only,
         regrade_all=regrade_all,
         dry_run=dry_run,
+        quizzes=QuizLookup(loaded, quiz, seed),
     )
     named = sorted({r.quiz for r in report.results if r.quiz} - {identity.id})
     if quiz is None and named:

@@ -37,6 +37,10 @@ def review(
     reviewer: Annotated[
         Optional[str], typer.Option("--reviewer", help="Name stored with each override (default: login name).")
     ] = None,
+    quiz: Annotated[
+        Optional[Path],
+        typer.Option("--quiz", help="The quiz spec grade-sheets was given, if it is not in the bank: feedback pages use its title and feedback options."),
+    ] = None,
 ) -> None:
     """Go through flagged short answers in the terminal (or --export / --import a CSV); overrides
     go to DIR/overrides.jsonl and grades.csv and feedback pages are rewritten. Exit 1 if a CSV
@@ -47,6 +51,8 @@ def review(
 
     if export is not None and import_csv is not None:
         fail("give --export or --import, not both")
+    if quiz is not None and not quiz.is_file():
+        fail(f"quiz spec {quiz} does not exist")
     results_path = folder / RESULTS_FILE
     if not results_path.is_file():
         fail(f"{results_path} does not exist; run `vaequiz grade-sheets ... --out {folder}` first")
@@ -77,7 +83,7 @@ def review(
         stored = len(overrides)
     else:
         stored = _interactive(folder, waiting, loaded, name, append_override)
-    written = _rewrite_gradebook(folder, results, loaded)
+    written = _rewrite_gradebook(folder, results, loaded, quiz)
     left = len(pending(results, folder))
     typer.echo(f"stored {stored} override(s) in {folder / 'overrides.jsonl'}; {left} flagged answer(s) "
                f"left; rewrote {', '.join(str(p) for p in written)}")
@@ -139,9 +145,14 @@ def _indent(text: str) -> str:
     return text.strip().replace("\n", "\n            ")
 
 
-def _rewrite_gradebook(folder: Path, results: list[ItemResult], bank: Bank) -> list[Path]:
-    """grades.csv and feedback pages (and Gradescope files if there) with overrides applied."""
-    from vaequiz.grading.reports import write_feedback_pages, write_gradescope, write_grades_csv
+def _rewrite_gradebook(
+    folder: Path, results: list[ItemResult], bank: Bank, quiz_file: Optional[Path] = None
+) -> list[Path]:
+    """grades.csv and feedback pages (and Gradescope files if there) with overrides applied;
+    pages in the student's terms, revealing what the quiz spec (``--quiz``, else the bank's spec
+    of the results' quiz) allows."""
+    from vaequiz.grading.feedback import QuizLookup, write_feedback_pages
+    from vaequiz.grading.reports import write_gradescope, write_grades_csv
     from vaequiz.grading.review import apply_overrides
 
     questions = bank.by_id()
@@ -152,7 +163,7 @@ def _rewrite_gradebook(folder: Path, results: list[ItemResult], bank: Bank) -> l
     for warning in warnings:
         typer.echo(f"vaequiz: warning: {warning}", err=True)
     write_grades_csv(folder / "grades.csv", gradebook, order)
-    write_feedback_pages(folder / "feedback", gradebook, order, questions)
+    write_feedback_pages(folder / "feedback", gradebook, order, questions, QuizLookup(bank, quiz_file))
     written = [folder / "grades.csv", folder / "feedback"]
     if (folder / "gradescope").is_dir():
         write_gradescope(folder / "gradescope", gradebook, order)

@@ -5,6 +5,10 @@ fingerprint (key, rubric, checks, reference, points), the grader version and the
 Anything else is graded (again), appended to results.jsonl as soon as it is ready (so an
 interrupted run resumes), and the file is then compacted to the newest line per pair. The
 gradebook files are always written from the results, one stale entry never among them.
+
+How the student's page showed a question (its number, MCQ letters, page mode) only presents a
+result: it is recorded with the result for the feedback page, never part of the fingerprint,
+and a result regraded from results.jsonl alone keeps the layout it had.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import AnyQuestion, CodeQuestion, Flashcard
 from vaequiz.grading.answers import Reading, read_answer
 from vaequiz.grading.code import SandboxRunner
+from vaequiz.grading.feedback import QuizLookup, write_feedback_pages
 from vaequiz.grading.fingerprint import GRADER_VERSION, question_fingerprint
-from vaequiz.grading.grader import Grader, item_result, refused
+from vaequiz.grading.grader import Grader, ShownAs, item_result, refused
 from vaequiz.grading.models import ItemResult
 from vaequiz.grading.objective import Graded
-from vaequiz.grading.reports import write_feedback_pages, write_gradescope, write_grades_csv
+from vaequiz.grading.reports import write_gradescope, write_grades_csv
 from vaequiz.grading.review import apply_overrides
 from vaequiz.grading.results import RESULTS_FILE, ResultsLog, compact_results, read_results
 
@@ -41,6 +46,9 @@ REASONS = {
 
 Readings = dict[str, tuple[Optional[str], dict[str, Reading]]]
 """Per student: the quiz their sheet names, and the answer read for each question."""
+
+Layouts = dict[tuple[str, str], ShownAs]
+"""Per (student, question): how the student's page showed the question."""
 
 
 @dataclass
@@ -133,6 +141,7 @@ class _Pair:
     question: AnyQuestion
     reading: Reading
     reason: str
+    shown: Optional[ShownAs] = None
 
 
 def grade_batch(
@@ -149,12 +158,17 @@ def grade_batch(
     regrade_all: bool = False,
     dry_run: bool = False,
     report: Optional[BatchReport] = None,
+    shown: Optional[Layouts] = None,
+    quizzes: Optional[QuizLookup] = None,
 ) -> BatchReport:
     """Grade ``readings`` (from sheets) and every stored result that went stale into ``out``.
 
     Students with results in ``out`` but no sheet in this run are regraded from their stored
-    answers. Questions: ``only`` when given, else ``asked`` plus those already in the results.
-    ``dry_run`` grades but writes nothing; ``report.changes`` then says what would change.
+    answers, keeping the page layout their results recorded. Questions: ``only`` when given,
+    else ``asked`` plus those already in the results. ``shown`` is how each sheet's page showed
+    its questions; ``quizzes`` gives feedback pages their quiz title and what they reveal (the
+    bank's quiz specs when not given). ``dry_run`` grades but writes nothing;
+    ``report.changes`` then says what would change.
     """
     report = report or BatchReport()
     report.dry_run = dry_run
@@ -174,20 +188,31 @@ def grade_batch(
         )
     fingerprints = {q.id: question_fingerprint(q) for q in questions}
 
-    candidates: list[tuple[str, Optional[str], AnyQuestion, Reading]] = []
+    shown = shown or {}
+    candidates: list[tuple[str, Optional[str], AnyQuestion, Reading, Optional[ShownAs]]] = []
     for student, (quiz, per_question) in readings.items():
-        candidates += [(student, quiz, q, per_question[q.id]) for q in questions if q.id in per_question]
+        candidates += [
+            (student, quiz, q, per_question[q.id], shown.get((student, q.id)))
+            for q in questions
+            if q.id in per_question
+        ]
     for (student, question_id), item in stored.items():
         if student not in readings and question_id in by_id:
             question = by_id[question_id]
-            candidates.append((student, item.quiz, question, read_answer(item.answer, question)))
+            candidates.append((student, item.quiz, question, read_answer(item.answer, question), ShownAs.of(item)))
     pending: list[_Pair] = []
-    for student, quiz, question, reading in candidates:
-        reason = stale_reason(stored.get((student, question.id)), reading, fingerprints[question.id], regrade_all)
-        if reason is None:
-            report.resumed += 1
-        else:
-            pending.append(_Pair(student, quiz, question, reading, reason))
+    relaid: dict[tuple[str, str], ItemResult] = {}
+    for student, quiz, question, reading, layout in candidates:
+        old = stored.get((student, question.id))
+        reason = stale_reason(old, reading, fingerprints[question.id], regrade_all)
+        if reason is not None:
+            if layout is None and old is not None:
+                layout = ShownAs.of(old)
+            pending.append(_Pair(student, quiz, question, reading, reason, layout))
+            continue
+        report.resumed += 1
+        if old is not None and layout is not None and ShownAs.of(old) != layout:
+            relaid[(student, question.id)] = old.model_copy(update=layout.fields())  # display only
 
     needs_sandbox = any(
         isinstance(p.question, CodeQuestion) and p.reading.problem is None and not p.reading.unanswered
@@ -200,6 +225,9 @@ def grade_batch(
         sandbox = stack.enter_context(sandbox_factory()) if needs_sandbox else None
         grader = Grader(sandbox, device)
         log = None if dry_run else stack.enter_context(ResultsLog(results_path))
+        for item in relaid.values():
+            if log is not None:
+                log.append(item)
         bar, advance = _progress(len(pending))
         stack.enter_context(bar)
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, workers)))
@@ -215,7 +243,9 @@ def grade_batch(
                 if graded.retry:
                     report.problems.append(f"{where}: not graded: {graded.error}; rerun to retry")
                     continue
-                item = item_result(pair.student, pair.question, pair.reading.answer, graded, pair.quiz)  # type: ignore[arg-type]
+                item = item_result(
+                    pair.student, pair.question, pair.reading.answer, graded, pair.quiz, pair.shown  # type: ignore[arg-type]
+                )
                 item = item.model_copy(
                     update={"fingerprint": fingerprints[pair.question.id], "grader_version": GRADER_VERSION}
                 )
@@ -239,7 +269,7 @@ def grade_batch(
             )
             report.graded += 1
     report.changes.sort(key=lambda c: (c.student, report.questions.index(c.question)))
-    latest = {**stored, **fresh}
+    latest = {**stored, **relaid, **fresh}
     report.results = [item for (_, question_id), item in latest.items() if question_id in by_id]
     report.students = len({i.student for i in report.results})
     if dry_run:
@@ -250,7 +280,7 @@ def grade_batch(
     write_grades_csv(out / "grades.csv", gradebook, report.questions)
     report.written.append(out / "grades.csv")
     report.written += write_feedback_pages(
-        out / "feedback", gradebook, report.questions, bank.by_id()
+        out / "feedback", gradebook, report.questions, bank.by_id(), quizzes or QuizLookup(bank)
     ).values()
     if output_format == "gradescope":
         report.written += write_gradescope(out / "gradescope", gradebook, report.questions).values()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import torch
 
 from vaequiz.grading.checks import run_check
 from vaequiz.grading.evidence import Evidence
+from vaequiz.grading.hints import size_hints
 from vaequiz.grading.inputs import PreparedQuestion
 from vaequiz.grading.models import CheckResult
 from vaequiz.grading.objective import Graded
 from vaequiz.grading.sandbox.api import RunOutcome, SandboxRequest, SandboxResult
+
 
 class SandboxRunner(Protocol):
     """What grading needs from a sandbox: run one request, thread-safely."""
@@ -41,12 +44,68 @@ def failed_everywhere(prepared: PreparedQuestion, reason: str, retry: bool = Fal
     return Graded(0.0, checks, error=reason, retry=retry)
 
 
-def grade_source(prepared: PreparedQuestion, source: str, sandbox: SandboxRunner, device: str = "cpu") -> Graded:
-    """Run ``source`` on the question's hidden inputs in the sandbox and check what it bound."""
+class Diagnosis(Protocol):
+    """Explains a failing answer by the known mistake it behaves like (see ``mistakes.py``)."""
+
+    def known_mistake(
+        self, prepared: PreparedQuestion, outcomes: list[RunOutcome], graded: Graded
+    ) -> str | None: ...
+
+
+def grade_source(
+    prepared: PreparedQuestion,
+    source: str,
+    sandbox: SandboxRunner,
+    device: str = "cpu",
+    diagnosis: Diagnosis | None = None,
+) -> Graded:
+    """Run ``source`` on the question's hidden inputs in the sandbox and check what it bound.
+
+    A failing answer that ran gets hints (a size written as a number) and, with ``diagnosis``,
+    the known mistake it behaves like; both are worked out here, in the trusted process.
+    """
     if not source.strip():
         return failed_everywhere(prepared, "no answer")
     result = sandbox.run(prepared.request(source, device))
-    return judge(prepared, result)
+    graded = judge(prepared, result)
+    if graded.passed or result.status != "ok":
+        return graded
+    outcomes = run_outcomes(prepared, result)
+    graded.hints = size_hints(prepared, source, outcomes)
+    if diagnosis is not None:
+        graded.mistake = diagnosis.known_mistake(prepared, outcomes, graded)
+    return graded
+
+
+def run_outcomes(prepared: PreparedQuestion, result: SandboxResult) -> list[RunOutcome]:
+    """One outcome per prepared run, on the CPU; runs the snippet never reached carry the reason."""
+    outcomes = [_on_cpu(o) for o in result.runs]
+    if len(outcomes) < len(prepared.runs):
+        missing_reason = result.reason or "your code stopped before every hidden input was tried"
+        outcomes += [RunOutcome(error=missing_reason)] * (len(prepared.runs) - len(outcomes))
+    return outcomes[: len(prepared.runs)]
+
+
+def error_pattern(error: str) -> str:
+    """An error with its numbers blanked: the same mistake on inputs of other sizes ("(5x12 and
+    20x400)", "(9x37 and 20x400)") reads as one error. Line numbers are kept."""
+    return re.sub(r"(?<!line )\d+", "#", error)
+
+
+RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Warning|Interrupt|Exit)\b")
+"""How an exception reads ("RuntimeError: ..."), as opposed to a probe's own finding ("no
+gradient flows from z to logvar"), which the check that needs it reports."""
+
+
+def distinct_errors(outcomes: list[RunOutcome]) -> list[str]:
+    """Every different exception the snippet raised, itself or when a probe called into it, in
+    run order, each once (the first of those that differ only in sizes)."""
+    seen: dict[str, str] = {}
+    for outcome in outcomes:
+        for error in (outcome.error, *outcome.probe_errors.values()):
+            if error and RAISED.match(error):
+                seen.setdefault(error_pattern(error), error)
+    return list(seen.values())
 
 
 def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
@@ -56,16 +115,18 @@ def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
         graded = failed_everywhere(prepared, reason, retry=result.status == "sandbox_error")
         graded.output = result.output
         return graded
-    outcomes = [_on_cpu(o) for o in result.runs]
-    if len(outcomes) != len(prepared.runs):
-        missing_reason = result.reason or "your code stopped before every hidden input was tried"
-        outcomes += [RunOutcome(error=missing_reason)] * (len(prepared.runs) - len(outcomes))
+    outcomes = run_outcomes(prepared, result)
     evidence = Evidence(prepared=prepared, outcomes=outcomes)
     checks = [run_check(spec, evidence) for spec in prepared.question.checks]
     errors = [o.error for o in outcomes if o.error]
     error = f"your code raised {errors[0]}" if errors else None
     return Graded(
-        weighted_score(checks), checks, error=error, passed=all(c.passed for c in checks), output=result.output
+        weighted_score(checks),
+        checks,
+        error=error,
+        passed=all(c.passed for c in checks),
+        output=result.output,
+        errors=distinct_errors(outcomes),
     )
 
 

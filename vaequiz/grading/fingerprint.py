@@ -13,9 +13,12 @@ import json
 
 from vaequiz.bank.models import AnyQuestion
 
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"
 """Bump whenever a change to the grading code can change a verdict, a score or a message: every
-stored result then counts as stale and `grade-sheets` / `regrade` grade it again."""
+stored result then counts as stale and `grade-sheets` / `regrade` grade it again.
+
+2: failing code answers gain the known mistake they behave like, size hints and each distinct
+error (results of version 1 lack them, so their feedback pages would silently miss them)."""
 
 PRESENTATION_FIELDS = frozenset(
     {

@@ -7,6 +7,8 @@ student) and dispatches by kind: objective kinds in process, code through the sa
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 from vaequiz.bank.models import (
     AnyQuestion,
@@ -19,12 +21,30 @@ from vaequiz.bank.models import (
 )
 from vaequiz.grading.code import SandboxRunner, grade_source
 from vaequiz.grading.inputs import PreparedQuestion, prepare_question
+from vaequiz.grading.mistakes import KnownMistakes
 from vaequiz.grading.models import Answer, CheckResult, ItemResult
 from vaequiz.grading.objective import Graded, grade_mcq, grade_numeric, grade_shape
 from vaequiz.grading.semantic import flagger_if_requested
 from vaequiz.grading.short_answer import grade_short_answer
 
 NO_ANSWER = "no answer"
+
+
+@dataclass(frozen=True)
+class ShownAs:
+    """How one student's page showed a question: its number, MCQ letters and the page mode."""
+
+    number: int | None = None
+    labels: dict[str, str] | None = None
+    mode: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"number": self.number, "labels": self.labels, "mode": self.mode}
+
+    @classmethod
+    def of(cls, item: ItemResult) -> "ShownAs":
+        """How an earlier result's page showed it (to keep when regrading from results alone)."""
+        return cls(number=item.number, labels=item.labels, mode=item.mode)
 
 
 def refused(reason: str) -> Graded:
@@ -38,6 +58,8 @@ class Grader:
     def __init__(self, sandbox: SandboxRunner | None, device: str = "cpu") -> None:
         self.sandbox = sandbox
         self.device = device
+        self.mistakes = KnownMistakes(sandbox, device) if sandbox is not None else None
+        """Each question's mutants, run once per grader when an answer to it first fails."""
         self._prepared: dict[str, tuple[CodeQuestion, PreparedQuestion]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -54,8 +76,10 @@ class Grader:
                 self._prepared[question.id] = cached
             return cached[1]
 
-    def grade(self, question: AnyQuestion, answer: Answer | None) -> Graded:
-        """Score one answer; None or blank text is "no answer"."""
+    def grade(self, question: AnyQuestion, answer: Answer | None, diagnose: bool = True) -> Graded:
+        """Score one answer; None or blank text is "no answer". A failing code answer is compared
+        with the question's known mistakes unless ``diagnose`` is False (verify grades the
+        mutants themselves)."""
         if answer is None or (isinstance(answer, str) and not answer.strip()) or answer == []:
             return refused(NO_ANSWER)
         if isinstance(question, MultipleChoice):
@@ -72,7 +96,9 @@ class Grader:
         if isinstance(question, CodeQuestion):
             if self.sandbox is None:
                 raise RuntimeError("grading code needs a sandbox")
-            return grade_source(self.prepared(question), text, self.sandbox, self.device)
+            return grade_source(
+                self.prepared(question), text, self.sandbox, self.device, self.mistakes if diagnose else None
+            )
         if isinstance(question, Flashcard):
             return Graded(0.0, [CheckResult(name="answer", passed=False, message="flashcards are not graded")])
         raise TypeError(f"cannot grade a {type(question).__name__}")
@@ -83,10 +109,16 @@ class Grader:
 
 
 def item_result(
-    student: str, question: AnyQuestion, answer: Answer | None, graded: Graded, quiz: str | None = None
+    student: str,
+    question: AnyQuestion,
+    answer: Answer | None,
+    graded: Graded,
+    quiz: str | None = None,
+    shown: ShownAs | None = None,
 ) -> ItemResult:
     """The gradebook line for a graded answer: score clamped to 0..1, points = score x points
-    (both rounded to 9 decimals, so 1/3 of 3 points is 1, not 0.999999)."""
+    (both rounded to 9 decimals, so 1/3 of 3 points is 1, not 0.999999). ``shown`` says how the
+    student's page showed the question, so feedback can speak in the student's terms."""
     raw = min(1.0, max(0.0, graded.score))
     return ItemResult(
         student=student,
@@ -100,6 +132,10 @@ def item_result(
         answer=answer,
         error=graded.error,
         quiz=quiz,
+        hints=graded.hints,
+        mistake=graded.mistake,
+        errors=graded.errors,
         needs_review=graded.needs_review,
         review_reasons=graded.review_reasons,
+        **(shown.fields() if shown else {}),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +52,12 @@ class AnswerSheet(StrictModel):
     locked_at: Optional[datetime] = Field(
         None, description="When the page's time limit ran out and locked the answers (ISO 8601)."
     )
+    mode: Literal["exam", "practice"] | None = Field(
+        None, description="The mode of the page it was saved from (sets the feedback defaults)."
+    )
+    order: list[QuestionId] | None = Field(
+        None, description="Question ids in the order the page numbered them."
+    )
 
 
 class CheckResult(BaseModel):
@@ -85,6 +91,20 @@ class ItemResult(BaseModel):
     answer: Optional[RecordedAnswer] = Field(None, description="The answer as graded (bank labels).")
     error: str | None = Field(None, description="Why the answer could not be graded, if so.")
     quiz: str | None = Field(None, description="The quiz the sheet was saved from, if it says.")
+    number: int | None = Field(None, description="The question's number on the student's page.")
+    labels: dict[str, str] | None = Field(
+        None, description="MCQ: shown label -> bank label on the student's page."
+    )
+    mode: Literal["exam", "practice"] | None = Field(None, description="The page's mode, if known.")
+    errors: list[str] = Field(
+        default_factory=list, description="Code: each different error the snippet raised, once."
+    )
+    hints: list[str] = Field(
+        default_factory=list, description="Code: hints derived from how the answer failed."
+    )
+    mistake: str | None = Field(
+        None, description="Code: the 'why' of the known mistake (mutant) the answer behaves like."
+    )
     fingerprint: Optional[str] = Field(
         None,
         description="Digest of what decided the grade besides the answer: the question's key, "

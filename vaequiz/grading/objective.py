@@ -26,6 +26,12 @@ class Graded:
     """What a code answer printed (stdout and stderr, cut at the output limit)."""
     retry: bool = False
     """The grader itself failed (not the student): do not record, grade again on the next run."""
+    hints: list[str] = field(default_factory=list)
+    """Code: what the way it failed suggests (e.g. a size written as a number)."""
+    mistake: str | None = None
+    """Code: the ``why`` of the known mistake (mutant) the answer behaves like."""
+    errors: list[str] = field(default_factory=list)
+    """Code: each different error the snippet or a probe raised, once."""
     needs_review: bool = False
     """The verdict is fragile (short answers): a teacher should confirm it."""
     review_reasons: list[str] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""What grade-sheets writes from results: grades.csv, a feedback page per student, Gradescope JSON."""
+"""What grade-sheets writes from results: grades.csv and Gradescope JSON (feedback pages: feedback.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from markupsafe import Markup
-
-from vaequiz.bank.models import AnyQuestion, MultipleChoice
 from vaequiz.grading.models import CheckResult, ItemResult
-from vaequiz.render.markdown import (
-    code_stylesheet,
-    render_code,
-    render_inline,
-    render_markdown,
-)
-from vaequiz.templating import template_environment
 
 HIDDEN_MESSAGE = "details hidden until results are released"
 REVIEW_NOTE = "A teacher will confirm this grade."
@@ -83,79 +73,6 @@ def visible_message(check: CheckResult) -> str:
     return HIDDEN_MESSAGE if check.hidden else check.message
 
 
-
-
-class FeedbackText:
-    """Bank text for feedback pages: the question, and options named by their text.
-
-    Messages of objective items are built from the bank's own Markdown (per-option feedback,
-    concept names), so they are rendered; code checks quote what the snippet did, so their
-    messages stay plain text.
-    """
-
-    def __init__(self, bank_questions: dict[str, AnyQuestion]) -> None:
-        self.questions = bank_questions
-
-    def question(self, item: ItemResult) -> Markup:
-        found = self.questions.get(item.question)
-        return Markup(render_markdown(found.text)) if found is not None else Markup("")
-
-    def chosen_options(self, item: ItemResult) -> list[tuple[str, Markup]]:
-        found = self.questions.get(item.question)
-        if not isinstance(found, MultipleChoice) or item.answer is None:
-            return []
-        labels = item.answer if isinstance(item.answer, list) else [item.answer]
-        options = {o.label: o for o in found.options}
-        return [
-            (label, Markup(render_code(options[label].code, focusable=False)) if options[label].code
-             else Markup(render_inline(options[label].text or "")))
-            for label in labels if label in options
-        ]
-
-    def message(self, item: ItemResult, check: CheckResult) -> Markup | str:
-        text = visible_message(check)
-        if not text or item.kind == "code" or check.hidden:
-            return text
-        return Markup(render_inline(text))
-
-
-def write_feedback_pages(
-    folder: Path,
-    results: list[ItemResult],
-    questions: list[str],
-    bank_questions: dict[str, AnyQuestion] | None = None,
-) -> dict[str, Path]:
-    """``folder/<student>.html``: a self-contained page with every item, check and message."""
-    folder.mkdir(parents=True, exist_ok=True)
-    template = template_environment().get_template("feedback.html.j2")
-    text = FeedbackText(bank_questions or {})
-    written: dict[str, Path] = {}
-    order = {q: i for i, q in enumerate(questions)}
-    for student, items in by_student(results).items():
-        ordered = sorted(items.values(), key=lambda i: order.get(i.question, len(order)))
-        page = template.render(
-            student=student,
-            items=ordered,
-            total=sum(i.points for i in ordered),
-            max_total=sum(i.max_points for i in ordered),
-            visible_message=visible_message,
-            answer_text=answer_text,
-            text=text,
-            code_css=Markup(code_stylesheet()),
-            review_note=REVIEW_NOTE,
-        )
-        path = folder / f"{safe_file_stem(student)}.html"
-        path.write_text(page, encoding="utf-8")
-        written[student] = path
-    return written
-
-
-def answer_text(item: ItemResult) -> str:
-    if item.answer is None:
-        return ""
-    return ", ".join(item.answer) if isinstance(item.answer, list) else item.answer
-
-
 def gradescope_payload(items: list[ItemResult]) -> dict[str, object]:
     """Gradescope's autograder ``results.json``: total score and one test per question."""
     tests = []
@@ -165,6 +82,9 @@ def gradescope_payload(items: list[ItemResult]) -> dict[str, object]:
             lines.append(REVIEW_NOTE)
         if item.error and not any(item.error in line for line in lines):
             lines.insert(0, item.error)
+        if item.mistake:
+            lines.append(f"This looks like a common mistake: {item.mistake}")
+        lines += [f"Hint: {hint}" for hint in item.hints]
         tests.append(
             {
                 "name": item.question,

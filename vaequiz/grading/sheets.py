@@ -23,7 +23,9 @@ from pydantic import TypeAdapter, ValidationError
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import ID_PATTERN, AnyQuestion, Flashcard, MultipleChoice
 from vaequiz.grading.answers import Reading, read_answer, valid_text
-from vaequiz.grading.batch import BatchReport, SandboxFactory, grade_batch
+from vaequiz.grading.batch import BatchReport, Readings, SandboxFactory, grade_batch
+from vaequiz.grading.feedback import QuizLookup, SheetLayouts
+from vaequiz.grading.grader import ShownAs
 from vaequiz.grading.models import AnswerSheet
 from vaequiz.variants import LABELS, option_order, shown_to_bank, variant_id
 
@@ -96,6 +98,29 @@ def _clean_labels(value: object, warnings: list[str]) -> dict[str, dict[str, str
     return clean
 
 
+def _clean_order(value: object, warnings: list[str]) -> Optional[list[str]]:
+    """The page's question order (ids, each once), or None with a warning: a bad order costs
+    only the numbering of the feedback page, never the sheet."""
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) and re.fullmatch(ID_PATTERN, v) for v in value):
+        if len(set(value)) == len(value):
+            return list(value)
+    warnings.append("order ignored: not a list of distinct question ids")
+    return None
+
+
+PAGE_MODES = ("exam", "practice")
+
+
+def _clean_mode(value: object, warnings: list[str]) -> Optional[str]:
+    """The page's mode (exam or practice), or None with a warning."""
+    if value is None or value in PAGE_MODES:
+        return value  # type: ignore[return-value]
+    warnings.append(f"mode ignored: {str(value)[:40]!r} is not one of {', '.join(PAGE_MODES)}")
+    return None
+
+
 _TIME = TypeAdapter(datetime)
 
 
@@ -138,6 +163,8 @@ def read_sheet(path: Path) -> tuple[AnswerSheet, list[str]]:
         "labels": _clean_labels(data.get("labels"), warnings),
         "started_at": _timestamp(data, "started_at", warnings),
         "saved_at": _timestamp(data, "saved_at", warnings),
+        "mode": _clean_mode(data.get("mode"), warnings),
+        "order": _clean_order(data.get("order"), warnings),
     }
     for key in ("quiz", "variant"):
         if not isinstance(cleaned[key], (str, int, float)) or isinstance(cleaned[key], bool):
@@ -267,9 +294,11 @@ def sheet_readings(
     quiz: Optional[QuizIdentity],
     quiz_given: bool,
     report: BatchReport,
+    letters: Optional[dict[str, dict[str, str]]] = None,
 ) -> dict[str, Reading]:
     """Each question's answer on this sheet, read against its kind; questions whose letters
-    cannot be mapped back are left out and reported (not graded, so a fixed sheet grades later)."""
+    cannot be mapped back are left out and reported (not graded, so a fixed sheet grades later).
+    ``letters`` (if given) receives, per MCQ, the shown -> bank letters the answer was read with."""
     readings: dict[str, Reading] = {}
     rederived: list[str] = []
     sheet = loaded.sheet
@@ -282,6 +311,8 @@ def sheet_readings(
                 continue
             if mapping is not None and question.id not in sheet.labels:
                 rederived.append(question.id)
+            if mapping is not None and letters is not None:
+                letters[question.id] = mapping
         readings[question.id] = read_answer(sheet.answers.get(question.id), question, mapping)
     if rederived and quiz is not None:
         report.warnings.append(
@@ -303,6 +334,8 @@ def grade_sheets(
     quiz: Optional[QuizIdentity] = None,
     quiz_given: bool = False,
     regrade_all: bool = False,
+    quiz_file: Optional[Path] = None,
+    seed: Optional[int] = None,
 ) -> BatchReport:
     """Grade every sheet into ``out``, resuming from ``out/results.jsonl``: a stored result is
     kept while its question, the grader and the answer are unchanged, and regraded otherwise.
@@ -310,13 +343,26 @@ def grade_sheets(
     ``only`` (a quiz's question ids) fixes the questions every student is graded on; without
     it, every question answered by some sheet of the run, or already in the results, is.
     ``quiz`` is what letters of a variant derive from; ``quiz_given`` says it came from
-    ``--quiz``, which also refuses sheets of other quizzes.
+    ``--quiz``, which also refuses sheets of other quizzes. ``quiz_file`` (else the bank's spec
+    with the sheet's quiz id) gives feedback pages their title, numbering and options.
     """
     report = BatchReport()
     sheets = load_sheets(paths, bank, report, quiz, quiz_given)
     answered = {q for s in sheets for q, v in s.sheet.answers.items() if v is not None}
     gradable = [q for q in bank.questions if not isinstance(q, Flashcard) and (only is None or q.id in only)]
-    readings = {s.sheet.student: (s.sheet.quiz, sheet_readings(s, gradable, quiz, quiz_given, report)) for s in sheets}
+    quizzes = QuizLookup(bank, quiz_file, seed)
+    run_order = only or [q.id for q in gradable if q.id in answered]
+    layouts = SheetLayouts(quizzes, run_order)
+    readings: Readings = {}
+    shown: dict[tuple[str, str], ShownAs] = {}
+    for loaded in sheets:
+        letters: dict[str, dict[str, str]] = {}
+        per_question = sheet_readings(loaded, gradable, quiz, quiz_given, report, letters)
+        readings[loaded.sheet.student] = (loaded.sheet.quiz, per_question)
+        for question_id in per_question:
+            shown[(loaded.sheet.student, question_id)] = layouts.shown(
+                loaded.sheet, question_id, letters.get(question_id)
+            )
     return grade_batch(
         out,
         bank,
@@ -329,4 +375,6 @@ def grade_sheets(
         asked=answered,
         regrade_all=regrade_all,
         report=report,
+        shown=shown,
+        quizzes=quizzes,
     )

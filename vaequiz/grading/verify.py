@@ -95,7 +95,7 @@ def run_case(grader: Grader, case: Case) -> Finding:
     """Grade one case and compare with what it should do."""
     concepts_agree = True
     try:
-        graded = grader.grade(case.graded_as, case.answer)
+        graded = grader.grade(case.graded_as, case.answer, diagnose=False)
         passed, detail = bool(graded.passed), _detail(graded, case.must_pass)
         if case.concepts is not None:
             detail, concepts_agree = _compare_concepts(graded, case.concepts)

@@ -5,8 +5,9 @@ Loaded like bank files, so every mistake is reported as ``file:line:column: fiel
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
@@ -61,6 +62,62 @@ class SelectionRule(StrictModel):
         return self
 
 
+KeyRelease = Literal["never", "after_grading"]
+
+
+class FeedbackOptions(StrictModel):
+    """What a student's feedback page (written by `vaequiz grade-sheets`) reveals.
+
+    Unset fields take the page mode's default: a practice sheet shows everything; an exam sheet
+    shows the correct answer and the explanation, but not reference solutions. Scores, check
+    results and the student's own answer are always shown.
+    """
+
+    key: KeyRelease | None = Field(
+        None,
+        description="The correct answer (MCQ key in the student's letters, shape, number, model "
+        "answer): 'after_grading' shows it on the feedback page, 'never' never does.",
+    )
+    explanations: bool | None = Field(
+        None, description="The question's explanation and the bank's feedback on each chosen option."
+    )
+    solutions: bool | None = Field(
+        None, description="Reference solutions of code questions (default: practice only)."
+    )
+    mistakes: bool | None = Field(
+        None,
+        description="Name the known mistake a failing code answer behaves like (its mutant's 'why').",
+    )
+
+    @model_validator(mode="after")
+    def _solutions_need_the_key(self) -> "FeedbackOptions":
+        if self.key == "never" and self.solutions:
+            raise ValueError("'solutions: true' shows a correct answer, which 'key: never' forbids")
+        return self
+
+    def resolve(self, mode: str | None) -> "FeedbackPolicy":
+        """Concrete choices for a sheet saved from a page of ``mode`` (unknown: exam, the
+        stricter default)."""
+        practice = mode == "practice"
+        key = (self.key or "after_grading") == "after_grading"
+        return FeedbackPolicy(
+            key=key,
+            explanations=key if self.explanations is None else self.explanations,
+            solutions=(practice and key) if self.solutions is None else self.solutions,
+            mistakes=True if self.mistakes is None else self.mistakes,
+        )
+
+
+@dataclass(frozen=True)
+class FeedbackPolicy:
+    """Resolved :class:`FeedbackOptions` for one student's page."""
+
+    key: bool
+    explanations: bool
+    solutions: bool
+    mistakes: bool
+
+
 class QuizSpec(StrictModel):
     """A quiz: its questions (``select``), order and option shuffling, points and seed."""
 
@@ -78,6 +135,9 @@ class QuizSpec(StrictModel):
     )
     time_limit_min: float | None = Field(
         None, gt=0, le=1440, description="Minutes from a student's start; the page counts down, then saves and locks."
+    )
+    feedback: FeedbackOptions = Field(
+        default_factory=FeedbackOptions, description="What grade-sheets' feedback pages reveal."
     )
 
     @model_validator(mode="after")
@@ -124,3 +184,18 @@ def load_quiz_spec(path: Path) -> tuple[QuizSpec, SourceMap]:
     if isinstance(found, list):
         raise QuizSpecError(sorted(found))
     return found, source_map
+
+
+def find_quiz_spec(folder: Path, quiz_id: str) -> Path | None:
+    """The file of the spec with id ``quiz_id`` among the ``*.quiz.yaml`` files under ``folder`` (a bank
+    keeps its quizzes beside its questions), or None; specs that do not load are passed over."""
+    for path in sorted(folder.rglob("*.quiz.yaml")):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        try:
+            spec, _ = load_quiz_spec(path)
+        except QuizSpecError:
+            continue
+        if spec.id == quiz_id:
+            return path
+    return None

@@ -10,6 +10,7 @@ from vaequiz.bank.loader import Bank, Problem
 from vaequiz.bank.models import AnyQuestion
 from vaequiz.bank.yaml_source import SourceMap
 from vaequiz.render.quiz_spec import (
+    FeedbackOptions,
     QuizSpec,
     QuizSpecError,
     SelectionRule,
@@ -35,7 +36,9 @@ class Quiz:
     points: dict[str, float] = field(default_factory=dict)
     """Effective points per question id (bank points unless the spec overrides them)."""
     time_limit_min: float | None = None
-    """Minutes from a student's start; exam and practice pages count down and lock at zero."""
+    """Minutes from a student's start; exam pages count down, then save and lock at zero."""
+    feedback: FeedbackOptions = field(default_factory=FeedbackOptions)
+    """What grade-sheets' feedback pages reveal."""
 
 
 def quiz_for(bank: Bank, quiz_file: Path | None, seed: int | None = None) -> Quiz:
@@ -146,6 +149,7 @@ def resolve_quiz(
         shuffle_options=spec.shuffle_options,
         points={q.id: spec.points.get(q.id, q.points) for q in questions},
         time_limit_min=spec.time_limit_min,
+        feedback=spec.feedback,
     )
 
 
