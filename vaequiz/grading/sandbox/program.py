@@ -38,6 +38,7 @@ reason; the grader then measures it in-process and says so (``measured in-proces
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,6 +52,8 @@ from vaequiz.grading.sandbox import wire
 from vaequiz.grading.sandbox.api import ModuleValue, as_computed
 from vaequiz.grading.sandbox.program_format import (
     FORMAT,
+    RANDOM_OPS,
+    SET_RNG_STATE,
     MAX_NODES,
     MEMORY_FORMATS,
     allowed_overload,
@@ -238,6 +241,8 @@ class Recorder(TorchDispatchMode):
     def __init__(self, builder: GraphBuilder) -> None:
         super().__init__()
         self.builder = builder
+        self.rng_state = torch.default_generator.get_state()
+        """The generator's state after the last recorded draw (or at the start)."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -254,12 +259,27 @@ class Recorder(TorchDispatchMode):
             builder.unsupported = str(err)
             return func(*args, **kwargs)
         grad = torch.is_grad_enabled()
+        random = name.split(".")[1] in RANDOM_OPS
+        if random:
+            self._follow_generator()
         result = func(*args, **kwargs)
+        if random:
+            self.rng_state = torch.default_generator.get_state()
         try:
             builder.record(name, encoded_args, encoded_kwargs, grad, result)
         except _Unsupported as err:
             builder.unsupported = str(err)
         return result
+
+    def _follow_generator(self) -> None:
+        """Record a state the snippet gave the generator itself (``torch.manual_seed``)."""
+        state = torch.default_generator.get_state()
+        if not torch.equal(state, self.rng_state):
+            try:
+                self.builder.record(SET_RNG_STATE, [["t", self.builder.ref(state)]], {}, False, [])
+            except _Unsupported as err:
+                self.builder.unsupported = str(err)
+            self.rng_state = state
 
 
 def module_calls(name: str, probes: Sequence[Any]) -> list[tuple[bool, bool, tuple[torch.Tensor, ...]]]:
@@ -439,13 +459,31 @@ def capture_request(source: str, expect: Sequence[str], runs: Sequence[Any]) -> 
     return wire.encode(doc, keep_grad=True)
 
 
-def main(argv: Sequence[str]) -> int:
-    """``python -m vaequiz.grading.sandbox.program REQUEST OUTDIR``: one program per run."""
-    request = wire.decode(Path(argv[0]).read_bytes(), restore_grad=True)
-    out = Path(argv[1])
+def capture_files(request_path: Path, out: Path) -> None:
+    """Capture every run of the request in ``request_path`` into ``out/run-{i}.program``."""
+    request = wire.decode(request_path.read_bytes(), restore_grad=True)
     for index, run in enumerate(request["runs"]):
         data = capture_bytes(request["source"], request["expect"], run["given"], run["seed"], run["probes"])
         (out / f"run-{index}.program").write_bytes(data)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m vaequiz.grading.sandbox.program REQUEST OUTDIR [REQUEST OUTDIR ...]``.
+
+    Each request is captured in its own child forked from this process once torch is imported
+    (as a sandbox worker forks one per answer), so no snippet sees another's changes.
+    """
+    if len(argv) < 2 or len(argv) % 2:
+        print("usage: python -m vaequiz.grading.sandbox.program REQUEST OUTDIR [REQUEST OUTDIR ...]", file=sys.stderr)
+        return 2
+    for request_path, out in zip(argv[0::2], argv[1::2]):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                capture_files(Path(request_path), Path(out))
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
     return 0
 
 

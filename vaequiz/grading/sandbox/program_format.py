@@ -105,6 +105,20 @@ own ``self``). Every op here reads and writes tensors only: no file, process, st
 (``set_``, ``resize_``), raw-stride (``as_strided``) or device-transfer op, and no ``out=``
 overload (refused by :func:`allowed_overload`)."""
 
+RANDOM_OPS = frozenset(
+    name
+    for base in "rand rand_like randn randn_like randint randint_like randperm normal uniform bernoulli "
+    "multinomial exponential geometric cauchy log_normal random poisson binomial _standard_gamma "
+    "_sample_dirichlet native_dropout".split()
+    for name in (base, base + "_")
+)
+"""Ops that draw from the default generator."""
+
+SET_RNG_STATE = "rng.set_state"
+"""The one node that is not an ATen op: the snippet put the default generator in a state of its
+own (``torch.manual_seed``, ``set_rng_state``) before a draw; replaying it keeps such a program
+as deterministic as the snippet was. Its only argument is the state, a uint8 constant."""
+
 ZERO_FILLED = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"})
 """Ops whose output memory is uninitialised: the rebuild zero-fills it, so a program can never
 read what the trusted process left in freed memory."""
@@ -153,7 +167,8 @@ def graph_label(train: bool, grad: bool, args: Any) -> str:
 
 @dataclass(frozen=True)
 class Node:
-    op: torch._ops.OpOverload
+    op: torch._ops.OpOverload | None
+    """None for :data:`SET_RNG_STATE`."""
     name: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -348,6 +363,9 @@ def _graph(doc: Any, budget: _Budget, label: str) -> Graph:
     _expect(type(names) is list and len(names) <= 4096, f"{label}: 'ops' must be a list")
     ops = []
     for qualified in names:
+        if qualified == SET_RNG_STATE:
+            ops.append((None, qualified))
+            continue
         op = allowed_overload(qualified) if type(qualified) is str else None
         _expect(op is not None, f"{label}: operation {str(qualified)[:80]!r} is not allowed")
         ops.append((op, qualified))
@@ -396,6 +414,11 @@ def _node(doc: Any, ops: list[tuple[Any, str]], kinds: list[str], where: str) ->
     _expect(_is_int(index) and 0 <= index < len(ops), f"{where}: op index out of range")
     op, name = ops[index]
     _expect(type(args) is list and type(kwargs) is dict and type(grad) is bool, f"{where}: malformed node")
+    if op is None:
+        _expect(len(args) == 1 and not kwargs and outs == [], f"{where}: {name} takes one state and returns nothing")
+        state = _argument(args[0], "Tensor", kinds, where, "state")
+        _expect(type(state) is tuple, f"{where}: {name} needs a state tensor")
+        return Node(None, name, (state,), {}, grad, ())  # type: ignore[arg-type]
     schema = op._schema.arguments
     positional = [a for a in schema if not a.kwarg_only]
     _expect(len(args) <= len(positional), f"{where}: {name} takes at most {len(positional)} positional arguments")

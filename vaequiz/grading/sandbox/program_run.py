@@ -57,6 +57,9 @@ def run_graph(
     for index, node in enumerate(graph.nodes):
         args = [_resolve(a, values, target) for a in node.args]
         kwargs = {k: _resolve(v, values, target) for k, v in node.kwargs.items()}
+        if node.op is None:
+            _set_rng_state(args[0], f"{graph.label} node {index}")
+            continue
         try:
             with torch.set_grad_enabled(node.grad_enabled):
                 result = node.op(*args, **kwargs)
@@ -75,6 +78,17 @@ def run_graph(
             _check_declared(item, declared, f"{graph.label} node {index} ({node.name})")
         values += flat
     return values
+
+
+def _set_rng_state(state: Any, where: str) -> None:
+    """Put the default generator where the snippet put it (only ever a CPU generator state)."""
+    valid = isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1
+    try:
+        if not valid:
+            raise ValueError("not a uint8 vector")
+        torch.default_generator.set_state(state.clone())
+    except (RuntimeError, ValueError) as err:
+        raise ProgramRefused(f"{where}: not a generator state ({str(err)[:80]})") from None
 
 
 def _check_declared(item: Any, declared: tuple[Any, ...], where: str) -> None:
