@@ -33,6 +33,7 @@ may only refer to values numbered before its own. Nodes travel in chunks of at m
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ class ProgramRefused(ValueError):
         super().__init__(f"could not measure: {reason}")
 
 
+@functools.lru_cache(maxsize=4096)
 def allowed_overload(qualified: str) -> torch._ops.OpOverload | None:
     """The op for "aten.name.overload" when the allow list has it, else None.
 
