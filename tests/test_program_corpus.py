@@ -160,3 +160,67 @@ def test_labelled_verdicts_hold_when_measured_from_programs(
         assert not failed, failed
     else:
         assert failed, "a wrong answer passed every check when measured from its program"
+
+
+REAL_CODE_STYLES = {
+    "reparameterization-trick/variable_and_data_new": (
+        "from torch.autograd import Variable\n"
+        "std = logvar.mul(0.5).exp_()\n"
+        "eps = Variable(std.data.new(std.size()).normal_())\n"
+        "z = eps.mul(std).add_(mu)\n"
+    ),
+    "mnist-decoder-bce/batchnorm_dropout": (
+        "decoder = nn.Sequential(nn.Linear(latent_dim, 256), nn.BatchNorm1d(256), nn.ReLU(),\n"
+        "                        nn.Dropout(0.2), nn.Linear(256, 784), nn.Sigmoid())\n"
+    ),
+    "mnist-decoder-bce/transposed_convolutions": (
+        "class Decoder(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(latent_dim, 16 * 7 * 7)\n"
+        "        self.up = nn.Sequential(nn.ConvTranspose2d(16, 8, 4, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),\n"
+        "                                nn.ConvTranspose2d(8, 1, 4, 2, 1))\n"
+        "    def forward(self, z):\n"
+        "        return torch.sigmoid(self.up(self.fc(z).view(-1, 16, 7, 7)))\n"
+        "decoder = Decoder()\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def style_programs(prepared: dict[str, PreparedQuestion], tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
+    root = tmp_path_factory.mktemp("styles")
+    pairs = {}
+    for key, source in REAL_CODE_STYLES.items():
+        question = prepared[key.split("/")[0]]
+        pairs[key] = write_request(source, question.question.expect, first_of_each_trial(question), root / key)
+    run_capture(list(pairs.values()))
+    return {
+        key: read_programs(out, len(first_of_each_trial(prepared[key.split("/")[0]])))
+        for key, (_, out) in pairs.items()
+    }
+
+
+@pytest.mark.parametrize("key", sorted(REAL_CODE_STYLES))
+def test_real_code_styles_rebuild_to_what_they_compute(
+    key: str, prepared: dict[str, PreparedQuestion], style_programs: dict[str, list]
+) -> None:
+    """Styles from real VAE code outside the corpus: ``Variable``/``.data.new``, BatchNorm and
+    Dropout (train-mode draws and running statistics), transposed convolutions."""
+    qid = key.split("/")[0]
+    question = prepared[qid]
+    source = REAL_CODE_STYLES[key]
+    for run, data in zip(first_of_each_trial(question), style_programs[key]):
+        assert data is not None
+        program = decode_program(data)
+        assert program.unsupported is None, program.unsupported
+        rebuilt = measure_run(program, run.given, run.seed, run.probes)
+        probes = [
+            {"kind": p.kind, "target": p.target, "wrt": list(p.wrt), "args": list(p.args), "as_": p.as_,
+             "loss": p.loss, "steps": p.steps, "lr": p.lr, "train_mode": p.train_mode}
+            for p in run.probes
+        ]
+        own = Execution(source, list(question.question.expect)).run(run.seed, run.given, probes)
+        assert rebuilt.probe_errors == own["probe_errors"]
+        for name, value in own["outputs"].items():
+            _assert_same(name, rebuilt.outputs[name], value)
