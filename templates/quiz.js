@@ -110,6 +110,7 @@
       labels: data.labels,
       answers: collectAnswers()
     };
+    if (data.params) { sheet.params = data.params; }
     var blob = new Blob([JSON.stringify(sheet, null, 2) + "\n"], { type: "application/json" });
     var link = document.createElement("a");
     link.href = URL.createObjectURL(blob);
