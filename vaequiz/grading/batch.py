@@ -9,6 +9,7 @@ gradebook files are always written from the results, one stale entry never among
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -25,6 +26,7 @@ from vaequiz.grading.fingerprint import GRADER_VERSION, question_fingerprint
 from vaequiz.grading.grader import Grader, item_result, refused
 from vaequiz.grading.models import ItemResult
 from vaequiz.grading.objective import Graded
+from vaequiz.grading.parametric import grade_with_params
 from vaequiz.grading.reports import write_feedback_pages, write_gradescope, write_grades_csv
 from vaequiz.grading.results import RESULTS_FILE, ResultsLog, compact_results, read_results
 
@@ -99,7 +101,7 @@ def stale_reason(
         return "grader"
     if stored.fingerprint != fingerprint:
         return "question"
-    if stored.answer != reading.answer:
+    if stored.answer != reading.answer or (stored.params or None) != (reading.params or None):
         return "answer"
     return None
 
@@ -122,7 +124,7 @@ def grade_reading(grader: Grader, question: AnyQuestion, reading: Reading) -> Gr
     """An unreadable answer scores 0 with its reason; anything else goes to the grader."""
     if reading.problem is not None:
         return refused(reading.problem)
-    return grader.grade(question, reading.answer)  # type: ignore[arg-type]
+    return grade_with_params(lambda q: grader.grade(q, reading.answer), question, reading.params)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,8 @@ def grade_batch(
     for (student, question_id), item in stored.items():
         if student not in readings and question_id in by_id:
             question = by_id[question_id]
-            candidates.append((student, item.quiz, question, read_answer(item.answer, question)))
+            reading = dataclasses.replace(read_answer(item.answer, question), params=item.params)
+            candidates.append((student, item.quiz, question, reading))
     pending: list[_Pair] = []
     for student, quiz, question, reading in candidates:
         reason = stale_reason(stored.get((student, question.id)), reading, fingerprints[question.id], regrade_all)
@@ -216,7 +219,11 @@ def grade_batch(
                     continue
                 item = item_result(pair.student, pair.question, pair.reading.answer, graded, pair.quiz)  # type: ignore[arg-type]
                 item = item.model_copy(
-                    update={"fingerprint": fingerprints[pair.question.id], "grader_version": GRADER_VERSION}
+                    update={
+                        "fingerprint": fingerprints[pair.question.id],
+                        "grader_version": GRADER_VERSION,
+                        "params": pair.reading.params,
+                    }
                 )
             except Exception as err:  # a grader bug must not lose the rest of the class
                 report.problems.append(f"{where}: not graded: {type(err).__name__}: {err}")

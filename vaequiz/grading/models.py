@@ -42,6 +42,10 @@ class AnswerSheet(StrictModel):
     labels: dict[QuestionId, dict[Label, Label]] = Field(
         default_factory=dict, description="Shown label -> bank label, per shuffled question."
     )
+    params: dict[QuestionId, dict[str, Union[bool, int, float]]] = Field(
+        default_factory=dict,
+        description="The numbers each parametric question showed (re-derived and cross-checked when graded).",
+    )
     started_at: Optional[datetime] = Field(None, description="When the student opened the page (ISO 8601).")
     saved_at: Optional[datetime] = Field(
         None, description="When the sheet was saved (ISO 8601); of two sheets for one student the later wins."
@@ -83,3 +87,6 @@ class ItemResult(BaseModel):
         "pair when it changes.",
     )
     grader_version: Optional[str] = Field(None, description="GRADER_VERSION of the grading code.")
+    params: Optional[dict[str, Union[bool, int, float]]] = Field(
+        None, description="A parametric question's numbers for this student, as graded."
+    )

@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from vaequiz.bank.models import AnyQuestion, MultipleChoice
 from vaequiz.grading.models import CheckResult, ItemResult
+from vaequiz.grading.parametric import bound_for_feedback
 from vaequiz.render.markdown import (
     code_stylesheet,
     render_code,
@@ -82,11 +83,11 @@ class FeedbackText:
         self.questions = bank_questions
 
     def question(self, item: ItemResult) -> Markup:
-        found = self.questions.get(item.question)
+        found = bound_for_feedback(self.questions.get(item.question), item.params)
         return Markup(render_markdown(found.text)) if found is not None else Markup("")
 
     def chosen_options(self, item: ItemResult) -> list[tuple[str, Markup]]:
-        found = self.questions.get(item.question)
+        found = bound_for_feedback(self.questions.get(item.question), item.params)
         if not isinstance(found, MultipleChoice) or item.answer is None:
             return []
         labels = item.answer if isinstance(item.answer, list) else [item.answer]
