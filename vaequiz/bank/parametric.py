@@ -230,3 +230,38 @@ def sample_students(question: QuestionBase, count: int, quiz_id: str = "verify",
     """``count`` draws as ``count`` different students would get them (for verify and tests)."""
     space = space_of(question)
     return [space.draw(quiz_id, seed, f"student-{i}", question.id) for i in range(count)]
+
+
+def used_names(question: QuestionBase) -> set[str]:
+    """Params the question's texts, answers or other params read."""
+    from vaequiz.params import placeholders as find
+
+    used: set[str] = set()
+    for _, text in text_fields(question):
+        used |= {name for p in find(text)[0] for name in p.expression.names}
+    for _, source in _answer_expressions(question):
+        used |= _names_of(source)
+    space = space_of(question)
+    for expression in space.derived.values():
+        used |= expression.names
+    return used
+
+
+def shown_names(question: QuestionBase) -> set[str]:
+    """Params some text shows the student (directly or through a derived one it uses)."""
+    from vaequiz.params import placeholders as find
+
+    space = space_of(question)
+    shown = {name for _, text in text_fields(question) for p in find(text)[0] for name in p.expression.names}
+    changed = True
+    while changed:
+        extra = {n for name in shown if name in space.derived for n in space.derived[name].names} - shown
+        shown |= extra
+        changed = bool(extra)
+    return shown
+
+
+def _names_of(source: str) -> set[str]:
+    from vaequiz.expressions import parse_expression
+
+    return set(parse_expression(source).names)
