@@ -9,6 +9,7 @@ any plain question; failing messages say which numbers they are about.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable, Mapping, Optional
 
 from vaequiz.bank.models import AnyQuestion
@@ -20,6 +21,8 @@ from vaequiz.params import ParamError, describe
 from vaequiz.variants import variant_id
 
 Params = dict[str, Value]
+VARIANT_ID = re.compile(r"v[0-9a-f]{10}")
+"""The form of the variant ids built pages carry (:func:`vaequiz.variants.variant_id`)."""
 
 
 def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -72,11 +75,14 @@ def params_for(
         return None, None
     recorded = sheet.params.get(question.id)
     derived: list[Params] = []
+    # a variant name vaequiz did not write (a hand-made sheet) proves nothing: the student's own
+    # numbers are used, as for a sheet that names no variant
+    built = sheet.variant is not None and VARIANT_ID.fullmatch(sheet.variant) is not None
     if quiz_id is not None and seed is not None and (sheet.quiz is None or sheet.quiz == quiz_id):
         for student in (sheet.student, ""):
-            if sheet.variant is None and student == "":
+            if not built and student == "":
                 continue
-            if sheet.variant is None or variant_id(quiz_id, seed, student) == sheet.variant:
+            if not built or variant_id(quiz_id, seed, student) == sheet.variant:
                 try:
                     derived.append(draw_for(question, quiz_id, seed, student))
                 except ParamError as err:
