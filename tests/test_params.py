@@ -350,3 +350,11 @@ def test_lint_flags_unshown_params_and_a_where_that_rejects_most_draws(write_yam
     result = cli("lint", _bank(write_yaml, text))
     assert "param unused is never shown in the question's text" in result.stderr + result.stdout
     assert re.search(r"'where' rejects 9\d% of draws", result.stderr + result.stdout)
+
+
+def test_grading_a_parametric_question_without_numbers_says_how(cli, tmp_path) -> None:
+    answer = tmp_path / "answer.txt"
+    answer.write_text("(64, 20)\n", encoding="utf-8")
+    result = cli("grade", "encoder-z-shape", answer)
+    assert result.returncode == 1
+    assert "encoder-z-shape is parametric" in result.stdout + result.stderr and "Traceback" not in result.stderr
