@@ -361,3 +361,13 @@ def test_grading_a_parametric_question_without_numbers_says_how(cli, tmp_path) -
     result = cli("grade", "encoder-z-shape", answer)
     assert result.returncode == 1
     assert "encoder-z-shape is parametric" in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_sheet_from_before_the_params_changed_is_told_apart_from_an_edited_one() -> None:
+    question = next(q for q in BUNDLED_PARAMETRIC if q.id == "per-sample-kl-shape")
+    sheet = AnswerSheet(student="ada", params={question.id: {"B": 64}}, answers={question.id: "(64,)"})
+    numbers, problem = params_for(sheet, question, "course", 0)
+    assert numbers is None and "was the question changed after the quiz was built?" in problem
+    unrecorded = AnswerSheet(student="ada", answers={question.id: "(64,)"})
+    numbers, problem = params_for(unrecorded, question, "course", 0)
+    assert problem is None and numbers == draw_for(question, "course", 0, "ada")

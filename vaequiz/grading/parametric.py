@@ -99,6 +99,11 @@ def params_for(
     for numbers in derived:
         if same_params(recorded, numbers):
             return numbers, None
+    if set(recorded) != set(derived[0]):
+        return None, (
+            f"the sheet's params for {question.id!r} are {', '.join(sorted(recorded)) or 'none'}, but the "
+            f"question's are {', '.join(sorted(derived[0]))}; was the question changed after the quiz was built?"
+        )
     return None, (
         f"the sheet's params for {question.id!r} ({describe(recorded) or 'none'}) are not the numbers its "
         f"page showed ({describe(derived[0])}); the sheet was edited, so this answer is not graded"
