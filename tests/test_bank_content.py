@@ -303,7 +303,7 @@ def test_computable_keys_agree_with_torch(bank: Bank, student: str) -> None:
 
 
 def test_model_answers_earn_every_concept_and_off_topic_answers_do_not(bank: Bank) -> None:
-    from vaequiz.grading.objective import grade_short_answer
+    from vaequiz.grading.short_answer import grade_short_answer
 
     off_topic = "Neural networks are trained with gradient descent on large data sets and GPUs."
     for question in bank.questions:

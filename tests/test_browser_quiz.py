@@ -1,8 +1,5 @@
-"""Built pages in a real browser (Debian chromium through Playwright), opened from file://.
-
-Prerequisites: the Debian ``chromium`` package (/usr/bin/chromium) and axe-core from npm in the
-repository root (``npm install --no-save axe-core``). Missing either is a failure, not a skip.
-"""
+"""Built pages of the sample quiz in a real browser (Debian chromium through Playwright),
+opened from file:// (harness: tests/browser_harness.py)."""
 
 from __future__ import annotations
 
@@ -14,43 +11,22 @@ from typing import Any, Callable, Iterator
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, run_vaequiz
+from tests.browser_harness import MODES, OpenPage, axe_source, browser, open_page  # noqa: F401 (fixtures)
+from tests.conftest import run_vaequiz
 from tests.test_render_sample import KEY_MARKERS, write_sample_bank, write_sample_quiz
 from vaequiz.cli.app import app
 from vaequiz.grading.models import AnswerSheet
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
-MODES = ("exam", "practice", "key", "flashcards")
 STUDENT = "s-browser"
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE.is_file():
-        pytest.fail(f"{AXE} is missing; run `npm install --no-save axe-core` in {REPO}")
-    return AXE.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing; install the Debian package: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+def known_to_grader(sheet: dict[str, Any]) -> dict[str, Any]:
+    """The sheet without keys this version's AnswerSheet does not define (a grader that knows
+    ``started_at`` and ``saved_at`` keeps them)."""
+    return {k: v for k, v in sheet.items() if k in AnswerSheet.model_fields}
 
 
 @pytest.fixture(scope="module")
@@ -69,54 +45,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert result.exit_code == 0, result.output
         paths[name] = out
     return paths
-
-
-class OpenPage:
-    """A page opened from file:// with every request and console error recorded."""
-
-    def __init__(self, browser: Any, path: Path, scheme: str = "light", width: int = 1000) -> None:
-        self.url = path.resolve().as_uri()
-        self.context = browser.new_context(
-            color_scheme=scheme, accept_downloads=True, viewport={"width": width, "height": 900}
-        )
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.goto(self.url)
-
-    def _route(self, route: Any) -> None:
-        if route.request.url == self.url:
-            route.continue_()
-        else:
-            self.requests.append(route.request.url)
-            route.abort()
-
-    def outside_requests(self) -> list[str]:
-        return [u for u in self.requests if u != self.url and not u.startswith("blob:")]
-
-    def data(self) -> dict[str, Any]:
-        return json.loads(self.page.locator("#quiz-data").text_content())
-
-    def close(self) -> None:
-        self.context.close()
-
-
-@pytest.fixture
-def open_page(browser: Any) -> Iterator[Callable[..., OpenPage]]:
-    opened: list[OpenPage] = []
-
-    def opener(path: Path, scheme: str = "light", width: int = 1000) -> OpenPage:
-        page = OpenPage(browser, path, scheme, width)
-        opened.append(page)
-        return page
-
-    yield opener
-    for page in opened:
-        page.close()
 
 
 # --------------------------------------------------------------------------- loading, offline
@@ -143,6 +71,9 @@ def test_axe_finds_no_serious_violation(
 ) -> None:
     page = open_page(built[mode], scheme)
     if mode == "flashcards":
+        page.page.emulate_media(reduced_motion="reduce")  # no flip animation half-way through
+        page.page.click("#deck-card .flip")  # the deck with a card turned over
+        page.page.click("#list-view")
         page.page.click("#show-all-cards")  # audit both faces of the cards
     if mode == "practice":
         page.page.locator("details.hint").first.evaluate("d => d.open = true")
@@ -221,6 +152,10 @@ def test_answers_persist_and_save_as_a_gradable_sheet(
     assert download.suggested_filename == f"sample-quiz-{STUDENT}.json"
     sheet_path = tmp_path / download.suggested_filename
     download.save_as(sheet_path)
+    written = json.loads(sheet_path.read_text(encoding="utf-8"))
+    assert ISO_UTC.fullmatch(written["started_at"]) and ISO_UTC.fullmatch(written["saved_at"])
+    assert written["started_at"] <= written["saved_at"]
+    sheet_path.write_text(json.dumps(known_to_grader(written)), encoding="utf-8")
     sheet = AnswerSheet.model_validate_json(sheet_path.read_text(encoding="utf-8"))
     assert (sheet.student, sheet.quiz, sheet.variant) == (STUDENT, "sample-quiz", data["variant"])
     assert sheet.labels == data["labels"]
@@ -242,16 +177,22 @@ def test_answers_persist_and_save_as_a_gradable_sheet(
     assert scores["reparam-code"] == 1
 
 
-def test_anonymous_page_asks_for_the_student(built: dict[str, Path], open_page: Callable[..., OpenPage], tmp_path: Path) -> None:
+def test_anonymous_page_asks_for_the_student_first(built: dict[str, Path], open_page: Callable[..., OpenPage], tmp_path: Path) -> None:
     page = open_page(built["exam"])
     p = page.page
-    p.fill("#answer-latent-shape", "(64, 20)")
+    assert p.locator("#q-latent-shape").get_attribute("inert") is not None  # nothing to answer yet
     p.click("#save-answers")
     assert p.locator("#save-message").text_content() == "Enter your name or student id first."
     assert p.evaluate("() => document.activeElement.id") == "student-id"
+    p.click("#start-answering")
+    assert p.locator("#student-help").text_content() == "Enter your name or student id first."
     p.fill("#student-id", "Ada Lovelace")
-    p.reload()
+    p.keyboard.press("Enter")
+    assert p.locator("#q-latent-shape").get_attribute("inert") is None
+    p.fill("#answer-latent-shape", "(64, 20)")
+    p.reload()  # the same tab remembers who is answering
     assert p.locator("#student-id").input_value() == "Ada Lovelace"
+    assert p.locator("#answer-latent-shape").input_value() == "(64, 20)"
     with p.expect_download() as download_info:
         p.click("#save-answers")
     assert download_info.value.suggested_filename == "sample-quiz-Ada_Lovelace.json"
@@ -260,8 +201,45 @@ def test_anonymous_page_asks_for_the_student(built: dict[str, Path], open_page: 
     assert "6 unanswered" in p.locator("#save-message").text_content()
 
 
+def test_storage_is_per_student_and_can_be_cleared(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
+    """On a shared lab computer the next student never sees the previous one's name or answers."""
+    page = open_page(built["exam"])
+    p = page.page
+    p.fill("#student-id", "ada")
+    p.click("#start-answering")
+    p.fill("#answer-kl-value", "0.5")
+    ben = page.new_tab()  # the next student opens the page
+    assert ben.locator("#student-id").input_value() == ""
+    assert ben.locator("#answer-kl-value").input_value() == ""
+    ben.fill("#student-id", "ben")
+    ben.click("#start-answering")
+    assert ben.locator("#answer-kl-value").input_value() == ""
+    ben.fill("#answer-kl-value", "7")
+    questions: list[str] = []
+    ben.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    ben.click("#switch-student")  # not downloaded yet: asks first
+    assert questions and "not downloaded" in questions[0]
+    ben.fill("#student-id", "ada")
+    ben.click("#start-answering")
+    assert ben.locator("#answer-kl-value").input_value() == "0.5"
+
+    assert p.locator("#clear-answers").is_hidden()  # offered after saving
+    with p.expect_download():
+        p.click("#save-answers")
+    p.once("dialog", lambda dialog: dialog.accept())
+    p.click("#clear-answers")
+    assert p.locator("#student-id").input_value() == ""
+    assert p.locator("#answer-kl-value").input_value() == ""
+    stored = p.evaluate("() => Object.keys(localStorage).filter(k => k.endsWith(':ada'))")
+    assert stored == []
+    p.fill("#student-id", "ada")
+    p.click("#start-answering")
+    assert p.locator("#answer-kl-value").input_value() == ""
+    assert page.errors == []
+
+
 def test_code_box_tab_indents_and_escape_leaves(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
-    p = open_page(built["exam"]).page
+    p = open_page(built["student-exam"]).page
     box = p.locator("#answer-reparam-code")
     box.click()
     p.keyboard.press("Control+A")
@@ -279,6 +257,8 @@ def test_code_box_tab_indents_and_escape_leaves(built: dict[str, Path], open_pag
 
 
 def test_practice_checks_answers_and_reveals_explanations(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
+    """A wrong answer gets its feedback and another try; the key and explanation come only
+    after a correct answer or "Show answer"."""
     page = open_page(built["practice"])
     p = page.page
     data = page.data()
@@ -288,19 +268,32 @@ def test_practice_checks_answers_and_reveals_explanations(built: dict[str, Path]
     p.check(f"#kl-role-option-{wrong}")
     p.click('[data-check="kl-role"]')
     assert p.locator("#verdict-kl-role").text_content().startswith("Not correct")
-    assert explanation.is_visible()
+    assert "try again" in p.locator("#verdict-kl-role").text_content()
+    assert explanation.is_hidden()
     assert p.locator(f'#q-kl-role [data-feedback-for="{wrong}"]').is_visible()
     p.check(f"#kl-role-option-{shown_labels(data, 'kl-role', ['A'])[0]}")
     p.click('[data-check="kl-role"]')
     assert p.locator("#verdict-kl-role").text_content() == "Correct."
+    assert explanation.is_visible()
 
-    for text, verdict in (("64 x 20", "Correct."), ("[20, 64]", "Not correct"), ("sixty", "Write a shape")):
+    for label in shown_labels(data, "vae-true-facts", ["A", "C"]):
+        p.check(f"#vae-true-facts-option-{label}")
+    p.click('[data-check="vae-true-facts"]')
+    assert p.locator("#verdict-vae-true-facts").text_content() == (
+        "Not correct: 1 of your 2 ticks is right, and there are 2 correct options. Try again.")
+    assert p.locator("#reveal-vae-true-facts").is_hidden()
+
+    for text, verdict in (("[20, 64]", "Not correct: right numbers, wrong order"), ("(64, 21)", "Not correct: that is not"),
+                          ("sixty", "Can't read this as a shape"), ("64 x 20", "Correct.")):
         p.fill("#answer-latent-shape", text)
         p.click('[data-check="latent-shape"]')
         assert p.locator("#verdict-latent-shape").text_content().startswith(verdict)
-    p.fill("#answer-kl-value", "0.0005")
+    p.fill("#answer-kl-value", "3")
     p.click('[data-check="kl-value"]')
-    assert p.locator("#verdict-kl-value").text_content() == "Correct."
+    assert p.locator("#reveal-kl-value").is_hidden()
+    p.click('[data-show-answer="kl-value"]')
+    assert p.locator("#reveal-kl-value").is_visible()
+    assert "Answer: 0" in p.locator("#reveal-kl-value").inner_text()
 
     reveal = p.locator('[data-reveal="why-reparameterize"]')
     assert reveal.is_disabled()
@@ -312,6 +305,7 @@ def test_practice_checks_answers_and_reveals_explanations(built: dict[str, Path]
 
 def test_flashcards_flip_by_keyboard(built: dict[str, Path], open_page: Callable[..., OpenPage]) -> None:
     p = open_page(built["flashcards"]).page
+    p.click("#list-view")
     back = p.locator("#back-elbo-card")
     assert back.is_hidden()
     button = p.locator("#card-elbo-card .flip")
@@ -340,10 +334,12 @@ SHAPE_SPELLINGS = (
     "torch.Size([64, 20])", "TORCH.SIZE([64,20])", "size(64, 20)", "((64, 20))", " [ 64 , 20 ] ",
     "(20, 64)", "(64, 20, 1)", "(64,)", "64", "()", "[]", "scalar", "64 20", "(64, 20]", "64,,20",
     "sixty-four by twenty", "", "(-64, 20)", "(64.0, 20)", "1234567890123x20",
+    "６４x２０", "(６４, ２０)", "（64，20）", "64\u3000x 20", "\u00a0(64, 20)\u00a0", "\ufeff(64, 20)",
 )
 NUMBER_SPELLINGS = (
     "0", "0.0", "-0", "+0.0005", "0.0005", "0.002", "5e-4", "5E-4", ".0005", "0.", "1/2000", "1 / 2000",
     "−0.0005", "1_0", "1__0", "_1", "0x10", "nan", "inf", "1e400", "1/0", "zero", "", "0,5", "1e-3",
+    "０", "０.０００５", "٠٫٠", "1２8", "\u30000.0005\u3000", "\x850\x85", "\ufeff0", "１/２０００",
 )
 
 

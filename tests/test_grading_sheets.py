@@ -125,9 +125,9 @@ def test_sheets_graded_into_results_grades_and_feedback(bank: Path, tmp_path: Pa
     assert by[("<b>bob</b>", "why")]["error"] == "no answer" and by[("<b>bob</b>", "why")]["score"] == 0
     with (out / "grades.csv").open() as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["student", "pick", "why", "z-shape", "kl", "total"]
-    assert rows[1] == ["<b>bob</b>", "0", "0", "0", "1", "1"]
-    assert rows[2] == ["ada", "2", "1", "1", "3", "7"]
+    assert rows[0] == ["student", "pick", "why", "z-shape", "kl", "total", "needs_review", "reviewed"]
+    assert rows[1] == ["<b>bob</b>", "0", "0", "0", "1", "1", "", ""]
+    assert rows[2] == ["ada", "2", "1", "1", "3", "7", "", ""]
     pages = sorted((out / "feedback").glob("*.html"))
     assert len(pages) == 2
     bob_page = next(p for p in pages if p.name != "ada.html").read_text()

@@ -170,7 +170,9 @@ def test_exam_reveals_no_key_material(sample: dict[str, Path]) -> None:
             assert reference.splitlines()[0] not in html
     data = page_data(html)
     assert "checks" not in data
-    assert set(data) == {"quiz", "mode", "student", "variant", "labels", "items"}
+    assert set(data) == {"quiz", "mode", "student", "variant", "labels", "items", "rules", "max_answer_bytes",
+                         "time_limit_min"}
+    assert set(data["rules"]) == {"digit_zeros", "spaces"}  # the grader's character classes, no key
 
 
 def test_practice_carries_hints_explanations_checks_and_keys(sample: dict[str, Path]) -> None:
@@ -205,7 +207,7 @@ def test_flashcards_hold_cards_and_short_answers_only(sample: dict[str, Path]) -
 def test_spec_points_and_title_reach_the_page(sample: dict[str, Path]) -> None:
     html = sample["exam"].read_text(encoding="utf-8")
     assert "<title>Sample quiz · Exam</title>" in html
-    assert re.search(r'id="h-latent-shape">Question \d+</h2>\s*<p class="meta">Tensor shape · 2 points', html)
+    assert re.search(r'id="h-latent-shape" tabindex="-1">Question \d+</h2>\s*<p class="meta">Tensor shape · 2 points', html)
 
 
 # --------------------------------------------------------------------------- variants and rosters
@@ -333,6 +335,16 @@ def write_quiz(tmp_path: Path, text: str) -> Path:
                 count: 1
             """,
             "select.0: an entry lists 'ids' or filters",
+        ),
+        (
+            """
+            id: q
+            title: T
+            time_limit_min: 0
+            select:
+              - ids: [kl-role]
+            """,
+            "sample.quiz.yaml:3:17: time_limit_min: ",
         ),
         ("[1, 2]", "a quiz spec is a mapping"),
         ("id: q\ntitle: [unclosed\n", "YAML syntax error"),

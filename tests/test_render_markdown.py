@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ElementTree
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from vaequiz.render.markdown import (
     code_stylesheet,
     render_code,
     render_inline,
+    render_inline_math,
     render_markdown,
     render_math,
 )
@@ -28,6 +30,66 @@ def test_display_math_is_a_block_math_element() -> None:
     html = render_markdown("Before\n\n$$\n\\frac{1}{2} \\sum_i x_i^2\n$$\n\nAfter")
     assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">' in html
     assert "<mfrac>" in html
+
+
+MATHML_NS = "{http://www.w3.org/1998/Math/MathML}"
+
+
+def _tags(mathml: str) -> list[str]:
+    return [e.tag.removeprefix(MATHML_NS) for e in ElementTree.fromstring(mathml).iter()]
+
+
+@pytest.mark.parametrize(
+    ("latex", "spaced"),
+    [(r"\log p(x)", "log p"), (r"\log\sigma^2", "log σ"), (r"2\log x", "2 log x"),
+     (r"(1 - x)\log(1 - y)", ") log"), (r"\log_2 x", "2 x")],
+)
+def test_function_names_get_a_thin_space_like_tex(latex: str, spaced: str) -> None:
+    """latex2mathml runs `\\log p` together ("logp"); TeX puts a thin space after the name."""
+    tree = ElementTree.fromstring(render_math(latex))
+    shown = "".join(" " if e.tag == MATHML_NS + "mspace" else (e.text or "") for e in tree.iter())
+    assert spaced in shown
+
+
+@pytest.mark.parametrize("latex", [r"\log(x)", r"-\log(p)", r"a + \exp(\tfrac12 \ell)"])
+def test_no_space_between_a_function_and_a_bracket_or_operator(latex: str) -> None:
+    tree = ElementTree.fromstring(render_math(latex))
+    row = list(tree[0])
+    names = [i for i, e in enumerate(row) if (e.text or "") in ("log", "exp")]
+    assert names and all(i + 1 < len(row) and row[i + 1].tag != MATHML_NS + "mspace" for i in names)
+    assert all(i == 0 or row[i - 1].tag != MATHML_NS + "mspace" for i in names)
+
+
+def test_hat_is_an_accent_character_not_an_ascii_caret() -> None:
+    tree = ElementTree.fromstring(render_math(r"\hat{x}_i"))
+    over = next(tree.iter(MATHML_NS + "mover"))
+    assert over.get("accent") == "true" and over[1].text == "\u02c6"
+
+
+def test_a_long_inline_formula_breaks_after_relations_and_operators() -> None:
+    html = render_inline_math(r"\log p(x \mid z) = \sum_i x_i \log\hat{x}_i + (1 - x_i)")
+    pieces = re.findall(r"<math\b.*?</math>", html)
+    ends = [ElementTree.fromstring(piece)[-1] for piece in pieces]
+    assert [e.text for e in ends[:-1]] == ["=", "+", "\u2212"]
+    assert all(e.get("form") == "infix" for e in ends[:-1])
+    assert "".join(pieces) == html  # adjacent pieces, nothing between them
+
+
+@pytest.mark.parametrize("latex", [r"-x", r"a = -b", r"\beta", r"x^2 + y"])
+def test_no_break_before_a_sign_or_in_a_short_formula(latex: str) -> None:
+    pieces = re.findall(r"<math\b.*?</math>", render_inline_math(latex))
+    for piece in pieces:
+        first = ElementTree.fromstring(piece).find(".//*[1]")
+        assert not (first.tag == MATHML_NS + "mo" and first.text == "=")
+    assert len(pieces) == {r"-x": 1, r"a = -b": 2, r"\beta": 1, r"x^2 + y": 2}[latex]
+
+
+def test_math_stays_on_the_line_of_the_text_touching_it() -> None:
+    html = render_inline(r"A $\beta$-VAE, $x$ and ($y$).")
+    words = re.findall(r'<span class="math-word">(.*?)</span>', html)
+    assert len(words) == 2
+    assert words[0].endswith("</math>-VAE,") and words[1].startswith("(<math") and words[1].endswith("</math>).")
+    assert re.search(r"</span> <math", html)  # a free-standing formula is left alone
 
 
 @pytest.mark.parametrize(
@@ -106,3 +168,11 @@ def test_code_colours_meet_wcag_aa_on_the_page_code_background() -> None:
         colours = re.findall(r"(?<![-\w])color: (#[0-9a-fA-F]{3,6})", part)
         assert colours
         assert min(contrast_ratio(c, background) for c in colours) >= 4.5
+
+
+def test_rendering_math_leaves_other_xml_writers_alone() -> None:
+    """The MathML serialiser must not register a process-wide default namespace: exports that
+    write MathML inside their own XML (QTI) would lose their prefixes."""
+    render_markdown(r"Long $a = b + c + \hat{x}$ and $\log p$.")
+    written = ElementTree.tostring(ElementTree.Element(MATHML_NS + "math"), encoding="unicode")
+    assert written.startswith("<ns0:math") or ":math" in written

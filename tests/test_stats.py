@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from vaequiz.cli.app import app
-from vaequiz.grading.models import ItemResult
+from vaequiz.grading.models import CheckResult, ItemResult
 
 runner = CliRunner()
 
@@ -198,14 +198,74 @@ def test_bad_input_gives_clear_messages(tmp_path: Path) -> None:
     assert (folder / "results.jsonl").read_bytes() == before
 
 
-def test_results_from_several_quizzes_are_flagged(tmp_path) -> None:
-    from vaequiz.grading.models import ItemResult
-    from vaequiz.stats.analysis import analyse_folder
-
+def test_results_from_several_quizzes_are_refused(tmp_path: Path) -> None:
+    """Pooling two quizzes' items would report nonsense; the message says how to split them."""
     lines = [
         ItemResult(student=s, question="q", kind="mcq", passed=True, score=1, points=1, max_points=1, quiz=quiz)
-        for s, quiz in (("ada", "week-5"), ("ben", "week-6"))
+        for s, quiz in (("ada", "week-5"), ("ben", "week-6"), ("cai", "week-6"))
     ]
     (tmp_path / "results.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in lines))
-    report = analyse_folder(tmp_path)
-    assert any("2 quizzes (week-5, week-6)" in w for w in report.warnings)
+    done = runner.invoke(app, ["stats", str(tmp_path), "--json"])
+    assert done.exit_code == 2 and done.stdout == ""
+    assert "mixes results of 2 quizzes: week-5 (1 student(s)), week-6 (2 student(s))" in done.stderr
+    assert "--quiz" in done.stderr
+
+
+RICH_BANK = [
+    {"id": "pick", "kind": "mcq", "topics": ["kl"], "difficulty": "beginner", "source": "original",
+     "stem": "Pick", "answer": "A", "explanation": "A.",
+     "options": [{"label": "A", "text": "The KL term $D_{KL}(q \\| p)$ regularises"},
+                 {"label": "B", "text": "It <b>reconstructs</b>"},
+                 {"label": "C", "code": "z = mu + std * eps"}]},
+]
+RICH_QUIZ = "id: week-9\ntitle: Week 9 <quiz>\nselect:\n  - ids: [pick]\n"
+
+
+def rich_results() -> list[ItemResult]:
+    """Five students: an MCQ, a code question with checks, a shape and a number answered wrong."""
+    rows = []
+    checks = {"s1": (True, True), "s2": (False, True), "s3": (False, False), "s4": (True, False), "s5": (False, True)}
+    shapes = {"s1": "(64, 20)", "s2": "20x64", "s3": "[20, 64]", "s4": "(64,)", "s5": "twenty"}
+    numbers = {"s1": "0.5", "s2": "1/4", "s3": "0.25", "s4": "2", "s5": "0.50"}
+    for student, scores in TINY.items():
+        rows.append(result(student, "pick", scores[0], "mcq", TINY_CHOICES[student]).model_copy(update={"quiz": "week-9"}))
+        shape_ok, close_ok = checks[student]
+        code = result(student, "write-z", (shape_ok + close_ok) / 2, "code", "z = ...").model_copy(update={
+            "quiz": "week-9",
+            "checks": [CheckResult(name="z has the shape of mu", passed=shape_ok),
+                       CheckResult(name="z matches the reference", passed=close_ok)]})
+        rows.append(code)
+        rows.append(result(student, "shape-z", float(student == "s1"), "shape", shapes[student]).model_copy(update={"quiz": "week-9"}))
+        rows.append(result(student, "kl-value", float(student in ("s1", "s5")), "numeric", numbers[student]).model_copy(update={"quiz": "week-9"}))
+    return rows
+
+
+def write_rich(tmp_path: Path) -> tuple[Path, Path]:
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "q.yaml").write_text(yaml.safe_dump(RICH_BANK))
+    (bank / "week9.quiz.yaml").write_text(RICH_QUIZ)
+    return write_results(tmp_path / "graded", rich_results()), bank
+
+
+def test_report_explains_items_in_the_quizs_terms(tmp_path: Path) -> None:
+    folder, bank = write_rich(tmp_path)
+    report = stats_json(folder, "--bank", str(bank))
+    assert report["quiz"]["title"] == "Week 9 <quiz>"
+    assert "Only 5 student(s)" in report["quiz"]["caution"]
+    items = {i["question"]: i for i in report["items"]}
+    options = {o["label"]: (o["text"], o["code"]) for o in items["pick"]["options"]}
+    assert options["C"] == (None, "z = mu + std * eps") and options["B"][0] == "It <b>reconstructs</b>"
+    assert items["write-z"]["check_failures"] == [
+        {"name": "z has the shape of mu", "failed": 3, "share": 0.6},
+        {"name": "z matches the reference", "failed": 2, "share": 0.4}]
+    # 20x64 and [20, 64] are one answer as the grader reads them; unreadable text as written
+    assert items["shape-z"]["wrong_answers"] == [
+        {"answer": "(20, 64)", "count": 2}, {"answer": "(64,)", "count": 1}, {"answer": "twenty", "count": 1}]
+    assert items["kl-value"]["wrong_answers"] == [{"answer": "0.25", "count": 2}, {"answer": "2", "count": 1}]
+    assert [i["number"] for i in report["items"]] == [1, 2, 3, 4]
+
+
+def test_no_caution_for_a_large_cohort(tmp_path: Path) -> None:
+    rows, _, _ = simulate_cohort(students=40)
+    assert stats_json(write_results(tmp_path / "cohort", rows))["quiz"]["caution"] is None

@@ -283,6 +283,116 @@ def rule_single_phrasing(bank: Bank) -> Iterator[Finding]:
                 )
 
 
+MIN_EXAMPLES = 8
+"""Marked answers a short-answer question needs before its rubric counts as tested."""
+COMMON_WORD_SHARE = 0.10
+"""A one-word phrasing found in at least this share of the bank's question texts is too
+generic to show a concept ("prior", "decoder", "sample")."""
+_MATH_HINT = re.compile(
+    r"\b(?:mu|sigma|eps|epsilon|logvar|log_var|std)\b|[μσεβ=+*]|\bN\s*\(\s*0", re.IGNORECASE
+)
+
+
+def _short_answers(bank: Bank) -> Iterator[ShortAnswer]:
+    for question in bank.questions:
+        if isinstance(question, ShortAnswer):
+            yield question
+
+
+def rule_phrasing_in_prompt(bank: Bank) -> Iterator[Finding]:
+    """A phrasing the prompt already contains (as the grader reads it: stems, spelling
+    tolerance) is earned by restating the question."""
+    from vaequiz.bank.answer_text import analyse, compile_phrasing, find_phrasing
+
+    for question in _short_answers(bank):
+        sentences = analyse(question.prompt)
+        for i, concept in enumerate(question.rubric):
+            for j, phrasing in enumerate(concept.phrasings):
+                hits = [m for s in sentences for m in find_phrasing(s, compile_phrasing(phrasing))]
+                if hits:
+                    yield _finding(
+                        bank, question.id, ("rubric", i, "phrasings", j), "phrasing-in-prompt",
+                        f"phrasing '{phrasing}' of concept '{concept.name}' occurs in the prompt "
+                        f"('{hits[0].quoted}'): restating the question earns it",
+                        "use a phrasing that says something the prompt does not, or join it to "
+                        "one with '...' (e.g. 'kl ... toward ... prior')",
+                    )
+
+
+def _word_share(bank: Bank) -> dict[str, float]:
+    """Share of the bank's question texts (stems, prompts, options, card fronts) with each stem."""
+    from vaequiz.bank.answer_text import tokenize
+
+    documents = []
+    for question in bank.questions:
+        text = question.text
+        if isinstance(question, MultipleChoice):
+            text += " " + " ".join(o.text or "" for o in question.options)
+        documents.append({t.stem for t in tokenize(text)})
+    counts: Counter[str] = Counter(s for d in documents for s in d)
+    return {word: count / max(1, len(documents)) for word, count in counts.items()}
+
+
+def rule_generic_phrasing(bank: Bank) -> Iterator[Finding]:
+    """A one-word phrasing shared by two concepts, or common across the bank, shows nothing."""
+    from vaequiz.bank.answer_text import compile_phrasing
+
+    share = _word_share(bank)
+    for question in _short_answers(bank):
+        owners: dict[str, set[int]] = {}
+        for i, concept in enumerate(question.rubric):
+            for phrasing in concept.phrasings:
+                parts = compile_phrasing(phrasing).parts
+                if len(parts) == 1 and len(parts[0]) == 1:
+                    owners.setdefault(parts[0][0], set()).add(i)
+        for i, concept in enumerate(question.rubric):
+            for j, phrasing in enumerate(concept.phrasings):
+                parts = compile_phrasing(phrasing).parts
+                if len(parts) != 1 or len(parts[0]) != 1:
+                    continue
+                word = parts[0][0]
+                why = ""
+                if len(owners[word]) > 1:
+                    others = sorted(owners[word] - {i})
+                    why = f"also a phrasing of concept '{question.rubric[others[0]].name}'"
+                elif share.get(word, 0.0) >= COMMON_WORD_SHARE:
+                    why = f"it occurs in {share[word]:.0%} of the bank's question texts"
+                if why:
+                    yield _finding(
+                        bank, question.id, ("rubric", i, "phrasings", j), "generic-phrasing",
+                        f"one-word phrasing '{phrasing}' of concept '{concept.name}': {why}",
+                        "say what the word does in the concept ('pull ... toward ... prior')",
+                    )
+
+
+def rule_math_form(bank: Bank) -> Iterator[Finding]:
+    """A concept with a math form (mu, sigma, epsilon, N(0, I), z = ...) that students may write
+    as math needs patterns for it (patterns also match the canonical math form)."""
+    for question in _short_answers(bank):
+        for i, concept in enumerate(question.rubric):
+            texts = [concept.name, *concept.phrasings]
+            if not concept.patterns and any(_MATH_HINT.search(t) for t in texts):
+                yield _finding(
+                    bank, question.id, ("rubric", i), "math-form",
+                    f"concept '{concept.name}' has a math form but no patterns for it",
+                    "add a pattern over the math form, e.g. 'mu\\+sigma\\*eps' for z = μ + σ·ε",
+                )
+
+
+def rule_few_examples(bank: Bank) -> Iterator[Finding]:
+    """`verify` can only prove the rubric grades the answers it is shown."""
+    for question in _short_answers(bank):
+        if len(question.examples) < MIN_EXAMPLES:
+            yield _finding(
+                bank, question.id, ("examples",) if question.examples else (), "few-examples",
+                f"short answer '{question.id}' has {len(question.examples)} marked example(s); "
+                f"at least {MIN_EXAMPLES} show the rubric grades real answers as a teacher would",
+                "add answers in students' own words with the concepts a teacher sees and "
+                "pass/fail: a paraphrase, a bare list of terms, a negation, a confident wrong "
+                "answer from the key's words, typos, an equation",
+            )
+
+
 # --------------------------------------------------------------------------- parametric questions
 
 WHERE_SAMPLE = 400
@@ -345,6 +455,10 @@ RULES: tuple[Rule, ...] = (
     rule_near_duplicates,
     rule_few_mutants,
     rule_single_phrasing,
+    rule_phrasing_in_prompt,
+    rule_generic_phrasing,
+    rule_math_form,
+    rule_few_examples,
 )
 
 

@@ -470,7 +470,18 @@ class Concept(BankModel):
         ),
     )
     patterns: list[str] = Field(
-        default_factory=list, description="Python regular expressions (case-insensitive)."
+        default_factory=list,
+        description=(
+            "Python regular expressions (case-insensitive), matched against each sentence as "
+            "written and against its math form (z=mu+sigma*eps; see the README)."
+        ),
+    )
+    contradictions: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Phrasings that, stated without negation, cancel the concept "
+            "(e.g. 'kl ... measures ... reconstruction'); '...' allows a few words between parts."
+        ),
     )
 
     @field_validator("patterns")
@@ -495,6 +506,17 @@ class Concept(BankModel):
         return self
 
 
+class RubricExample(StrictModel):
+    """A marked student answer: `vaequiz verify` regrades it and fails on any disagreement."""
+
+    answer: str = Field(min_length=1, description="The answer as a student wrote it.")
+    concepts: list[str] = Field(
+        default_factory=list, description="Names of the rubric concepts a teacher sees in it."
+    )
+    verdict: Literal["pass", "fail"] = Field(description="The teacher's pass/fail.")
+    why: str | None = Field(None, description="What the example tests (a trap, a paraphrase).")
+
+
 class ShortAnswer(QuestionBase):
     """Free text scored by the share of rubric concepts it shows."""
 
@@ -504,6 +526,9 @@ class ShortAnswer(QuestionBase):
     rubric: list[Concept] = Field(min_length=1)
     pass_fraction: float = Field(
         0.5, gt=0, le=1, description="Share of concepts needed for the item to count as passed."
+    )
+    examples: list[RubricExample] = Field(
+        default_factory=list, description="Marked answers the rubric must grade the same way."
     )
 
     @field_validator("rubric")
@@ -518,6 +543,30 @@ class ShortAnswer(QuestionBase):
         if problems:
             raise rule_errors(problems, rubric)
         return rubric
+
+    @model_validator(mode="after")
+    def _examples_match_rubric(self) -> "ShortAnswer":
+        """Each marked example names real concepts, and its pass/fail follows from them."""
+        names = [c.name for c in self.rubric]
+        problems: RuleProblems = []
+        for i, example in enumerate(self.examples):
+            unknown = [c for c in example.concepts if c not in names]
+            if unknown:
+                problems.append(
+                    (("examples", i, "concepts"),
+                     f"{unknown[0]!r} is not a rubric concept; concepts are: {'; '.join(names)}")
+                )
+                continue
+            shown = len(set(example.concepts))
+            if (shown / len(names) >= self.pass_fraction - 1e-9) != (example.verdict == "pass"):
+                problems.append(
+                    (("examples", i, "verdict"),
+                     f"marked {example.verdict} but shows {shown} of {len(names)} concepts "
+                     f"(pass_fraction {self.pass_fraction:g})")
+                )
+        if problems:
+            raise rule_errors(problems, self.examples)
+        return self
 
     @property
     def text(self) -> str:

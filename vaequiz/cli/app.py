@@ -28,7 +28,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-COMMAND_MODULES = ("bank", "grade", "render", "instructor")
+COMMAND_MODULES = ("bank", "grade", "render", "instructor", "review", "serve")
 """Modules of vaequiz.cli that register commands on ``app``; one per part of the library."""
 
 

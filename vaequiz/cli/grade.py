@@ -56,6 +56,16 @@ def check_device(device: Device) -> None:
             fail("--device cuda was given but no CUDA device is available; use --device cpu")
 
 
+def check_semantic() -> None:
+    """``VAEQUIZ_SEMANTIC=1`` needs the semantic extra and its pinned model; say so up front."""
+    from vaequiz.grading.semantic import SemanticUnavailable, flagger_if_requested
+
+    try:
+        flagger_if_requested()
+    except SemanticUnavailable as err:
+        fail(str(err))
+
+
 def check_workers(workers: int) -> None:
     if workers < 1:
         fail(f"--workers must be at least 1 (got {workers})")
@@ -163,10 +173,13 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
                 "message": visible_message(c),
                 "points": c.points,
                 "hidden": c.hidden,
+                "evidence": c.evidence,
             }
             for c in graded.checks
         ],
         "output": graded.output,
+        "needs_review": graded.needs_review,
+        "review_reasons": graded.review_reasons,
     }
 
 
@@ -183,7 +196,9 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
     for check in graded.checks:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
-        typer.echo(f"  [{mark}] {check.name}" + (f": {message}" if message else ""))
+        typer.echo(f"  [{mark}] {check.name}" + (f": {message or check.evidence}" if message or check.evidence else ""))
+    if graded.needs_review:
+        typer.echo("  a teacher will confirm this grade: " + "; ".join(graded.review_reasons))
     if graded.output.strip():
         typer.echo("  your code printed:")
         for line in graded.output.rstrip().splitlines()[:40]:
@@ -204,6 +219,7 @@ def grade(
     from vaequiz.grading.sandbox import source_problem
 
     check_device(device)
+    check_semantic()
     loaded = load_checked_bank(bank)
     question = _find_question(loaded, question_id)
     if not file.is_file():
@@ -287,6 +303,7 @@ def grade_sheets_command(
     workers = workers or all_cores()
     check_workers(workers)
     check_device(device)
+    check_semantic()
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
     if not any(p.exists() for p in sheets):

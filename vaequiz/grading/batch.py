@@ -28,6 +28,7 @@ from vaequiz.grading.models import ItemResult
 from vaequiz.grading.objective import Graded
 from vaequiz.grading.parametric import grade_with_params
 from vaequiz.grading.reports import write_feedback_pages, write_gradescope, write_grades_csv
+from vaequiz.grading.review import apply_overrides
 from vaequiz.grading.results import RESULTS_FILE, ResultsLog, compact_results, read_results
 
 SandboxFactory = Callable[[], AbstractContextManager[SandboxRunner]]
@@ -251,11 +252,13 @@ def grade_batch(
     if dry_run:
         return report
     compact_results(results_path)
-    write_grades_csv(out / "grades.csv", report.results, report.questions)
+    gradebook, override_warnings = apply_overrides(report.results, out, bank.by_id())  # teachers' reviews
+    report.warnings += override_warnings
+    write_grades_csv(out / "grades.csv", gradebook, report.questions)
     report.written.append(out / "grades.csv")
     report.written += write_feedback_pages(
-        out / "feedback", report.results, report.questions, bank.by_id()
+        out / "feedback", gradebook, report.questions, bank.by_id()
     ).values()
     if output_format == "gradescope":
-        report.written += write_gradescope(out / "gradescope", report.results, report.questions).values()
+        report.written += write_gradescope(out / "gradescope", gradebook, report.questions).values()
     return report

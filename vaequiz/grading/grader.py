@@ -20,7 +20,9 @@ from vaequiz.bank.models import (
 from vaequiz.grading.code import SandboxRunner, grade_source
 from vaequiz.grading.inputs import PreparedQuestion, prepare_question
 from vaequiz.grading.models import Answer, CheckResult, ItemResult
-from vaequiz.grading.objective import Graded, grade_mcq, grade_numeric, grade_shape, grade_short_answer
+from vaequiz.grading.objective import Graded, grade_mcq, grade_numeric, grade_shape
+from vaequiz.grading.semantic import flagger_if_requested
+from vaequiz.grading.short_answer import grade_short_answer
 
 NO_ANSWER = "no answer"
 
@@ -65,7 +67,9 @@ class Grader:
             return grade_mcq(question, answer)
         text = answer if isinstance(answer, str) else ", ".join(answer)
         if isinstance(question, ShortAnswer):
-            return grade_short_answer(question, text)
+            graded = grade_short_answer(question, text)
+            semantic = flagger_if_requested()  # optional second opinion: review flags, never points
+            return semantic.review(question, text, graded) if semantic is not None else graded
         if isinstance(question, ShapeAnswer):
             return grade_shape(question, text)
         if isinstance(question, NumericAnswer):
@@ -101,4 +105,6 @@ def item_result(
         answer=answer,
         error=graded.error,
         quiz=quiz,
+        needs_review=graded.needs_review,
+        review_reasons=graded.review_reasons,
     )

@@ -50,6 +50,12 @@ class AnswerSheet(StrictModel):
     saved_at: Optional[datetime] = Field(
         None, description="When the sheet was saved (ISO 8601); of two sheets for one student the later wins."
     )
+    time_limit_min: Optional[float] = Field(
+        None, gt=0, description="The exam page's time limit in minutes, when the quiz spec sets one."
+    )
+    locked_at: Optional[datetime] = Field(
+        None, description="When the page's time limit ran out and locked the answers (ISO 8601)."
+    )
 
 
 class CheckResult(BaseModel):
@@ -62,6 +68,9 @@ class CheckResult(BaseModel):
     message: str = ""
     points: float = 1.0
     hidden: bool = False
+    evidence: str = Field(
+        "", description="Why a passed check passed, e.g. the sentence a short-answer concept was found in."
+    )
 
 
 class ItemResult(BaseModel):
@@ -87,6 +96,11 @@ class ItemResult(BaseModel):
         "pair when it changes.",
     )
     grader_version: Optional[str] = Field(None, description="GRADER_VERSION of the grading code.")
+    needs_review: bool = Field(False, description="The verdict is fragile: a teacher should confirm it.")
+    review_reasons: list[str] = Field(default_factory=list, description="Why it needs review.")
+    reviewed_by: str | None = Field(
+        None, description="Set when a teacher's override (overrides.jsonl) decided this result."
+    )
     params: Optional[dict[str, Union[bool, int, float]]] = Field(
         None, description="A parametric question's numbers for this student, as graded."
     )

@@ -1,4 +1,5 @@
-"""Graders for answers that need no sandbox: multiple choice, short answers, shapes, numbers.
+"""Graders for answers that need no sandbox: multiple choice, shapes, numbers (short answers:
+:mod:`vaequiz.grading.short_answer`).
 
 Each returns a :class:`Graded` (score in 0..1 and the checks behind it), computed in process.
 """
@@ -9,12 +10,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from vaequiz.bank.models import MultipleChoice, NumericAnswer, ShapeAnswer, ShortAnswer
+from vaequiz.bank.models import MultipleChoice, NumericAnswer, ShapeAnswer
 from vaequiz.grading.models import CheckResult
-
-MAX_TEXT_CHARS = 20_000
-"""Longer free-text answers are cut before rubric matching (keeps matching fast and bounded)."""
-
 
 @dataclass
 class Graded:
@@ -29,6 +26,9 @@ class Graded:
     """What a code answer printed (stdout and stderr, cut at the output limit)."""
     retry: bool = False
     """The grader itself failed (not the student): do not record, grade again on the next run."""
+    needs_review: bool = False
+    """The verdict is fragile (short answers): a teacher should confirm it."""
+    review_reasons: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.passed is None:
@@ -79,54 +79,6 @@ def grade_mcq(question: MultipleChoice, answer: str | list[str]) -> Graded:
     if missed:
         messages.append(f"{len(missed)} correct option(s) not ticked")
     return Graded(score, _single("answer", not false_picks and not missed, "; ".join(messages)))
-
-
-# --------------------------------------------------------------------------- short answer
-
-
-def _singular(word: str) -> str:
-    """A simple plural stripper, applied alike to answers and phrasings."""
-    if len(word) <= 3:
-        return word
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "ches", "shes")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-def normalise(text: str) -> str:
-    """Lower case, hyphens and punctuation as spaces, plurals stripped, single spaces, padded.
-
-    ``"Log-Variances,"`` -> ``" log variance "``; padding lets whole-word phrases match with ``in``.
-    """
-    words = re.findall(r"[^\W_]+", text.lower())
-    return " " + " ".join(_singular(w) for w in words) + " "
-
-
-def concept_found(concept_phrasings: list[str], patterns: list[str], answer: str) -> bool:
-    """Whether any phrasing appears as whole words, or any pattern matches, in the answer."""
-    normal = normalise(answer)
-    if any(normalise(p).strip() and normalise(p) in normal for p in concept_phrasings):
-        return True
-    return any(re.search(p, answer, re.IGNORECASE) for p in patterns)
-
-
-def grade_short_answer(question: ShortAnswer, answer: str) -> Graded:
-    """Score = share of rubric concepts shown; passed when the share reaches ``pass_fraction``."""
-    text = answer[:MAX_TEXT_CHARS]
-    checks = [
-        CheckResult(
-            name=concept.name,
-            passed=(found := concept_found(concept.phrasings, concept.patterns, text)),
-            message="" if found else "not found in your answer",
-        )
-        for concept in question.rubric
-    ]
-    share = sum(c.passed for c in checks) / len(checks)
-    return Graded(share, checks, passed=share >= question.pass_fraction - 1e-9)
 
 
 # --------------------------------------------------------------------------- shape

@@ -23,6 +23,7 @@ from vaequiz.render.markdown import (
 from vaequiz.templating import template_environment
 
 HIDDEN_MESSAGE = "details hidden until results are released"
+REVIEW_NOTE = "A teacher will confirm this grade."
 
 
 def safe_file_stem(student: str) -> str:
@@ -51,15 +52,29 @@ def spreadsheet_safe(cell: str) -> str:
 
 
 def write_grades_csv(path: Path, results: list[ItemResult], questions: list[str]) -> None:
-    """One row per student: points per question (blank if not graded), then the total.
+    """One row per student: points per question (blank if not graded), the total, then the
+    questions whose grade a teacher should confirm and those a teacher's review decided.
     Text cells (names, headers) are made spreadsheet-safe; points are never negative."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([spreadsheet_safe(c) for c in ["student", *questions, "total"]])
+        writer.writerow([spreadsheet_safe(c) for c in ["student", *questions, "total", *REVIEW_COLUMNS]])
         for student, items in by_student(results).items():
             row = [f"{items[q].points:g}" if q in items else "" for q in questions]
             total = sum(i.points for i in items.values())
-            writer.writerow([spreadsheet_safe(student), *row, f"{total:g}"])
+            review = [spreadsheet_safe(c) for c in review_cells(items, questions)]
+            writer.writerow([spreadsheet_safe(student), *row, f"{total:g}", *review])
+
+
+# --- review columns (short answers: fragile verdicts and teachers' overrides) ---------------
+
+REVIEW_COLUMNS = ("needs_review", "reviewed")
+
+
+def review_cells(items: dict[str, ItemResult], questions: list[str]) -> list[str]:
+    """Question ids (space-separated) still awaiting a teacher, and those a teacher decided."""
+    flagged = [q for q in questions if q in items and items[q].needs_review]
+    reviewed = [q for q in questions if q in items and items[q].reviewed_by]
+    return [" ".join(flagged), " ".join(reviewed)]
 
 
 def visible_message(check: CheckResult) -> str:
@@ -128,6 +143,7 @@ def write_feedback_pages(
             answer_text=answer_text,
             text=text,
             code_css=Markup(code_stylesheet()),
+            review_note=REVIEW_NOTE,
         )
         path = folder / f"{safe_file_stem(student)}.html"
         path.write_text(page, encoding="utf-8")
@@ -145,7 +161,9 @@ def gradescope_payload(items: list[ItemResult]) -> dict[str, object]:
     """Gradescope's autograder ``results.json``: total score and one test per question."""
     tests = []
     for item in items:
-        lines = [f"{'passed' if c.passed else 'FAILED'}: {c.name}" + (f": {m}" if (m := visible_message(c)) else "") for c in item.checks]
+        lines = [f"{'passed' if c.passed else 'FAILED'}: {c.name}" + (f": {m}" if (m := visible_message(c) or c.evidence) else "") for c in item.checks]
+        if item.needs_review:
+            lines.append(REVIEW_NOTE)
         if item.error and not any(item.error in line for line in lines):
             lines.insert(0, item.error)
         tests.append(

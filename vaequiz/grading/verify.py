@@ -3,7 +3,8 @@
 For every code question the reference must pass every check and every mutant must fail at
 least one (the failing checks are reported, so an author sees *why* it is rejected); for every
 MCQ linked to a code question, exactly the keyed options must pass; every short answer's model
-answer must pass its own rubric, and every shape and numeric key must grade as right.
+answer must pass its own rubric and every marked example must be graded as the teacher marked it
+(the same pass/fail and the same concepts), and every shape and numeric key must grade as right.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Case:
     answer: str
     must_pass: bool
     graded_as: AnyQuestion
+    concepts: frozenset[str] | None = None
+    """For a marked short-answer example: the concepts the teacher sees (must match exactly)."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,11 @@ class Finding:
     expected: Literal["pass", "fail"]
     got: Literal["pass", "fail"]
     detail: str
+    concepts_agree: bool = True
 
     @property
     def agrees(self) -> bool:
-        return self.expected == self.got
+        return self.expected == self.got and self.concepts_agree
 
 
 def cases(bank: Bank) -> list[Case]:
@@ -71,6 +75,10 @@ def cases(bank: Bank) -> list[Case]:
                 ]
         elif isinstance(q, ShortAnswer):
             found.append(Case(q, "model answer", q.model_answer, True, q))
+            found += [
+                Case(q, f"example {i + 1}", e.answer, e.verdict == "pass", q, frozenset(e.concepts))
+                for i, e in enumerate(q.examples)
+            ]
         elif isinstance(q, ShapeAnswer):
             found.append(Case(q, "key", format_dims(list(q.answer)), True, q))
         elif isinstance(q, NumericAnswer):
@@ -89,9 +97,12 @@ def _detail(graded: Graded, must_pass: bool) -> str:
 
 def run_case(grader: Grader, case: Case) -> Finding:
     """Grade one case and compare with what it should do."""
+    concepts_agree = True
     try:
         graded = grader.grade(case.graded_as, case.answer)
         passed, detail = bool(graded.passed), _detail(graded, case.must_pass)
+        if case.concepts is not None:
+            detail, concepts_agree = _compare_concepts(graded, case.concepts)
     except Exception as err:  # report, never crash the table
         passed, detail = False, f"could not be graded: {type(err).__name__}: {err}"
     return Finding(
@@ -100,7 +111,20 @@ def run_case(grader: Grader, case: Case) -> Finding:
         expected="pass" if case.must_pass else "fail",
         got="pass" if passed else "fail",
         detail=detail,
+        concepts_agree=concepts_agree,
     )
+
+
+def _compare_concepts(graded: Graded, teacher: frozenset[str]) -> tuple[str, bool]:
+    """A marked example agrees only when the grader finds exactly the teacher's concepts."""
+    found = {c.name for c in graded.checks if c.passed}
+    extra, missed = sorted(found - teacher), sorted(teacher - found)
+    if not extra and not missed:
+        return f"{len(found)} of {len(graded.checks)} concepts, as marked", True
+    reasons = {c.name: c.evidence or c.message for c in graded.checks}
+    parts = [f"grader finds '{name}' ({reasons[name]})" for name in extra]
+    parts += [f"grader misses '{name}' ({reasons[name]})" for name in missed]
+    return "; ".join(parts), False
 
 
 def verify(bank: Bank, grader: Grader, workers: int, draws: int = DEFAULT_DRAWS) -> list[Finding]:

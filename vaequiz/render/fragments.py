@@ -93,6 +93,8 @@ class ItemFragment:
     model_answer_html: Markup | None = None
     rubric: tuple[tuple[str, tuple[str, ...]], ...] = ()
     pass_fraction: float | None = None
+    examples: tuple[tuple[str, str, str, str], ...] = ()
+    """Marked short-answer examples (key mode): answer, verdict, concepts, why."""
     reference_html: Markup | None = None
     checks: tuple[Markup, ...] = ()
     hidden_checks: int = 0
@@ -184,6 +186,9 @@ class FragmentRenderer:
             if mode is Mode.key:
                 base["rubric"] = tuple((c.name, tuple(c.phrasings)) for c in q.rubric)
                 base["pass_fraction"] = q.pass_fraction
+                base["examples"] = tuple(
+                    (e.answer.strip(), e.verdict, "; ".join(e.concepts) or "none", e.why or "") for e in q.examples
+                )
         elif isinstance(q, Flashcard) and mode in (Mode.flashcards, Mode.key):
             base["back_html"] = self._md(q, "back", q.back)
         elif isinstance(q, CodeQuestion):

@@ -18,9 +18,10 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from vaequiz.formulas import MathRenderError, markdown_parser, render_math
+from vaequiz.formulas import MathRenderError, markdown_parser, render_inline_math, render_math
 
-__all__ = ["MathRenderError", "render_markdown", "render_code", "render_math", "code_stylesheet"]
+__all__ = ["MathRenderError", "render_markdown", "render_code", "render_math", "render_inline_math",
+           "code_stylesheet"]
 
 
 _formatter = HtmlFormatter(nowrap=True)
@@ -56,7 +57,7 @@ def _fence_highlight(source: str, language: str, attrs: str) -> str:
 
 
 def _math_inline(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
-    return render_math(tokens[idx].content, False)
+    return render_inline_math(tokens[idx].content)
 
 
 def _math_display(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
@@ -86,7 +87,23 @@ def render_markdown(text: str) -> str:
 
 def render_markdown_uncached(text: str) -> str:
     """The same as :func:`render_markdown` without the cache (benchmarks compare the two)."""
-    return _parser.render(text)
+    return _glue_math_to_words(_parser.render(text))
+
+
+_MATH_IN_WORD = re.compile(r'([^\s<>]*)(<math\b[^>]*display="inline"[^>]*>.*?</math>)([^\s<]*)', re.DOTALL)
+
+
+def _glue_math_to_words(html: str) -> str:
+    """Keep inline math and the text touching it on one line (``$\\beta$-VAE``, ``($x$)``):
+    a browser would otherwise break between the formula and its suffix."""
+
+    def glue(match: re.Match[str]) -> str:
+        before, math, after = match.groups()
+        if not before and not after:
+            return match.group(0)
+        return f'<span class="math-word">{before}{math}{after}</span>'
+
+    return _MATH_IN_WORD.sub(glue, html)
 
 
 def render_inline(text: str) -> str:

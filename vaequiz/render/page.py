@@ -15,6 +15,7 @@ from vaequiz.bank.parametric import bind, general_form, is_parametric
 from vaequiz.paths import templates_dir
 from vaequiz.render.fragments import FragmentRenderer, ItemFragment, Mode, kinds_in
 from vaequiz.render.markdown import code_stylesheet
+from vaequiz.render.reading_rules import MAX_ANSWER_BYTES, reading_rules
 from vaequiz.render.selection import Quiz
 from vaequiz.render.variants import LABELS, Variant, derive_variant
 from vaequiz.templating import template_environment
@@ -107,6 +108,7 @@ class PageBuilder:
             items=items,
             instructions=self._instructions,
             total_points=sum(i.points for i in items),
+            time_limit_min=self._time_limit(),
             page_data=_script_json(self._page_data(variant, student, items)),
         )
 
@@ -137,6 +139,12 @@ class PageBuilder:
         )
         return ShownItem(number, self.quiz.points.get(question_id, 0.0), fragment, options)
 
+    def _time_limit(self) -> float | None:
+        """The spec's time limit, enforced on exam pages only (practice is open-ended)."""
+        if self.mode is not Mode.exam:
+            return None
+        return self.quiz.time_limit_min
+
     def _page_data(self, variant: Variant, student: str, items: list[ShownItem]) -> dict[str, Any]:
         """What the page's script needs; in exam mode nothing here says which answer is right."""
         data: dict[str, Any] = {
@@ -147,6 +155,10 @@ class PageBuilder:
             "labels": variant.labels(),
             "items": [{"id": i.id, "kind": i.kind, "multiple": i.multiple} for i in items],
         }
+        if self.mode in (Mode.exam, Mode.practice):
+            data["rules"] = reading_rules()
+            data["max_answer_bytes"] = MAX_ANSWER_BYTES
+            data["time_limit_min"] = self._time_limit()
         if variant.params:
             data["params"] = variant.params
         if self.mode is Mode.practice:

@@ -76,6 +76,9 @@ class QuizSpec(StrictModel):
     points: dict[QuestionId, float] = Field(
         default_factory=dict, description="Points overrides by question id."
     )
+    time_limit_min: float | None = Field(
+        None, gt=0, le=1440, description="Minutes from a student's start; the page counts down, then saves and locks."
+    )
 
     @model_validator(mode="after")
     def _points_non_negative(self) -> "QuizSpec":

@@ -18,6 +18,7 @@ from vaequiz.render.quiz_spec import (
 from vaequiz.render.variants import StableRandom
 
 WHOLE_BANK_ID = "question-bank"
+WHOLE_BANK_TITLE = "Question bank"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Quiz:
     shuffle_options: bool = True
     points: dict[str, float] = field(default_factory=dict)
     """Effective points per question id (bank points unless the spec overrides them)."""
+    time_limit_min: float | None = None
+    """Minutes from a student's start; exam and practice pages count down and lock at zero."""
 
 
 def quiz_for(bank: Bank, quiz_file: Path | None, seed: int | None = None) -> Quiz:
@@ -48,7 +51,7 @@ def whole_bank_quiz(bank: Bank, seed: int = 0) -> Quiz:
     """Every question in bank order; options are shuffled per variant where the MCQ allows it."""
     return Quiz(
         id=WHOLE_BANK_ID,
-        title="Question bank",
+        title=WHOLE_BANK_TITLE,
         instructions=None,
         questions=list(bank.questions),
         seed=seed,
@@ -142,6 +145,7 @@ def resolve_quiz(
         shuffle_questions=spec.shuffle_questions,
         shuffle_options=spec.shuffle_options,
         points={q.id: spec.points.get(q.id, q.points) for q in questions},
+        time_limit_min=spec.time_limit_min,
     )
 
 

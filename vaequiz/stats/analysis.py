@@ -16,7 +16,10 @@ from typing import Any, Sequence
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import MultipleChoice
 from vaequiz.grading.models import ItemResult
+from vaequiz.grading.objective import format_dims, parse_number, parse_shape
 from vaequiz.grading.results import RESULTS_FILE, read_results
+from vaequiz.render.quiz_spec import QuizSpecError, load_quiz_spec
+from vaequiz.render.selection import WHOLE_BANK_ID, WHOLE_BANK_TITLE
 
 TOO_EASY = 0.9
 TOO_HARD = 0.2
@@ -24,6 +27,9 @@ GROUP_SHARE = 0.27
 """Share of students in each of the upper and lower groups (Kelley's 27%)."""
 HISTOGRAM_BINS = 10
 NO_ANSWER = "no answer"
+SMALL_COHORT = 30
+"""Below this many students, alpha and discrimination are too noisy to act on alone."""
+COMMON_WRONG_ANSWERS = 5
 
 
 class StatsInputError(ValueError):
@@ -39,6 +45,27 @@ class OptionShare:
     share: float
     is_key: bool | None
     mean_rest_score: float | None
+    text: str | None = None
+    """The option's text as the bank writes it (Markdown), when the bank is known."""
+    code: str | None = None
+    """The option's code, for options given as code."""
+
+
+@dataclass
+class CheckFailures:
+    """How many students failed one check of a code question: the class's misconceptions."""
+
+    name: str
+    failed: int
+    share: float
+
+
+@dataclass
+class WrongAnswer:
+    """A wrong numeric or shape answer, as the grader read it, and how many gave it."""
+
+    answer: str
+    count: int
 
 
 @dataclass
@@ -54,6 +81,10 @@ class ItemStats:
     upper_lower: float | None
     options: list[OptionShare] | None = None
     flags: list[str] = field(default_factory=list)
+    number: int = 0
+    """Position in the report; the item map labels its points with it."""
+    check_failures: list[CheckFailures] | None = None
+    wrong_answers: list[WrongAnswer] | None = None
 
 
 @dataclass
@@ -68,6 +99,7 @@ class QuizStats:
     """Whole-quiz figures: score distribution (percent of the maximum) and reliability."""
 
     name: str
+    title: str
     students: int
     items: int
     max_points: float
@@ -76,6 +108,7 @@ class QuizStats:
     histogram: list[HistogramBin]
     cronbach_alpha: float | None
     complete_students: int
+    caution: str | None = None
 
 
 @dataclass
@@ -160,9 +193,11 @@ def _option_shares(
         for label in _chosen_labels(result.answer):
             counts[label] += 1
             rest_by_label.setdefault(label, []).append(rest[result.student])
+    written: dict[str, tuple[str | None, str | None]] = {}
     if question is not None:
         labels = [o.label for o in question.options]
         keys: set[str] | None = set(question.answer)
+        written = {o.label: (o.text, o.code) for o in question.options}
     else:  # no bank: the key is what full-score answers chose
         labels = sorted(l for l in counts if l != NO_ANSWER)
         full = [r for r in results if r.score >= 1.0 and r.answer]
@@ -178,9 +213,41 @@ def _option_shares(
             share=counts[label] / n,
             is_key=None if keys is None or label == NO_ANSWER else label in keys,
             mean_rest_score=mean(rest_by_label[label]) if label in rest_by_label else None,
+            text=written.get(label, (None, None))[0],
+            code=written.get(label, (None, None))[1],
         )
         for label in labels
     ]
+
+
+def _check_failures(results: list[ItemResult]) -> list[CheckFailures]:
+    """Per check, the students who failed it, most failed first (checks in first-seen order)."""
+    failed: Counter[str] = Counter()
+    seen: dict[str, None] = {}
+    for result in results:
+        for check in result.checks:
+            seen.setdefault(check.name)
+            failed[check.name] += not check.passed
+    n = len(results)
+    order = sorted(seen, key=lambda name: -failed[name])
+    return [CheckFailures(name, failed[name], failed[name] / n) for name in order]
+
+
+def _wrong_answers(results: list[ItemResult], kind: str) -> list[WrongAnswer]:
+    """The most common wrong answers, spelled the way the grader read them (``64x20`` and
+    ``(64, 20)`` are one answer); unreadable ones as written."""
+    counts: Counter[str] = Counter()
+    for result in results:
+        if result.score >= 1.0 or result.answer in (None, "", []):
+            continue
+        text = result.answer if isinstance(result.answer, str) else ", ".join(map(str, result.answer))
+        if kind == "shape":
+            dims = parse_shape(text)
+            counts[format_dims(dims) if dims is not None else text.strip()] += 1
+        else:
+            value = parse_number(text)
+            counts[f"{value:g}" if value is not None else text.strip()] += 1
+    return [WrongAnswer(answer, count) for answer, count in counts.most_common(COMMON_WRONG_ANSWERS)]
 
 
 def _flags(stats: ItemStats) -> list[str]:
@@ -198,7 +265,8 @@ def _flags(stats: ItemStats) -> list[str]:
 
 
 def analyse(
-    results: list[ItemResult], name: str, bank: Bank | None = None, warnings: list[str] | None = None
+    results: list[ItemResult], name: str, bank: Bank | None = None, warnings: list[str] | None = None,
+    title: str | None = None,
 ) -> StatsReport:
     """Item and quiz statistics; points (score x max points) build the totals."""
     if not results:
@@ -214,7 +282,7 @@ def analyse(
     by_id = bank.by_id() if bank is not None else {}
 
     items: list[ItemStats] = []
-    for question in questions:
+    for number, question in enumerate(questions, 1):
         taken = [cell[(s, question)] for s in students if (s, question) in cell]
         scores = [r.score for r in taken]
         rest = {r.student: totals[r.student] - r.points for r in taken}
@@ -227,20 +295,33 @@ def analyse(
             facility=mean(scores),
             point_biserial=pearson(scores, rest_list),
             upper_lower=upper_lower_index(scores, rest_list),
+            number=number,
         )
         if stats.kind == "mcq":
             bank_question = by_id.get(question)
             stats.options = _option_shares(
                 taken, rest, bank_question if isinstance(bank_question, MultipleChoice) else None
             )
+        if stats.kind == "code":
+            stats.check_failures = _check_failures(taken)
+        if stats.kind in ("shape", "numeric"):
+            stats.wrong_answers = _wrong_answers(taken, stats.kind)
         stats.flags = _flags(stats)
         items.append(stats)
 
     complete = [s for s in students if all((s, q) in cell for q in questions)]
     rows = [[cell[(s, q)].points for q in questions] for s in complete]
     percents = [100 * totals[s] / max_totals[s] if max_totals[s] > 0 else 0.0 for s in students]
+    caution = None
+    if len(students) < SMALL_COHORT:
+        caution = (
+            f"Only {len(students)} student(s): with fewer than {SMALL_COHORT}, Cronbach's alpha and "
+            "the discrimination indices (r, D) vary a lot from one cohort to the next; read the "
+            "flags as prompts to reread an item, not as verdicts."
+        )
     quiz = QuizStats(
         name=name,
+        title=title or name,
         students=len(students),
         items=len(questions),
         max_points=max(max_totals.values()),
@@ -249,6 +330,7 @@ def analyse(
         histogram=_histogram(percents),
         cronbach_alpha=cronbach_alpha(rows),
         complete_students=len(complete),
+        caution=caution,
     )
     return StatsReport(quiz, items, list(warnings or []))
 
@@ -276,11 +358,34 @@ def analyse_folder(folder: Path, bank: Bank | None = None) -> StatsReport:
     results, warnings = read_results(path, repair=False)
     quizzes = sorted({r.quiz for r in results if r.quiz})
     if len(quizzes) > 1:
-        warnings.append(
-            f"{path}: results come from {len(quizzes)} quizzes ({', '.join(quizzes)}); the "
-            "statistics treat them as one; grade each quiz into its own folder"
+        students = {quiz: len({r.student for r in results if r.quiz == quiz}) for quiz in quizzes}
+        listed = ", ".join(f"{quiz} ({students[quiz]} student(s))" for quiz in quizzes)
+        raise StatsInputError(
+            f"{path} mixes results of {len(quizzes)} quizzes: {listed}; item statistics of "
+            "different quizzes cannot be pooled. Grade each quiz's sheets into its own folder "
+            "(`vaequiz grade-sheets SHEETS --quiz Q.quiz.yaml --out DIR`) and run stats on each"
         )
     if not results:
         raise StatsInputError(f"{path} holds no result lines; run `vaequiz grade-sheets` first")
     name = (folder if folder.is_dir() else folder.parent).resolve().name
-    return analyse(results, name, bank, warnings)
+    title = quiz_title(quizzes[0] if quizzes else None, bank)
+    return analyse(results, name, bank, warnings, title)
+
+
+def quiz_title(quiz_id: str | None, bank: Bank | None) -> str | None:
+    """The title of the quiz the results come from: from its spec next to the bank (or the
+    whole bank's title), None when it cannot be found."""
+    if quiz_id is None:
+        return None
+    if quiz_id == WHOLE_BANK_ID:
+        return WHOLE_BANK_TITLE
+    if bank is None or not bank.root.is_dir():
+        return None
+    for spec_file in sorted(bank.root.rglob("*.quiz.yaml")):
+        try:
+            spec, _ = load_quiz_spec(spec_file)
+        except QuizSpecError:
+            continue
+        if spec.id == quiz_id:
+            return spec.title
+    return None

@@ -7,6 +7,11 @@ from html import escape
 from vaequiz.stats.analysis import HistogramBin, ItemStats, OptionShare, TOO_EASY, TOO_HARD
 
 
+LABEL_GRID = 16
+"""Points closer than this (in SVG units) share one label on the item map."""
+MAX_LABELLED = 4
+
+
 def _svg(width: int, height: int, label: str, body: list[str]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
@@ -69,15 +74,27 @@ def item_map_svg(items: list[ItemStats]) -> str:
     for tick in (-1.0, 0.0, 1.0):
         body.append(f'<text x="{left - 4}" y="{y(tick) + 4:.1f}" text-anchor="end" '
                     f'class="small">{tick:g}</text>')
+    clusters: dict[tuple[int, int], list[ItemStats]] = {}
     for item in items:
         if item.point_biserial is None:
             continue
         css = "point flagged" if item.flags else "point"
+        cx, cy = x(item.facility), y(item.point_biserial)
         body.append(
-            f'<circle class="{css}" cx="{x(item.facility):.1f}" cy="{y(item.point_biserial):.1f}" '
-            f'r="5"><title>{escape(item.question)}: facility {item.facility:.2f}, '
+            f'<circle class="{css}" cx="{cx:.1f}" cy="{cy:.1f}" '
+            f'r="5"><title>{item.number}. {escape(item.question)}: facility {item.facility:.2f}, '
             f'r {item.point_biserial:.2f}</title></circle>'
         )
+        clusters.setdefault((round(cx / LABEL_GRID), round(cy / LABEL_GRID)), []).append(item)
+    # Each point is labelled with its number from the items table; points that (nearly)
+    # coincide share one label, so labels never print over each other.
+    for members in clusters.values():
+        cx, cy = x(members[0].facility), y(members[0].point_biserial or 0.0)
+        numbers = [str(m.number) for m in members]
+        text = ", ".join(numbers[:MAX_LABELLED]) + (f" +{len(numbers) - MAX_LABELLED}" if len(numbers) > MAX_LABELLED else "")
+        anchor, dx = ("end", -8) if cx > left + plot_w / 2 else ("start", 8)
+        body.append(f'<text class="small point-label" x="{cx + dx:.1f}" y="{cy + 4:.1f}" '
+                    f'text-anchor="{anchor}">{escape(text)}</text>')
     return _svg(width, height, "Item map: facility against discrimination", body)
 
 

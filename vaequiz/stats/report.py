@@ -7,7 +7,8 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from vaequiz.stats.analysis import GROUP_SHARE, TOO_EASY, TOO_HARD, StatsReport
+from vaequiz.render.markdown import MathRenderError, render_inline
+from vaequiz.stats.analysis import GROUP_SHARE, TOO_EASY, TOO_HARD, OptionShare, StatsReport
 from vaequiz.stats.plots import histogram_svg, item_map_svg, option_bars_svg
 from vaequiz.templating import template_environment
 
@@ -16,10 +17,24 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _option_html(option: OptionShare) -> Markup:
+    """An option as the quiz showed it: its Markdown text (with math), then its code."""
+    parts = []
+    if option.text:
+        try:
+            parts.append(Markup(render_inline(option.text)))
+        except MathRenderError:
+            parts.append(Markup.escape(option.text))
+    if option.code:
+        parts.append(Markup('<code class="option-code">{}</code>').format(option.code.rstrip("\n")))
+    return Markup(" ").join(parts)
+
+
 def render_html(report: StatsReport) -> str:
     """The report page; plots are SVG built from escaped text, everything else autoescaped."""
     environment = template_environment()
     environment.filters["num"] = _number
+    environment.filters["option_html"] = _option_html
     template = environment.get_template("stats.html.j2")
     return template.render(
         report=report,

@@ -1,0 +1,151 @@
+"""`vaequiz serve` (quizzes served live) and `vaequiz links` (per-student sign-in links).
+
+The service's libraries are the optional ``serve`` extra, imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from vaequiz.cli.app import EXIT_INVALID, BankOption, app, fail, resolve_bank
+
+DbOption = Annotated[
+    Optional[str],
+    typer.Option("--db", help="Database URL: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB "
+                 "(default: vaequiz-serve.db in the current folder).", show_default=False),
+]
+
+
+def _need_extra() -> None:
+    try:
+        import alembic  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ModuleNotFoundError as err:
+        fail(f"vaequiz serve needs the 'serve' extra ({err.name} is missing): pip install 'vaequiz[serve]'")
+
+
+def _database(url: Optional[str]) -> Any:
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from vaequiz.serve.db import default_url
+    from vaequiz.serve.server import database
+
+    try:
+        return database(url or default_url())
+    except ArgumentError as err:
+        fail(f"--db {url!r} is not a database URL ({err}); use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
+    except (SQLAlchemyError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        fail(f"cannot open the database {url or default_url()}: {first}")
+
+
+def _password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != first:
+            fail("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@app.command()
+def serve(
+    bank: BankOption = None,
+    quiz: Annotated[
+        Optional[list[Path]], typer.Option("--quiz", help="Quiz spec served as an exam (repeatable).")
+    ] = None,
+    practice: Annotated[
+        Optional[list[Path]], typer.Option("--practice", help="Quiz spec served as practice (repeatable).")
+    ] = None,
+    db: DbOption = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", min=0, help="Grading threads and sandbox workers (default: all cores; 0 grades nothing here).")
+    ] = None,
+    code_per_minute: Annotated[
+        int, typer.Option("--code-per-minute", min=1, help="Code answers one student may send for grading per minute.")
+    ] = 30,
+    time_limit: Annotated[
+        Optional[float], typer.Option("--time-limit", min=0.1, help="Minutes an exam attempt may last (overrides the quiz spec).")
+    ] = None,
+    create_instructor: Annotated[
+        Optional[str], typer.Option("--create-instructor", metavar="EMAIL", help="Create the instructor account (password from stdin or a prompt) and exit.")
+    ] = None,
+) -> None:
+    """Serve quizzes live: students sign in, answers are saved and graded on the server."""
+    _need_extra()
+    if create_instructor is not None:
+        from vaequiz.serve.accounts import AccountError, create_instructor as create
+
+        engine = _database(db)
+        try:
+            create(engine, create_instructor, _password())
+        except AccountError as err:
+            fail(str(err), EXIT_INVALID)
+        typer.echo(f"instructor {create_instructor.strip()} can sign in at /login")
+        return
+    from vaequiz.serve.app import Settings
+    from vaequiz.serve.course import CourseError, load_course
+    from vaequiz.serve.server import default_threads, run
+
+    root = resolve_bank(bank)
+    try:
+        load_course(root, quiz or [], practice or [], time_limit)  # fail before binding the port
+    except CourseError as err:
+        fail(str(err), EXIT_INVALID)
+    _database(db)
+    from vaequiz.serve.db import default_url
+
+    settings = Settings(code_per_minute=code_per_minute, grading_threads=default_threads() if workers is None else workers)
+    run(root, quiz or [], practice or [], db or default_url(), host, port, settings, time_limit,
+        announce=lambda line: typer.echo(line, err=True))
+
+
+@app.command()
+def links(
+    roster: Annotated[Path, typer.Argument(help="CSV with a 'student' (or 'id') column.")],
+    quiz: Annotated[
+        Optional[Path], typer.Option("--quiz", help="Quiz spec the link opens (default: the quiz list).")
+    ] = None,
+    base_url: Annotated[str, typer.Option("--base-url", help="Where students reach the server.")] = "http://localhost:8000",
+    days: Annotated[float, typer.Option("--days", min=0.01, help="Days until the links expire.")] = 14,
+    db: DbOption = None,
+) -> None:
+    """Print a sign-in link per student (CSV: student,link); tokens are stored hashed, expiring."""
+    _need_extra()
+    import csv
+
+    from vaequiz.render.quiz_spec import QuizSpecError, load_quiz_spec
+    from vaequiz.render.roster import RosterError, read_roster
+    from vaequiz.serve.accounts import AccountError, issue_links
+
+    try:
+        names = read_roster(roster)
+    except RosterError as err:
+        fail(str(err))
+    quiz_id = None
+    if quiz is not None:
+        try:
+            quiz_id = load_quiz_spec(quiz)[0].id
+        except QuizSpecError as err:
+            fail(f"the quiz spec has {len(err.problems)} problem(s):\n{err}", EXIT_INVALID)
+    if not base_url.startswith(("http://", "https://")):
+        fail(f"--base-url {base_url!r} must start with http:// or https://")
+    engine = _database(db)
+    try:
+        tokens = issue_links(engine, names, quiz_id, timedelta(days=days))
+    except AccountError as err:
+        fail(str(err), EXIT_INVALID)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["student", "link"])
+    for name, token in tokens.items():
+        writer.writerow([name, f"{base_url.rstrip('/')}/signin/{token}"])

@@ -1,0 +1,265 @@
+"""Answer revisions and grading jobs, durable in the database.
+
+Every saved answer is a new revision (all are kept). A grading is a job row written in the same
+transaction as the revision it grades; a worker claims a job (queued -> running), grades it and
+writes the result row and ``done`` in one transaction. Results are unique per revision, so a job
+run twice (a server killed after grading, before committing) still leaves exactly one result.
+On start, every job left ``running`` by a killed server is queued again.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vaequiz.bank.models import CodeQuestion
+from vaequiz.grading.batch import grade_reading
+from vaequiz.grading.fingerprint import GRADER_VERSION
+from vaequiz.grading.grader import Grader, item_result, refused
+from vaequiz.grading.models import ItemResult
+from vaequiz.serve.course import Course
+from vaequiz.serve.db import attempts, jobs, now, results, revisions, users
+
+MAX_TRIES = 3
+"""A job whose grading failed this often gets a result saying so instead of another try."""
+
+NULL = "null"
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def latest_revisions(db: Connection, attempt_id: int) -> dict[str, tuple[int, str]]:
+    """question -> (revision id, value JSON) of the newest revision of each question."""
+    newest = (
+        select(revisions.c.question, func.max(revisions.c.id).label("id"))
+        .where(revisions.c.attempt_id == attempt_id)
+        .group_by(revisions.c.question)
+        .subquery()
+    )
+    rows = db.execute(select(revisions.c.id, revisions.c.question, revisions.c.value).join(newest, newest.c.id == revisions.c.id))
+    return {row.question: (row.id, row.value) for row in rows}
+
+
+def save_answers(db: Connection, attempt_id: int, answers: dict[str, Any]) -> dict[str, int]:
+    """A new revision for each answer that differs from its newest one; question -> revision id."""
+    current = latest_revisions(db, attempt_id)
+    saved: dict[str, int] = {}
+    moment = now()
+    for question, value in answers.items():
+        text = dump(value)
+        if question in current and current[question][1] == text:
+            continue
+        if question not in current and value is None:
+            continue
+        saved[question] = db.execute(
+            insert(revisions).values(attempt_id=attempt_id, question=question, value=text, saved_at=moment)
+        ).inserted_primary_key[0]
+    return saved
+
+
+def enqueue(db: Connection, attempt_id: int, questions: list[str]) -> dict[str, int]:
+    """A job for the newest revision of each question (an unanswered one gets a ``null``
+    revision, so it is graded as "no answer"); question -> job id. A revision already queued or
+    graded is not queued twice."""
+    current = latest_revisions(db, attempt_id)
+    queued: dict[str, int] = {}
+    moment = now()
+    for question in questions:
+        if question not in current:
+            revision_id = db.execute(
+                insert(revisions).values(attempt_id=attempt_id, question=question, value=NULL, saved_at=moment)
+            ).inserted_primary_key[0]
+        else:
+            revision_id = current[question][0]
+        existing = db.execute(select(jobs.c.id).where(jobs.c.revision_id == revision_id)).first()
+        if existing is not None:
+            queued[question] = existing.id
+            continue
+        queued[question] = db.execute(
+            insert(jobs).values(revision_id=revision_id, attempt_id=attempt_id, state="queued", tries=0, enqueued_at=moment)
+        ).inserted_primary_key[0]
+    return queued
+
+
+def requeue_interrupted(engine: Engine) -> int:
+    """Queue again every job a stopped server left running; how many there were."""
+    with engine.begin() as db:
+        return db.execute(update(jobs).where(jobs.c.state == "running").values(state="queued", started_at=None)).rowcount
+
+
+@dataclass(frozen=True)
+class QuestionState:
+    state: str  # "saved" (no grading asked), "queued", "running", "graded"
+    position: Optional[int]
+    result: Optional[ItemResult]
+
+
+def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
+    """Per question: the state of its newest grading job (position in the queue when queued)
+    and the newest result."""
+    job_rows = db.execute(
+        select(jobs.c.id, jobs.c.state, revisions.c.question)
+        .join(revisions, revisions.c.id == jobs.c.revision_id)
+        .where(jobs.c.attempt_id == attempt_id)
+        .order_by(jobs.c.id)
+    ).all()
+    newest_job = {row.question: row for row in job_rows}
+    result_rows = db.execute(
+        select(results.c.question, results.c.item).where(results.c.attempt_id == attempt_id).order_by(results.c.id)
+    ).all()
+    newest_result = {row.question: ItemResult.model_validate_json(row.item) for row in result_rows}
+    states: dict[str, QuestionState] = {}
+    for question, job in newest_job.items():
+        position = None
+        if job.state == "queued":
+            position = db.execute(
+                select(func.count()).select_from(jobs).where(and_(jobs.c.state == "queued", jobs.c.id <= job.id))
+            ).scalar_one()
+        state = "graded" if job.state == "done" else job.state
+        states[question] = QuestionState(state, position, newest_result.get(question) if state == "graded" else None)
+    return states
+
+
+class Worker:
+    """Grades queued jobs on ``threads`` threads with one Grader; the sandbox (for code) starts
+    when the first code answer arrives. ``sandbox_factory`` opens a sandbox context."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        course: Course,
+        threads: int,
+        sandbox_factory: Callable[[], Any],
+    ) -> None:
+        self.engine = engine
+        self.course = course
+        self.threads = max(0, threads)
+        self.sandbox_factory = sandbox_factory
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._stack = ExitStack()
+        self._sandbox_lock = threading.Lock()
+        self.grader = Grader(None)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        requeue_interrupted(self.engine)
+        for number in range(self.threads):
+            thread = threading.Thread(target=self._loop, name=f"vaequiz-grader-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        self._stack.close()
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            job = self.claim()
+            if job is None:
+                self.wake.wait(timeout=1.0)
+                self.wake.clear()
+                continue
+            self.run(job)
+
+    def claim(self) -> Optional[int]:
+        """Take the oldest queued job (queued -> running); None when there is none. Two servers
+        on one PostgreSQL never take the same job (SKIP LOCKED, and the state check)."""
+        with self.engine.begin() as db:
+            row = db.execute(
+                select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(1).with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            taken = db.execute(
+                update(jobs).where(and_(jobs.c.id == row.id, jobs.c.state == "queued"))
+                .values(state="running", started_at=now(), tries=jobs.c.tries + 1)
+            ).rowcount
+            return row.id if taken == 1 else None
+
+    def _ensure_sandbox(self) -> None:
+        with self._sandbox_lock:
+            if self.grader.sandbox is None:
+                self.grader.sandbox = self._stack.enter_context(self.sandbox_factory())
+
+    def run(self, job_id: int) -> None:
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(jobs.c.revision_id, jobs.c.tries, revisions.c.question, revisions.c.value,
+                       attempts.c.id.label("attempt_id"), attempts.c.quiz, users.c.name)
+                .join(revisions, revisions.c.id == jobs.c.revision_id)
+                .join(attempts, attempts.c.id == jobs.c.attempt_id)
+                .join(users, users.c.id == attempts.c.user_id)
+                .where(jobs.c.id == job_id)
+            ).one()
+        served = self.course.get(row.quiz)
+        question = served.questions.get(row.question) if served is not None else None
+        if served is None or question is None:
+            item = ItemResult(
+                student=row.name, question=row.question, kind="unknown", passed=False, score=0, points=0,
+                max_points=0, error="this question is no longer served", quiz=row.quiz,
+            )
+            self.finish(job_id, row.revision_id, row.attempt_id, item)
+            return
+        reading = served.reading(row.name, row.question, json.loads(row.value))
+        try:
+            if isinstance(question, CodeQuestion) and reading.problem is None and not reading.unanswered:
+                self._ensure_sandbox()
+            graded = grade_reading(self.grader, question, reading)
+            if graded.retry and row.tries < MAX_TRIES:
+                self.requeue(job_id)
+                return
+        except Exception as err:  # a grader bug must not stop the queue
+            if row.tries < MAX_TRIES:
+                self.requeue(job_id)
+                return
+            graded = refused(f"could not be graded ({type(err).__name__}); the instructor has been told")
+        item = item_result(row.name, question, reading.answer, graded, row.quiz).model_copy(
+            update={"fingerprint": served.fingerprints[row.question], "grader_version": GRADER_VERSION}
+        )
+        self.finish(job_id, row.revision_id, row.attempt_id, item)
+
+    def requeue(self, job_id: int) -> None:
+        with self.engine.begin() as db:
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(state="queued", started_at=None))
+        self.stopping.wait(timeout=1.0)
+
+    def finish(self, job_id: int, revision_id: int, attempt_id: int, item: ItemResult) -> None:
+        """The result and ``done`` in one transaction; a result already there is kept."""
+        line = json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
+        try:
+            with self.engine.begin() as db:
+                db.execute(insert(results).values(
+                    revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=line, graded_at=now()
+                ))
+                db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
+        except IntegrityError:
+            with self.engine.begin() as db:
+                db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
+
+
+def hidden_paths(course: Course) -> list[Path]:
+    """What a snippet must not read: the bank and the reference implementation."""
+    paths = [course.bank_root.resolve()]
+    try:
+        from vaequiz.paths import reference_impl_dir
+
+        paths.append(reference_impl_dir())
+    except ImportError:
+        pass
+    return paths
