@@ -42,6 +42,14 @@ def _visible(page: OpenPage, question_id: str) -> str:
     return page.page.locator(f"#prompt-{question_id}").inner_text()
 
 
+def _totals(path: Path) -> dict[str, str]:
+    """Each student's total from a gradebook (whatever other columns it has)."""
+    import csv
+
+    with path.open(encoding="utf-8") as handle:
+        return {row["student"]: row["total"] for row in csv.DictReader(handle)}
+
+
 def answer_from_the_page(page: OpenPage) -> dict[str, int | float]:
     """Read each student's numbers off the page as they see them and answer right."""
     p = page.page
@@ -96,4 +104,4 @@ def test_two_students_see_different_numbers_and_both_grade_full_marks(
     results = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(results) == 6
     assert all(r["score"] == 1 for r in results), [(r["student"], r["question"], r["checks"]) for r in results]
-    assert (out / "grades.csv").read_text(encoding="utf-8").splitlines()[1:] == ["ada,1,1,1,3", "ben,1,1,1,3"]
+    assert _totals(out / "grades.csv") == {"ada": "3", "ben": "3"}

@@ -246,6 +246,14 @@ def _page_data(html: str) -> dict:
     return json.loads(re.search(r'<script type="application/json" id="quiz-data">(.*?)</script>', html, re.S).group(1))
 
 
+def _totals(path: Path) -> dict[str, str]:
+    """Each student's total from a gradebook (whatever other columns it has)."""
+    import csv
+
+    with path.open(encoding="utf-8") as handle:
+        return {row["student"]: row["total"] for row in csv.DictReader(handle)}
+
+
 def _right_sheet(bank_path: Path, page: Path) -> dict:
     """A sheet answered right, from the numbers the page shows (as its script would save it)."""
     bank = load_bank(bank_path)
@@ -280,8 +288,7 @@ def test_roster_pages_show_each_student_their_numbers_and_grade_with_them(write_
         (sheets / f"{name}.json").write_text(json.dumps(_right_sheet(bank, page)), encoding="utf-8")
     result = cli("grade-sheets", "--bank", bank, *sorted(sheets.glob("*.json")), "--out", tmp_path / "graded")
     assert result.returncode == 0, result.stderr
-    rows = (tmp_path / "graded" / "grades.csv").read_text().splitlines()
-    assert rows[1:] == ["ada,1,1,1,3", "ben,1,1,1,3"]
+    assert _totals(tmp_path / "graded" / "grades.csv") == {"ada": "3", "ben": "3"}
     results = [json.loads(line) for line in (tmp_path / "graded" / "results.jsonl").read_text().splitlines()]
     assert {(r["student"], r["question"]): r["params"] for r in results}[("ada", "z-shape")] == shown["ada"]["z-shape"]
 
