@@ -384,3 +384,22 @@ def test_sessions_expire_and_sign_out_ends_them(site: Site) -> None:
     assert out.status_code == 303
     client.cookies.set("vaequiz_session", token)  # a copied cookie is worthless after sign-out
     assert client.get(f"/api/attempts/{attempt}/status").status_code == 401
+
+
+def test_a_parametric_question_is_graded_with_the_students_own_numbers(tmp_path: Path, db_url: str) -> None:  # noqa: F811
+    from vaequiz.bank.parametric import bind
+
+    site = make_site(tmp_path, db_url, threads=1)
+    try:
+        exam, practice = write_quizzes(tmp_path)
+        served = load_course(BUNDLED_BANK, [exam], [practice]).get("serve-practice")
+        numbers = served.builder.variant("ben").params["beta-loss-value"]
+        key = bind(served.questions["beta-loss-value"], numbers).answer
+        student = sign_in_student(site, "ben")
+        attempt = open_quiz(student, "serve-practice")["attempt"]
+        asked = student.post(f"/api/attempts/{attempt}/grade", json={"answers": {"beta-loss-value": f"{key:g}"}})
+        assert asked.status_code == 200, asked.text
+        result = wait_graded(student, attempt, 1)["questions"]["beta-loss-value"]["result"]
+        assert result["points"] == result["max_points"], result
+    finally:
+        site.close()
