@@ -378,3 +378,13 @@ def test_a_sheet_from_before_the_params_changed_is_told_apart_from_an_edited_one
     unrecorded = AnswerSheet(student="ada", answers={question.id: "(64,)"})
     numbers, problem = params_for(unrecorded, question, "course", 0)
     assert problem is None and numbers == draw_for(question, "course", 0, "ada")
+
+
+def test_exports_carry_one_fixed_draw_and_say_so(write_yaml, cli, tmp_path) -> None:
+    bank = _bank(write_yaml)
+    result = cli("export", "--format", "gift", "--bank", bank, "-o", tmp_path / "bank.gift")
+    assert result.returncode == 0, result.stderr
+    numbers = draw_for(load_bank(bank).get("z-shape"), "bank", 0, "")
+    assert f"z-shape: parametric; exported with one fixed draw (B = {numbers['B']}" in result.stderr
+    text = (tmp_path / "bank.gift").read_text(encoding="utf-8")
+    assert f"A batch of {numbers['B']} inputs" in text and "{{" not in text
