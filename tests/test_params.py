@@ -4,6 +4,7 @@ per-student pages, sheets that record the numbers, grading with them, verify and
 from __future__ import annotations
 
 import json
+import textwrap
 import re
 from pathlib import Path
 
@@ -388,3 +389,41 @@ def test_exports_carry_one_fixed_draw_and_say_so(write_yaml, cli, tmp_path) -> N
     assert f"z-shape: parametric; exported with one fixed draw (B = {numbers['B']}" in result.stderr
     text = (tmp_path / "bank.gift").read_text(encoding="utf-8")
     assert f"A batch of {numbers['B']} inputs" in text and "{{" not in text
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("  answer: [B, D]\n", "  answer: [B, 'x y']\n"),  # not an expression
+        ("  where: [\"D < H\", \"B > D\"]\n", "  where: [\"D < H\", \"no way\"]\n"),
+        ("    H: \"D * 4\"\n", "    H: \"D 4\"\n"),
+    ],
+)
+def test_the_schema_refuses_what_the_loader_refuses(write_yaml, change) -> None:
+    """Editors see the commonest expression mistake (two names in a row) through the schema."""
+    import jsonschema
+    import yaml
+
+    schema = json.loads((Path(__file__).parent.parent / "vaequiz/schemas/question-bank.schema.json").read_text())
+    text = PARAMETRIC_BANK.replace(*change)
+    assert text != PARAMETRIC_BANK
+    bank = _bank(write_yaml, text)
+    assert not load_bank(bank).ok
+    assert not jsonschema.Draft202012Validator(schema).is_valid(yaml.safe_load((bank / "params.yaml").read_text()))
+
+
+def test_without_params_the_schema_wants_plain_answers(write_yaml) -> None:
+    import jsonschema
+    import yaml
+
+    schema = json.loads((Path(__file__).parent.parent / "vaequiz/schemas/question-bank.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    plain = textwrap.dedent(PARAMETRIC_BANK).split("- id: kl-one")[0]
+    start, _, rest = plain.partition("  params:\n")
+    without = start + "  prompt:" + rest.split("  prompt:", 1)[1]  # the question with params: removed
+    without = without.replace('  where: ["D < H", "B > D"]\n', "").replace("{{ B }}", "64").replace("{{ D }}", "8").replace("{{ H }}", "32")
+    assert validator.is_valid(yaml.safe_load(without.replace("answer: [B, D]", "answer: [64, 8]")))
+    for bad in ("answer: [B, D]", "answer: [64, 8]\n  where: ['1 < 2']"):
+        document = yaml.safe_load(without.replace("answer: [B, D]", bad))
+        assert not validator.is_valid(document), bad
+        assert not load_bank(write_yaml("plain.yaml", yaml.safe_dump(document))).ok, bad

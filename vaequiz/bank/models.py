@@ -183,8 +183,29 @@ class Difficulty(StrEnum):
 PythonName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 
 
+_PLAIN_WITHOUT_PARAMS: dict[str, dict[str, Any]] = {
+    "shape": {"answer": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+    "numeric": {"answer": {"type": "number"}},
+    "mcq": {"options": {"type": "array", "items": {"not": {"required": ["correct_if"]}}}},
+}
+"""What a question without ``params`` may not use: expression answers and ``correct_if``."""
+
+
+def _plain_without_params(schema: dict[str, Any], model: Any) -> None:
+    """The schema states what the validator enforces without ``params``: answers are numbers
+    and ``where`` is empty (an expression needs params to read)."""
+    if "params" not in schema.get("properties", {}):
+        return
+    kind = typing.get_args(model.model_fields["kind"].annotation)[0] if "kind" in model.model_fields else None
+    plain = {"where": {"type": "array", "maxItems": 0}, **_PLAIN_WITHOUT_PARAMS.get(kind, {})}
+    schema["if"] = {"required": ["params"], "properties": {"params": {"type": "object", "minProperties": 1}}}
+    schema["else"] = {"properties": plain}
+
+
 def _explanation_required_when_keyed(schema: dict[str, Any], model: Any) -> None:
-    """The schema states what the validator enforces: a keyed kind needs a real explanation."""
+    """The schema states what the validator enforces: a keyed kind needs a real explanation
+    (and, without params, plain answers)."""
+    _plain_without_params(schema, model)
     if not getattr(model, "keyed", False) or "explanation" not in schema.get("properties", {}):
         return
     field = schema["properties"]["explanation"]
@@ -193,6 +214,11 @@ def _explanation_required_when_keyed(schema: dict[str, Any], model: Any) -> None
     if len(texts) == 1:
         field.update({k: v for k, v in texts[0].items() if k != "description"})
     schema.setdefault("required", []).append("explanation")
+
+
+EXPRESSION_SCHEMA_PATTERN = r"^(?!.*\b(?!(?:and|or|not|if|else)\b)\w+\s+(?!(?:and|or|not|if|else)\b)\w)"
+"""For editors: two names or numbers in a row ("x y") cannot be an expression; the loader
+parses every expression fully and says exactly what is wrong."""
 
 
 def _parses(source: str) -> str:
@@ -211,6 +237,7 @@ ExpressionText = Annotated[
         description="An expression of the question's params: numbers, + - * / // % **, "
         "comparisons, and/or/not, 'x if c else y', min/max/abs/log/exp/sqrt/floor/ceil/round.",
         examples=["B * D", "0.5 * (mu**2 + sigma**2 - log(sigma**2) - 1)"],
+        json_schema_extra={"pattern": EXPRESSION_SCHEMA_PATTERN},
     ),
     AfterValidator(_parses),
 ]
