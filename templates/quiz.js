@@ -568,6 +568,7 @@
       order: data.items.map(function (item) { return item.id; }),
       answers: collectAnswers()
     };
+    if (data.params) { sheet.params = data.params; }
     if (data.time_limit_min) {
       sheet.time_limit_min = data.time_limit_min;
       if (state.locked_at) { sheet.locked_at = state.locked_at; }

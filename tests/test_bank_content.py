@@ -117,7 +117,12 @@ def test_seed_kinds_carry_over(bank: Bank) -> None:
     assert kinds[("003_824a7485ffeab610", "short_answer")] == 4
     z_shape = [q for q in bank.questions if q.source == "000_1c67774fde61a081#q2"]
     assert [type(q) for q in z_shape] == [ShapeAnswer]
-    assert z_shape[0].answer == [64, 20]
+    # parametric now: the seed's own numbers are one of the draws, with the seed's key
+    from vaequiz.bank.parametric import bind, space_of
+
+    space = space_of(z_shape[0])
+    assert 64 in space.free["B"] and 400 in space.free["H"] and 20 in space.free["D"]
+    assert bind(z_shape[0], {"B": 64, "H": 400, "D": 20}).answer == [64, 20]
 
 
 def test_seed_explain_prompts_score_four_and_three_concepts(bank: Bank) -> None:
@@ -225,8 +230,17 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def test_numeric_keys_appear_in_their_worked_explanations(bank: Bank) -> None:
-    """The worked answer in each numeric item's explanation agrees with its key."""
+    """The worked answer in each numeric item's explanation agrees with its key, for every
+    draw of a parametric item (40 students' numbers each)."""
+    from vaequiz.bank.parametric import bind, is_parametric, sample_students
+
+    bound = []
     for question in bank.questions:
+        if is_parametric(question):
+            bound += [bind(question, values) for values in sample_students(question, 40)]
+        else:
+            bound.append(question)
+    for question in bound:
         if isinstance(question, NumericAnswer):
             text = re.sub(r"(?<=\d)(?:\{,\}|,)(?=\d{3})", "", question.explanation or "")
             numbers = [float(n) for n in _NUMBER.findall(text)]
@@ -234,8 +248,10 @@ def test_numeric_keys_appear_in_their_worked_explanations(bank: Bank) -> None:
             assert any(abs(n - question.answer) <= slack for n in numbers), question.id
 
 
-def test_computable_keys_agree_with_torch(bank: Bank) -> None:
-    """Keys that torch can compute are recomputed with the real layers and the reference code."""
+@pytest.mark.parametrize("student", ["ada", "ben", "cai", "dee", "eve", "fay"])
+def test_computable_keys_agree_with_torch(bank: Bank, student: str) -> None:
+    """Keys that torch can compute are recomputed with the real layers and the reference code,
+    for the numbers several students draw (most of these questions are parametric)."""
     import math
 
     import torch
@@ -243,25 +259,47 @@ def test_computable_keys_agree_with_torch(bank: Bank) -> None:
 
     from reference_impl.conv_vae import ConvEncoder
     from reference_impl.losses import kl_divergence
-    from reference_impl.mlp_vae import Encoder
+    from vaequiz.bank.parametric import bind, draw_for
+
+    drawn: dict[str, dict] = {}
 
     def key(question_id: str) -> object:
-        return bank.get(question_id).answer  # type: ignore[union-attr]
+        question = bank.get(question_id)
+        drawn[question_id] = draw_for(question, "course", 7, student)
+        return bind(question, drawn[question_id]).answer  # type: ignore[union-attr]
 
-    z, _, _ = Encoder()(torch.randn(64, 784))
-    assert list(z.shape) == key("encoder-z-shape")
-    assert list(torch.randn(32, 784).view(-1, 1, 28, 28).shape) == key("decoder-output-view-shape")
-    assert sum(p.numel() for p in nn.Linear(784, 400).parameters()) == key("linear-layer-parameters")
-    up = nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1)
-    assert list(up(torch.randn(8, 64, 7, 7)).shape) == key("conv-transpose-output-shape")
-    assert ConvEncoder().fc_mu.in_features == key("conv-encoder-flat-features")
-    assert list(torch.randn(8, 64, 7, 7).permute(0, 2, 3, 1).reshape(-1, 64).shape) == key("vq-flat-shape")
-    mu, logvar = torch.randn(64, 20), torch.randn(64, 20)
+    answer = key("encoder-z-shape")
+    B, H, D = (drawn["encoder-z-shape"][k] for k in "BHD")
+    encoder = nn.Sequential(nn.Linear(784, H), nn.ReLU(), nn.Linear(H, D))
+    assert list(encoder(torch.randn(B, 784)).shape) == answer
+    answer = key("decoder-output-view-shape")
+    B = drawn["decoder-output-view-shape"]["B"]
+    assert list(torch.randn(B, 784).view(-1, 1, 28, 28).shape) == answer
+    answer = key("linear-layer-parameters")
+    numbers = drawn["linear-layer-parameters"]
+    assert sum(p.numel() for p in nn.Linear(numbers["I"], numbers["O"]).parameters()) == answer
+    answer = key("conv-transpose-output-shape")
+    n = drawn["conv-transpose-output-shape"]
+    up = nn.ConvTranspose2d(n["Cin"], n["Cout"], kernel_size=4, stride=2, padding=1)
+    assert list(up(torch.randn(n["N"], n["Cin"], n["H"], n["H"])).shape) == answer
+    assert ConvEncoder().fc_mu.in_features == 3136  # the course's own 28x28 encoder
+    answer = key("conv-encoder-flat-features")
+    n = drawn["conv-encoder-flat-features"]
+    convs = nn.Sequential(nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.Conv2d(32, n["C"], 4, stride=2, padding=1))
+    assert convs(torch.randn(1, 1, n["S"], n["S"])).flatten(1).shape[1] == answer
+    answer = key("vq-flat-shape")
+    n = drawn["vq-flat-shape"]
+    z_e = torch.randn(n["B"], n["C"], n["H"], n["H"])
+    assert list(z_e.permute(0, 2, 3, 1).reshape(-1, n["C"]).shape) == answer
+    answer = key("per-sample-kl-shape")
+    n = drawn["per-sample-kl-shape"]
+    mu, logvar = torch.randn(n["B"], n["D"]), torch.randn(n["B"], n["D"])
     per_sample = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
-    assert list(per_sample.shape) == key("per-sample-kl-shape")
-    kl = kl_divergence(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(4.0)]]))
-    question = bank.get("kl-value")
-    assert abs(kl.item() - key("kl-value")) <= question.tolerance  # type: ignore[union-attr]
+    assert list(per_sample.shape) == answer
+    answer = key("kl-value")
+    n = drawn["kl-value"]
+    kl = kl_divergence(torch.tensor([[float(n["m"]), 0.0]]), torch.tensor([[0.0, math.log(n["v"])]]))
+    assert abs(kl.item() - answer) <= bank.get("kl-value").tolerance  # type: ignore[union-attr, operator]
 
 
 def test_model_answers_earn_every_concept_and_off_topic_answers_do_not(bank: Bank) -> None:

@@ -76,11 +76,8 @@ def points(out: Path) -> dict[tuple[str, str], float]:
 
 
 def gradebook(out: Path) -> list[list[str]]:
-    """grades.csv up to the total (the review columns after it are another test's subject)."""
     with (out / "grades.csv").open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    end = rows[0].index("total") + 1
-    return [row[:end] for row in rows]
+        return list(csv.reader(handle))
 
 
 def set_key(bank: Path, old: str, new: str) -> None:

@@ -71,6 +71,20 @@ def key_material() -> list[str]:
     return found
 
 
+def right_answers(student: str, folder: Path) -> tuple[str, str]:
+    """The exam's parametric keys for this student's numbers: the parameter count and z's shape."""
+    from vaequiz.bank.parametric import bind
+    from vaequiz.expressions import format_value
+    from vaequiz.grading.objective import format_dims
+
+    exam, practice = write_quizzes(folder)
+    served = load_course(BUNDLED_BANK, [exam], [practice]).get("serve-exam")
+    params = served.builder.variant(student).params
+    count = bind(served.questions["linear-layer-parameters"], params["linear-layer-parameters"]).answer
+    shape = bind(served.questions["encoder-z-shape"], params["encoder-z-shape"]).answer
+    return format_value(count), format_dims(list(shape))
+
+
 def shown_key(page: str, question_id: str, serve_data: dict[str, Any]) -> str:
     """The letter this student's page shows for the key of an MCQ (their variant's order)."""
     question = BANK.get(question_id)
@@ -92,17 +106,18 @@ def test_exam_flow_keeps_revisions_hides_the_key_until_release_and_downloads_gra
         conf = open_quiz(student, "serve-exam")
         attempt = conf["attempt"]
         key_letter = shown_key(page.text, "decoder-for-28x28", conf)
+        params_key, shape_key = right_answers("ada", tmp_path)  # both questions are parametric
         first = student.post(f"/api/attempts/{attempt}/answers", json={"answers": {"linear-layer-parameters": "1"}})
         second = student.post(f"/api/attempts/{attempt}/answers", json={"answers": {
-            "linear-layer-parameters": "314000", "decoder-for-28x28": key_letter, "encoder-z-shape": "(64, 20)",
+            "linear-layer-parameters": params_key, "decoder-for-28x28": key_letter, "encoder-z-shape": shape_key,
         }})
         assert first.status_code == second.status_code == 200, second.text
         responses += [first.text, second.text]
         with site.engine.connect() as db:
             kept = db.execute(select(revisions.c.value).where(revisions.c.question == "linear-layer-parameters").order_by(revisions.c.id)).all()
-        assert [json.loads(r.value) for r in kept] == ["1", "314000"]
+        assert [json.loads(r.value) for r in kept] == ["1", params_key]
         reloaded = open_quiz(student, "serve-exam")
-        assert reloaded["answers"]["linear-layer-parameters"] == "314000"
+        assert reloaded["answers"]["linear-layer-parameters"] == params_key
 
         submitted = student.post(f"/api/attempts/{attempt}/submit", json={"answers": {"reparameterization-trick": REPARAM}})
         assert submitted.status_code == 200, submitted.text
@@ -385,3 +400,22 @@ def test_sessions_expire_and_sign_out_ends_them(site: Site) -> None:
     assert out.status_code == 303
     client.cookies.set("vaequiz_session", token)  # a copied cookie is worthless after sign-out
     assert client.get(f"/api/attempts/{attempt}/status").status_code == 401
+
+
+def test_a_parametric_question_is_graded_with_the_students_own_numbers(tmp_path: Path, db_url: str) -> None:  # noqa: F811
+    from vaequiz.bank.parametric import bind
+
+    site = make_site(tmp_path, db_url, threads=1)
+    try:
+        exam, practice = write_quizzes(tmp_path)
+        served = load_course(BUNDLED_BANK, [exam], [practice]).get("serve-practice")
+        numbers = served.builder.variant("ben").params["beta-loss-value"]
+        key = bind(served.questions["beta-loss-value"], numbers).answer
+        student = sign_in_student(site, "ben")
+        attempt = open_quiz(student, "serve-practice")["attempt"]
+        asked = student.post(f"/api/attempts/{attempt}/grade", json={"answers": {"beta-loss-value": f"{key:g}"}})
+        assert asked.status_code == 200, asked.text
+        result = wait_graded(student, attempt, 1)["questions"]["beta-loss-value"]["result"]
+        assert result["points"] == result["max_points"], result
+    finally:
+        site.close()

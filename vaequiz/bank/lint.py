@@ -393,7 +393,61 @@ def rule_few_examples(bank: Bank) -> Iterator[Finding]:
             )
 
 
+# --------------------------------------------------------------------------- parametric questions
+
+WHERE_SAMPLE = 400
+"""Free draws lint tries to estimate how many a question's ``where:`` rejects."""
+WHERE_MIN_ACCEPTED = 0.5
+
+
+def rule_unshown_params(bank: Bank) -> Iterator[Finding]:
+    """A free param no text shows gives students different answers to the same-looking
+    question; a derived param nothing reads is dead weight."""
+    from vaequiz.bank.parametric import is_parametric, shown_names, space_of, used_names
+
+    for question in bank.questions:
+        if not is_parametric(question):
+            continue
+        space, shown, used = space_of(question), shown_names(question), used_names(question)
+        for name in space.free:
+            if name not in shown:
+                yield _finding(bank, question.id, ("params", name), "param-not-shown",
+                               f"param {name} is never shown in the question's text",
+                               f"show it with {{{{ {name} }}}} in the text, or make it a fixed number")
+        for name in space.derived:
+            if name not in used and name not in shown:
+                yield _finding(bank, question.id, ("params", name), "param-not-shown",
+                               f"derived param {name} is used nowhere", "use it in a text or an answer, or remove it")
+
+
+def rule_where_rejects_most(bank: Bank) -> Iterator[Finding]:
+    """A ``where:`` that rejects most draws wastes them and hints the params are mis-ranged."""
+    from vaequiz.bank.parametric import is_parametric, space_of
+    from vaequiz.expressions import ExpressionError
+    from vaequiz.variants import StableRandom
+
+    for question in bank.questions:
+        if not is_parametric(question) or not question.where:
+            continue
+        space = space_of(question)
+        rng = StableRandom("lint-where", question.id)
+        accepted = 0
+        for _ in range(WHERE_SAMPLE):
+            free = {name: options[rng.below(len(options))] for name, options in space.free.items()}
+            try:
+                accepted += all(space.holds(space.complete(free)))
+            except ExpressionError:
+                continue
+        share = accepted / WHERE_SAMPLE
+        if share < WHERE_MIN_ACCEPTED:
+            yield _finding(bank, question.id, ("where",), "where-rejects-most",
+                           f"'where' rejects {1 - share:.0%} of draws",
+                           "narrow the params' ranges to the values that satisfy it")
+
+
 RULES: tuple[Rule, ...] = (
+    rule_unshown_params,
+    rule_where_rejects_most,
     rule_key_cues,
     rule_key_bunching,
     rule_all_of_the_above,

@@ -12,11 +12,14 @@ import typing
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     TypeAdapter,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -25,6 +28,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from vaequiz.compat import StrEnum
+from vaequiz.expressions import ExpressionError, parse_expression
 
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 LABEL_PATTERN = r"^[A-Z]$"
@@ -179,8 +183,29 @@ class Difficulty(StrEnum):
 PythonName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 
 
+_PLAIN_WITHOUT_PARAMS: dict[str, dict[str, Any]] = {
+    "shape": {"answer": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+    "numeric": {"answer": {"type": "number"}},
+    "mcq": {"options": {"type": "array", "items": {"not": {"required": ["correct_if"]}}}},
+}
+"""What a question without ``params`` may not use: expression answers and ``correct_if``."""
+
+
+def _plain_without_params(schema: dict[str, Any], model: Any) -> None:
+    """The schema states what the validator enforces without ``params``: answers are numbers
+    and ``where`` is empty (an expression needs params to read)."""
+    if "params" not in schema.get("properties", {}):
+        return
+    kind = typing.get_args(model.model_fields["kind"].annotation)[0] if "kind" in model.model_fields else None
+    plain = {"where": {"type": "array", "maxItems": 0}, **_PLAIN_WITHOUT_PARAMS.get(kind, {})}
+    schema["if"] = {"required": ["params"], "properties": {"params": {"type": "object", "minProperties": 1}}}
+    schema["else"] = {"properties": plain}
+
+
 def _explanation_required_when_keyed(schema: dict[str, Any], model: Any) -> None:
-    """The schema states what the validator enforces: a keyed kind needs a real explanation."""
+    """The schema states what the validator enforces: a keyed kind needs a real explanation
+    (and, without params, plain answers)."""
+    _plain_without_params(schema, model)
     if not getattr(model, "keyed", False) or "explanation" not in schema.get("properties", {}):
         return
     field = schema["properties"]["explanation"]
@@ -189,6 +214,74 @@ def _explanation_required_when_keyed(schema: dict[str, Any], model: Any) -> None
     if len(texts) == 1:
         field.update({k: v for k, v in texts[0].items() if k != "description"})
     schema.setdefault("required", []).append("explanation")
+
+
+EXPRESSION_SCHEMA_PATTERN = r"^(?!.*\b(?!(?:and|or|not|if|else)\b)\w+\s+(?!(?:and|or|not|if|else)\b)\w)"
+"""For editors: two names or numbers in a row ("x y") cannot be an expression; the loader
+parses every expression fully and says exactly what is wrong."""
+
+
+def _parses(source: str) -> str:
+    try:
+        parse_expression(source)
+    except ExpressionError as err:
+        raise PydanticCustomError("expression", str(err)) from None
+    return source
+
+
+ExpressionText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        description="An expression of the question's params: numbers, + - * / // % **, "
+        "comparisons, and/or/not, 'x if c else y', min/max/abs/log/exp/sqrt/floor/ceil/round.",
+        examples=["B * D", "0.5 * (mu**2 + sigma**2 - log(sigma**2) - 1)"],
+        json_schema_extra={"pattern": EXPRESSION_SCHEMA_PATTERN},
+    ),
+    AfterValidator(_parses),
+]
+"""An expression text, checked to parse (its names are checked against the params by the
+question); evaluated by :mod:`vaequiz.expressions`, never by Python's eval."""
+ParamNumber = Union[Int, float]
+
+
+class RangeParam(BankModel):
+    """Values from ``low`` to ``high`` (inclusive) in steps of ``step``; whole numbers when all
+    three are whole."""
+
+    low: ParamNumber
+    high: ParamNumber
+    step: ParamNumber = Field(1, gt=0)
+
+
+def _param_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "derived"
+    if isinstance(value, list):
+        return "choice"
+    if isinstance(value, (dict, RangeParam)):
+        return "range"
+    return None
+
+
+ParamSpec = Annotated[
+    Union[
+        Annotated[
+            Annotated[list[ParamNumber], Field(min_length=1, max_length=1000, description="A choice of values.")],
+            Tag("choice"),
+        ],
+        Annotated[RangeParam, Tag("range")],
+        Annotated[ExpressionText, Field(description="Derived from other params, e.g. 'C * 2'."), Tag("derived")],
+    ],
+    Discriminator(
+        _param_kind,
+        custom_error_type="param_kind",
+        custom_error_message="a param is a list of values, a range {low, high, step} or an expression text",
+    ),
+]
+"""One param: a choice, a range or a derived value, told apart by the value's type so a
+mistake is explained once, for the kind the author wrote."""
 
 
 class QuestionBase(BankModel):
@@ -212,6 +305,29 @@ class QuestionBase(BankModel):
         pattern=SOURCE_PATTERN,
         description="The seed the item comes from (e.g. '002_b75ee90b928972ce#q4') or 'original'.",
     )
+    params: dict[PythonName, ParamSpec] | None = Field(
+        None,
+        description="Per-student numbers: a choice list ([16, 32, 64]), a range "
+        "({low: -2, high: 2, step: 0.5}) or an expression of other params ('C * 2'); texts show "
+        "them as {{ B }} or {{ sigma:.2f }}, and answers may be expressions of them.",
+    )
+    where: list[ExpressionText] = Field(
+        default_factory=list, description="Constraints every draw of the params satisfies, e.g. 'D < H'."
+    )
+
+    @field_validator("where", mode="before", json_schema_input_type=Union[ExpressionText, list[ExpressionText]])
+    @classmethod
+    def _where_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _params_agree(self) -> Any:
+        from vaequiz.bank.parametric import param_problems
+
+        problems = param_problems(self)
+        if problems:
+            raise rule_errors(problems, self)
+        return self
 
     @field_validator("topics")
     @classmethod
@@ -261,6 +377,11 @@ class Option(BankModel):
     )
     feedback: Markdown | None = Field(
         None, description="Why a student who picks this option is wrong (or right)."
+    )
+    correct_if: ExpressionText | None = Field(
+        None,
+        description="Parametric questions: the option is right for a draw exactly when this "
+        "expression of the params is true (options without it are right when keyed in 'answer').",
     )
 
     @model_validator(mode="after")
@@ -504,8 +625,9 @@ class ShapeAnswer(QuestionBase):
 
     kind: Literal["shape"]
     prompt: Markdown
-    answer: list[Annotated[Int, Field(ge=0)]] = Field(
-        description="The shape, e.g. [64, 20]; [] for a scalar."
+    answer: list[Union[Annotated[Int, Field(ge=0)], ExpressionText]] = Field(
+        description="The shape, e.g. [64, 20]; [] for a scalar; sizes may be expressions of the "
+        "params, e.g. [B, D]."
     )
 
     @property
@@ -518,7 +640,9 @@ class NumericAnswer(QuestionBase):
 
     kind: Literal["numeric"]
     prompt: Markdown
-    answer: float
+    answer: Union[float, ExpressionText] = Field(
+        description="The value, or an expression of the params, e.g. '0.5 * (mu**2 - 1)'."
+    )
     tolerance: float = Field(0.0, ge=0, description="Accepted absolute difference.")
     relative_tolerance: float = Field(0.0, ge=0, description="Accepted relative difference.")
 

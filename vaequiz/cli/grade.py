@@ -433,8 +433,10 @@ def verify(
     workers: Annotated[int, typer.Option("--workers", help="Sandbox workers (default: all cores).")] = 0,
     device: DeviceOpt = Device.cpu,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as a JSON list.")] = False,
+    draws: Annotated[int, typer.Option("--draws", min=1, max=100_000, help="Draws of every parametric question.")] = 500,
 ) -> None:
-    """References pass, mutants fail, linked code options match their key. Exit 1 on any disagreement."""
+    """References pass, mutants fail, linked code options match their key, every draw of a
+    parametric question is sound. Exit 1 on any disagreement."""
     from vaequiz.grading.grader import Grader
     from vaequiz.grading.verify import needs_sandbox
     from vaequiz.grading.verify import verify as run_verify
@@ -447,9 +449,9 @@ def verify(
         typer.echo(str(problem), err=True)
     if needs_sandbox(loaded):
         with open_sandbox(workers, device, hidden_paths(loaded)) as sandbox:
-            findings = run_verify(loaded, Grader(sandbox, device.value), workers)
+            findings = run_verify(loaded, Grader(sandbox, device.value), workers, draws)
     else:
-        findings = run_verify(loaded, Grader(None, device.value), workers)
+        findings = run_verify(loaded, Grader(None, device.value), workers, draws)
     disagreements = [f for f in findings if not f.agrees]
     if as_json:
         typer.echo(json.dumps([{**f.__dict__, "agrees": f.agrees} for f in findings], indent=2))

@@ -25,6 +25,8 @@ class ExportSet:
     questions: list[AnyQuestion]
     points: dict[str, float]
     bank: Bank
+    fixed_draws: dict[str, str] = field(default_factory=dict)
+    """Parametric questions exported as one fixed draw: question id -> its numbers."""
 
 
 @dataclass
@@ -126,13 +128,13 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
         listed = "\n".join(str(p) for p in bank.problems[:20])
         raise ExportError(f"the bank has problems; fix them first (`vaequiz validate`):\n{listed}")
     if quiz_path is None:
-        return ExportSet(
+        return _fixed_draws(ExportSet(
             name=bank_path.resolve().stem or "question-bank",
             title="Question bank",
             questions=list(bank.questions),
             points={q.id: q.points for q in bank.questions},
             bank=bank,
-        )
+        ), 0)
     from vaequiz.render.quiz_spec import QuizSpecError
     from vaequiz.render.selection import quiz_for
 
@@ -140,4 +142,24 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
         quiz = quiz_for(bank, quiz_path)
     except QuizSpecError as err:
         raise ExportError("the quiz spec has problems:\n" + str(err)) from None
-    return ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank)
+    return _fixed_draws(ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank), quiz.seed)
+
+
+def _fixed_draws(selection: ExportSet, seed: int) -> ExportSet:
+    """Parametric questions bound to the anonymous page's draw: the formats carry one set of
+    numbers for everyone (the command says so for each)."""
+    from vaequiz.bank.parametric import bind, draw_for, is_parametric
+    from vaequiz.params import ParamError, describe
+
+    questions: list[AnyQuestion] = []
+    for question in selection.questions:
+        if is_parametric(question):
+            try:
+                values = draw_for(question, selection.name, seed, "")
+                selection.fixed_draws[question.id] = describe({k: values[k] for k in question.params or {}})
+                question = bind(question, values)
+            except ParamError as err:
+                raise ExportError(f"parametric question {question.id!r} cannot be drawn: {err}") from None
+        questions.append(question)
+    selection.questions[:] = questions
+    return selection

@@ -30,6 +30,8 @@ class Reading:
 
     answer: Optional[RecordedAnswer]
     problem: Optional[str] = None
+    params: Optional[dict[str, object]] = None
+    """A parametric question's numbers for this student (cross-checked against the sheet)."""
 
     @property
     def unanswered(self) -> bool:

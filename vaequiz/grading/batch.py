@@ -13,6 +13,7 @@ and a result regraded from results.jsonl alone keeps the layout it had.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -31,6 +32,7 @@ from vaequiz.grading.grader import Grader, ShownAs, item_result, refused
 from vaequiz.grading.models import ItemResult
 from vaequiz.grading.objective import Graded
 from vaequiz.grading.reports import write_gradescope, write_grades_csv
+from vaequiz.grading.parametric import grade_with_params
 from vaequiz.grading.review import apply_overrides
 from vaequiz.grading.results import RESULTS_FILE, ResultsLog, compact_results, read_results
 
@@ -108,7 +110,7 @@ def stale_reason(
         return "grader"
     if stored.fingerprint != fingerprint:
         return "question"
-    if stored.answer != reading.answer:
+    if stored.answer != reading.answer or (stored.params or None) != (reading.params or None):
         return "answer"
     return None
 
@@ -131,7 +133,7 @@ def grade_reading(grader: Grader, question: AnyQuestion, reading: Reading) -> Gr
     """An unreadable answer scores 0 with its reason; anything else goes to the grader."""
     if reading.problem is not None:
         return refused(reading.problem)
-    return grader.grade(question, reading.answer)  # type: ignore[arg-type]
+    return grade_with_params(lambda q: grader.grade(q, reading.answer), question, reading.params)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,8 @@ def grade_batch(
     for (student, question_id), item in stored.items():
         if student not in readings and question_id in by_id:
             question = by_id[question_id]
-            candidates.append((student, item.quiz, question, read_answer(item.answer, question), ShownAs.of(item)))
+            reading = dataclasses.replace(read_answer(item.answer, question), params=item.params)
+            candidates.append((student, item.quiz, question, reading, ShownAs.of(item)))
     pending: list[_Pair] = []
     relaid: dict[tuple[str, str], ItemResult] = {}
     for student, quiz, question, reading, layout in candidates:
@@ -247,7 +250,11 @@ def grade_batch(
                     pair.student, pair.question, pair.reading.answer, graded, pair.quiz, pair.shown  # type: ignore[arg-type]
                 )
                 item = item.model_copy(
-                    update={"fingerprint": fingerprints[pair.question.id], "grader_version": GRADER_VERSION}
+                    update={
+                        "fingerprint": fingerprints[pair.question.id],
+                        "grader_version": GRADER_VERSION,
+                        "params": pair.reading.params,
+                    }
                 )
             except Exception as err:  # a grader bug must not lose the rest of the class
                 report.problems.append(f"{where}: not graded: {type(err).__name__}: {err}")

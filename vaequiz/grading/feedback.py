@@ -29,6 +29,7 @@ from vaequiz.grading.code import error_pattern
 from vaequiz.grading.grader import ShownAs
 from vaequiz.grading.models import AnswerSheet, CheckResult, ItemResult
 from vaequiz.grading.objective import format_dims
+from vaequiz.grading.parametric import bound_for_feedback
 from vaequiz.grading.reports import REVIEW_NOTE, by_student, safe_file_stem, visible_message
 from vaequiz.render.fragments import Mode, kinds_in
 from vaequiz.render.markdown import code_stylesheet, render_code, render_inline, render_markdown
@@ -286,7 +287,12 @@ def write_feedback_pages(
         policy = options.resolve(next(iter(modes)) if len(modes) == 1 else None)
         numbered = all(i.number is not None for i in ordered)
         views = [
-            item_view(item.number if numbered and item.number else position, item, bank_questions.get(item.question), policy)
+            item_view(
+                item.number if numbered and item.number else position,
+                item,
+                bound_for_feedback(bank_questions.get(item.question), item.params),  # the student's numbers
+                policy,
+            )
             for position, item in enumerate(ordered, 1)
         ]
         page = template.render(

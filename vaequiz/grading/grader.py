@@ -82,6 +82,11 @@ class Grader:
         mutants themselves)."""
         if answer is None or (isinstance(answer, str) and not answer.strip()) or answer == []:
             return refused(NO_ANSWER)
+        if getattr(question, "params", None):
+            return refused(
+                f"{question.id} is parametric: its key depends on a student's numbers; grade it from a sheet "
+                "(grade-sheets), which records them"
+            )
         if isinstance(question, MultipleChoice):
             return grade_mcq(question, answer)
         text = answer if isinstance(answer, str) else ", ".join(answer)

@@ -42,6 +42,10 @@ class AnswerSheet(StrictModel):
     labels: dict[QuestionId, dict[Label, Label]] = Field(
         default_factory=dict, description="Shown label -> bank label, per shuffled question."
     )
+    params: dict[QuestionId, dict[str, Union[bool, int, float]]] = Field(
+        default_factory=dict,
+        description="The numbers each parametric question showed (re-derived and cross-checked when graded).",
+    )
     started_at: Optional[datetime] = Field(None, description="When the student opened the page (ISO 8601).")
     saved_at: Optional[datetime] = Field(
         None, description="When the sheet was saved (ISO 8601); of two sheets for one student the later wins."
@@ -116,4 +120,7 @@ class ItemResult(BaseModel):
     review_reasons: list[str] = Field(default_factory=list, description="Why it needs review.")
     reviewed_by: str | None = Field(
         None, description="Set when a teacher's override (overrides.jsonl) decided this result."
+    )
+    params: Optional[dict[str, Union[bool, int, float]]] = Field(
+        None, description="A parametric question's numbers for this student, as graded."
     )

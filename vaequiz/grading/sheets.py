@@ -10,6 +10,7 @@ shuffled variant that cannot be mapped back to the bank's.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -27,6 +28,7 @@ from vaequiz.grading.batch import BatchReport, Readings, SandboxFactory, grade_b
 from vaequiz.grading.feedback import QuizLookup, SheetLayouts
 from vaequiz.grading.grader import ShownAs
 from vaequiz.grading.models import AnswerSheet
+from vaequiz.grading.parametric import clean_params, params_for
 from vaequiz.variants import LABELS, option_order, shown_to_bank, variant_id
 
 MAX_SHEET_BYTES = 8 * 1024 * 1024
@@ -161,6 +163,7 @@ def read_sheet(path: Path) -> tuple[AnswerSheet, list[str]]:
         "quiz": data.get("quiz"),
         "variant": data.get("variant"),
         "labels": _clean_labels(data.get("labels"), warnings),
+        "params": clean_params(data.get("params"), warnings),
         "started_at": _timestamp(data, "started_at", warnings),
         "saved_at": _timestamp(data, "saved_at", warnings),
         "mode": _clean_mode(data.get("mode"), warnings),
@@ -313,7 +316,12 @@ def sheet_readings(
                 rederived.append(question.id)
             if mapping is not None and letters is not None:
                 letters[question.id] = mapping
-        readings[question.id] = read_answer(sheet.answers.get(question.id), question, mapping)
+        reading = read_answer(sheet.answers.get(question.id), question, mapping)
+        numbers, problem = params_for(sheet, question, quiz.id if quiz else None, quiz.seed if quiz else None)
+        if problem and not reading.unanswered:
+            report.problems.append(f"{loaded.path}: {question.id}: not graded: {problem}")
+            continue
+        readings[question.id] = dataclasses.replace(reading, params=numbers) if numbers is not None else reading
     if rederived and quiz is not None:
         report.warnings.append(
             f"{loaded.path}: no labels for {', '.join(rederived)}; re-derived from quiz {quiz.id!r}, "

@@ -22,7 +22,9 @@ from vaequiz.bank.models import (
     ShapeAnswer,
     ShortAnswer,
 )
+from vaequiz.bank.parametric import is_parametric
 from vaequiz.grading.grader import Grader
+from vaequiz.grading.verify_params import DEFAULT_DRAWS, check_draws
 from vaequiz.grading.objective import Graded, format_dims
 
 
@@ -60,6 +62,8 @@ def cases(bank: Bank) -> list[Case]:
     by_id = bank.by_id()
     found: list[Case] = []
     for q in bank.questions:
+        if is_parametric(q) and not isinstance(q, CodeQuestion):
+            continue  # checked draw by draw (verify_params)
         if isinstance(q, CodeQuestion):
             found.append(Case(q, "reference", q.reference, True, q))
             found += [Case(q, f"mutant {i + 1}", m.code, False, q) for i, m in enumerate(q.mutants)]
@@ -123,10 +127,18 @@ def _compare_concepts(graded: Graded, teacher: frozenset[str]) -> tuple[str, boo
     return "; ".join(parts), False
 
 
-def verify(bank: Bank, grader: Grader, workers: int) -> list[Finding]:
-    """Run every case on a pool of ``workers`` threads; findings in bank order."""
+def verify(bank: Bank, grader: Grader, workers: int, draws: int = DEFAULT_DRAWS) -> list[Finding]:
+    """Run every case on a pool of ``workers`` threads, then ``draws`` draws of every
+    parametric question; findings in bank order."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(lambda case: run_case(grader, case), cases(bank)))
+        findings = list(pool.map(lambda case: run_case(grader, case), cases(bank)))
+    for question in bank.questions:
+        if is_parametric(question) and not isinstance(question, CodeQuestion):
+            checked = check_draws(question, draws)
+            findings.append(
+                Finding(question.id, f"{draws} draws", "pass", "pass" if checked.ok else "fail", checked.detail())
+            )
+    return findings
 
 
 def needs_sandbox(bank: Bank) -> bool:

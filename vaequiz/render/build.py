@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaequiz.bank.loader import load_bank
+from vaequiz.params import ParamError
 from vaequiz.render.fragments import FragmentError, FragmentRenderer, Mode
 from vaequiz.render.page import PageBuilder
 from vaequiz.render.quiz_spec import QuizSpecError
@@ -84,6 +85,8 @@ def build(
         pages = [(name, builder.variant(name).id, builder.render(name)) for name in students]
     except FragmentError as err:
         raise BuildError(f"a formula does not render: {err}") from None
+    except ParamError as err:
+        raise BuildError(f"a parametric question cannot be drawn: {err}") from None
     if roster is None:
         targets = [output]
     else:

@@ -111,12 +111,14 @@ class FragmentRenderer:
 
     def __init__(self, markdown: MarkdownRenderer = render_markdown, cache: bool = True) -> None:
         self._markdown = markdown
-        self._cache: dict[tuple[str, Mode], ItemFragment] | None = {} if cache else None
+        self._cache: dict[tuple[str, Mode, str], ItemFragment] | None = {} if cache else None
 
-    def fragment(self, question: AnyQuestion, mode: Mode) -> ItemFragment:
+    def fragment(self, question: AnyQuestion, mode: Mode, draw: str = "") -> ItemFragment:
+        """``draw`` tells apart bound copies of one parametric question (one per student's
+        numbers), which share its id."""
         if self._cache is None:
             return self._build(question, mode)
-        key = (question.id, mode)
+        key = (question.id, mode, draw)
         if key not in self._cache:
             self._cache[key] = self._build(question, mode)
         return self._cache[key]
@@ -171,7 +173,8 @@ class FragmentRenderer:
             base["practice_key"] = {"shape": list(q.answer)}
         elif isinstance(q, NumericAnswer) and reveals:
             tolerance = _tolerance_text(q)
-            base["answer_html"] = Markup("<code>{}</code>{}").format(f"{q.answer:g}", tolerance)
+            shown = f"{q.answer:g}" if isinstance(q.answer, float) else q.answer  # a formula: general key
+            base["answer_html"] = Markup("<code>{}</code>{}").format(shown, tolerance)
             base["practice_key"] = {
                 "value": q.answer,
                 "tolerance": q.tolerance,

@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from vaequiz.bank.parametric import bind, general_form, is_parametric
 from vaequiz.paths import templates_dir
 from vaequiz.render.fragments import FragmentRenderer, ItemFragment, Mode, kinds_in
 from vaequiz.render.markdown import code_stylesheet
@@ -77,7 +78,8 @@ class PageBuilder:
         kinds = kinds_in(mode)
         self.questions = [q for q in quiz.questions if q.kind in kinds]
         self._template = environment().get_template(PAGE_TEMPLATE)
-        self._items = {q.id: self.fragments.fragment(q, mode) for q in self.questions}
+        self._by_id = {q.id: q for q in self.questions}
+        self._items = {q.id: self.fragments.fragment(q, mode) for q in self.questions if not is_parametric(q)}
         self._instructions = (
             Markup(self.fragments.markdown_of("instructions", quiz.instructions))
             if quiz.instructions
@@ -110,8 +112,20 @@ class PageBuilder:
             page_data=_script_json(self._page_data(variant, student, items)),
         )
 
+    def _fragment(self, question_id: str, variant: Variant) -> ItemFragment:
+        """A plain question's shared fragment, or a parametric one bound to this student's
+        numbers (the general formula on an answer key for no one student)."""
+        if question_id in self._items:
+            return self._items[question_id]
+        question = self._by_id[question_id]
+        if self.mode is Mode.key and not variant.student:
+            return self.fragments.fragment(general_form(question), self.mode, "general")
+        values = variant.params[question_id]
+        draw = json.dumps(values, sort_keys=True)
+        return self.fragments.fragment(bind(question, values), self.mode, draw)
+
     def _place(self, number: int, question_id: str, variant: Variant) -> ShownItem:
-        fragment = self._items[question_id]
+        fragment = self._fragment(question_id, variant)
         order = variant.option_order.get(question_id, ())
         options = tuple(
             ShownOption(
@@ -145,6 +159,8 @@ class PageBuilder:
             data["rules"] = reading_rules()
             data["max_answer_bytes"] = MAX_ANSWER_BYTES
             data["time_limit_min"] = self._time_limit()
+        if variant.params:
+            data["params"] = variant.params
         if self.mode is Mode.practice:
             checks: dict[str, Any] = {}
             for item in items:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from vaequiz.bank.models import AnyQuestion, MultipleChoice
+from vaequiz.bank.parametric import draw_for, is_parametric
+from vaequiz.expressions import Value
 from vaequiz.variants import LABELS, StableRandom, option_order, shown_to_bank, variant_id
 
 __all__ = ["LABELS", "StableRandom", "Variant", "derive_variant", "variant_id"]
@@ -26,6 +28,8 @@ class Variant:
     question_order: tuple[str, ...]
     option_order: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Per MCQ: bank labels in the order shown (position i is shown as LABELS[i])."""
+    params: dict[str, dict[str, Value]] = field(default_factory=dict)
+    """Per parametric question: the numbers this student's page shows."""
 
     def labels(self) -> dict[str, dict[str, str]]:
         """Shown label -> bank label for every MCQ, exactly as AnswerSheet.labels wants it."""
@@ -60,6 +64,7 @@ def derive_variant(
             [o.label for o in question.options],
             shuffle_options and question.shuffle,
         )
+    params = {q.id: draw_for(q, quiz_id, seed, student) for q in questions if is_parametric(q)}
     return Variant(
         quiz_id=quiz_id,
         seed=seed,
@@ -67,4 +72,5 @@ def derive_variant(
         id=variant_id(quiz_id, seed, student),
         question_order=order,
         option_order=option_orders,
+        params=params,
     )

@@ -3,6 +3,7 @@ same PageBuilder as `vaequiz build` with each student's own variant."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,11 +65,14 @@ class ServedQuiz:
         """The answer as the page sent it, read with this student's letters mapped to the bank's."""
         question = self.questions[question_id]
         mapping = None
+        variant = self.builder.variant(student)
         if isinstance(question, MultipleChoice):
-            order = self.builder.variant(student).option_order.get(question_id)
+            order = variant.option_order.get(question_id)
             if order:
                 mapping = {LABELS[i]: bank_label for i, bank_label in enumerate(order)}
-        return read_answer(value, question, mapping)
+        # a parametric question is graded with the numbers this student's page showed, derived
+        # here on the server (never taken from the request)
+        return dataclasses.replace(read_answer(value, question, mapping), params=variant.params.get(question_id))
 
 
 def served_quiz(quiz: Quiz, mode: Mode, time_limit_min: Optional[float] = None) -> ServedQuiz:

@@ -230,7 +230,11 @@ class Worker:
                 return
             graded = refused(f"could not be graded ({type(err).__name__}); the instructor has been told")
         item = item_result(row.name, question, reading.answer, graded, row.quiz).model_copy(
-            update={"fingerprint": served.fingerprints[row.question], "grader_version": GRADER_VERSION}
+            update={
+                "fingerprint": served.fingerprints[row.question],
+                "grader_version": GRADER_VERSION,
+                "params": reading.params,
+            }
         )
         self.finish(job_id, row.revision_id, row.attempt_id, item)
 
