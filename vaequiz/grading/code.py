@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
-from vaequiz.grading.checks import run_check
+from vaequiz.grading.checks import NeedsMoreRuns, run_check
 from vaequiz.grading.evidence import Evidence
-from vaequiz.grading.inputs import PreparedQuestion
+from vaequiz.grading.inputs import PreparedQuestion, PreparedRun
 from vaequiz.grading.models import CheckResult
 from vaequiz.grading.objective import Graded
 from vaequiz.grading.sandbox.api import RunOutcome, SandboxRequest, SandboxResult
@@ -42,31 +42,80 @@ def failed_everywhere(prepared: PreparedQuestion, reason: str, retry: bool = Fal
 
 
 def grade_source(prepared: PreparedQuestion, source: str, sandbox: SandboxRunner, device: str = "cpu") -> Graded:
-    """Run ``source`` on the question's hidden inputs in the sandbox and check what it bound."""
+    """Run ``source`` on the question's hidden inputs in the sandbox and check what it bound.
+
+    A sequential check that cannot decide on the declared runs gets its extra runs from a
+    second sandbox request with only the added runs (see :func:`judge`).
+    """
     if not source.strip():
         return failed_everywhere(prepared, "no answer")
     result = sandbox.run(prepared.request(source, device))
-    return judge(prepared, result)
+
+    def more(longer: PreparedQuestion) -> SandboxResult:
+        return sandbox.run(longer.request(source, device, start=len(prepared.runs)))
+
+    return judge(prepared, result, more)
 
 
-def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
-    """Turn a sandbox result into a verdict; runs in the trusted process only."""
+MoreRuns = Callable[[PreparedQuestion], SandboxResult]
+"""Runs the runs of a longer prepared question past the declared ones, in the sandbox."""
+
+
+def judge(prepared: PreparedQuestion, result: SandboxResult, more: MoreRuns | None = None) -> Graded:
+    """Turn a sandbox result into a verdict; runs in the trusted process only.
+
+    Every check evaluates the declared runs. A sequential check that cannot decide on them
+    (:class:`NeedsMoreRuns`) is evaluated again once ``more`` has made the runs it asked for;
+    without ``more`` it fails, saying it could not decide.
+    """
     if result.status != "ok":
         reason = result.reason or result.status.replace("_", " ")
         graded = failed_everywhere(prepared, reason, retry=result.status == "sandbox_error")
         graded.output = result.output
         return graded
-    outcomes = [_on_cpu(o) for o in result.runs]
-    if len(outcomes) != len(prepared.runs):
-        missing_reason = result.reason or "your code stopped before every hidden input was tried"
-        outcomes += [RunOutcome(error=missing_reason)] * (len(prepared.runs) - len(outcomes))
+    outcomes = _complete(prepared.runs, [_on_cpu(o) for o in result.runs], result.reason)
     evidence = Evidence(prepared=prepared, outcomes=outcomes)
-    checks = [run_check(spec, evidence) for spec in prepared.question.checks]
+    checks: list[CheckResult | None] = []
+    wanted: dict[int, int] = {}
+    for index, spec in enumerate(prepared.question.checks):
+        try:
+            checks.append(run_check(spec, evidence, extensible=more is not None))
+        except NeedsMoreRuns as need:
+            checks.append(None)
+            wanted[index] = need.runs
+    output = result.output
+    if wanted and more is not None:
+        longer = prepared.extended(max(wanted.values()))
+        extra = more(longer)
+        output = "\n".join(part for part in (output, extra.output) if part)
+        if extra.status != "ok":
+            reason = extra.reason or extra.status.replace("_", " ")
+            for index in wanted:
+                spec = prepared.question.checks[index]
+                checks[index] = CheckResult(
+                    name=spec.title, passed=False, message=reason, points=spec.points, hidden=spec.hidden
+                )
+        else:
+            added = _complete(longer.runs[len(prepared.runs) :], [_on_cpu(o) for o in extra.runs], extra.reason)
+            outcomes = outcomes + added
+            evidence = Evidence(prepared=longer, outcomes=outcomes, declared=len(prepared.runs))
+            for index in wanted:
+                checks[index] = run_check(prepared.question.checks[index], evidence)
+    decided = [c for c in checks if c is not None]
+    assert len(decided) == len(checks)
     errors = [o.error for o in outcomes if o.error]
     error = f"your code raised {errors[0]}" if errors else None
     return Graded(
-        weighted_score(checks), checks, error=error, passed=all(c.passed for c in checks), output=result.output
+        weighted_score(decided), decided, error=error, passed=all(c.passed for c in decided), output=output
     )
+
+
+def _complete(runs: list[PreparedRun], outcomes: list[RunOutcome], reason: str) -> list[RunOutcome]:
+    """One outcome per run: runs the snippet never reached fail with the reason."""
+    if len(outcomes) != len(runs):
+        missing_reason = reason or "your code stopped before every hidden input was tried"
+        outcomes = outcomes + [RunOutcome(error=missing_reason)] * (len(runs) - len(outcomes))
+    return outcomes
 
 
 def _on_cpu(outcome: RunOutcome) -> RunOutcome:
