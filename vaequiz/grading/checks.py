@@ -11,8 +11,12 @@ the thousands of samples a question's trials produce) close to standard normal, 
 fails with probability about 2e-9; a check combines at most four tests, so a correct answer
 fails a check less than once in 10^8 gradings. ``with_replacement`` computes its statistic's
 exact distribution instead and fails where either tail holds less than :data:`TAIL_LIMIT`, the
-mass beyond |z| = 6 on one side, so it spends the same 2e-9. Inputs and run seeds are derived
-from the question id, so the same submission always gets the same verdict.
+mass beyond |z| = 6 on one side, so it spends the same 2e-9. The coverage tests of
+``uniform_rows`` (a code that never appears) spend 1e-6; its first/last-code test is sequential:
+it asks for more runs (:class:`NeedsMoreRuns`) only while undecided, and its verdict equals the
+fixed test's on all the runs it could ask for, so it keeps that test's budget on fewer runs.
+Inputs and run seeds are derived from the question id, so the same submission always gets the
+same verdict.
 """
 
 from __future__ import annotations

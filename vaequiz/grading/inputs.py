@@ -153,7 +153,7 @@ class PreparedQuestion:
     def extended(self, total_runs: int) -> PreparedQuestion:
         """These runs followed by more repeats of every trial, at least ``total_runs`` in all.
 
-        Each trial's repeats grow by the same factor; an added repeat r of trial t has the seed
+        Each trial's repeats grow in proportion (rounded up); an added repeat r of trial t has the seed
         repeat r always has (``derive_seed(id, t, r, "run")``) and the trial's inputs, so the
         runs are those a question declaring that many repeats would make, in another order.
         Computed once per size (with the reference's values) and shared by every student.
@@ -231,7 +231,6 @@ def prepare_question(question: CodeQuestion, device: str = "cpu") -> PreparedQue
 
 def _extend(prepared: PreparedQuestion, total_runs: int) -> PreparedQuestion:
     question = prepared.question
-    factor = -(-total_runs // len(prepared.runs))
     first = {run.trial: run for run in reversed(prepared.runs)}
     declared = {t: trial.repeat for t, trial in enumerate(question.trials)}
     extra = [
@@ -244,7 +243,7 @@ def _extend(prepared: PreparedQuestion, total_runs: int) -> PreparedQuestion:
             probes=run.probes,
         )
         for t, run in sorted(first.items())
-        for r in range(declared[t], declared[t] * factor)
+        for r in range(declared[t], -(-declared[t] * total_runs // len(prepared.runs)))
     ]
     longer = PreparedQuestion(
         question=question,
