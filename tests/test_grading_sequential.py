@@ -284,3 +284,12 @@ def test_decoder_fit_keeps_wide_margins_at_twenty_steps(sandbox: Sandbox) -> Non
     stuck += [m.code for m in question.mutants if "Softmax" in m.code or "Tanh" in m.code or "784))" in m.code]
     for source in stuck:
         assert min(fit_loss(sandbox, prepared, source)) > 5 * below, source
+
+
+def test_fit_probe_fuses_adam_and_falls_back_where_torch_cannot() -> None:
+    from torch import nn
+
+    from vaequiz.grading.sandbox.runner import _adam
+
+    assert _adam([nn.Parameter(torch.zeros(3))], 0.1).defaults["fused"] is True
+    assert not _adam([nn.Parameter(torch.zeros(3, dtype=torch.complex64))], 0.1).defaults["fused"]
