@@ -434,7 +434,7 @@ class _RowIndex:
 
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
         """For each row, the index of the first identical table row, or -1."""
-        rows = _normalised(rows.to(self.table.dtype))
+        rows = rows.to(self.table.dtype)
         if self.exact is None and rows.numel():
             step = max(1, _CHUNK // max(1, rows.shape[1]))
             found = [self._lookup(part) for part in rows.split(step)]
@@ -446,6 +446,7 @@ class _RowIndex:
         return torch.tensor([self.exact.get(tuple(row), -1) for row in rows.tolist()], dtype=torch.int64)
 
     def _lookup(self, rows: torch.Tensor) -> torch.Tensor | None:
+        rows = _normalised(rows)
         keys = _row_keys(rows)
         if keys is None:
             return None
@@ -646,10 +647,30 @@ def _all_distinct_probability(n: int, k: int) -> float:
 
 def _success_count_distribution(probabilities: list[float]) -> torch.Tensor:
     """Exact distribution of how many of these independent events happen (Poisson binomial)."""
+    return _count_distribution(tuple(probabilities)).clone()
+
+
+@functools.lru_cache(maxsize=64)
+def _count_distribution(probabilities: tuple[float, ...]) -> torch.Tensor:
+    """:func:`_success_count_distribution`, memoised: every answer to a question whose runs draw
+    as many codes as asked has the same chances."""
     pmf = [1.0]
     for q in probabilities:
         pmf = [a * (1 - q) + b * q for a, b in zip(pmf + [0.0], [0.0] + pmf)]
     return torch.tensor(pmf, dtype=torch.float64)
+
+
+def _runs_with_a_repeat(codes: list[torch.Tensor]) -> int:
+    """How many of these runs hold some code twice (runs of one size sorted together)."""
+    by_size: dict[int, list[torch.Tensor]] = {}
+    for run in codes:
+        by_size.setdefault(run.numel(), []).append(run.reshape(-1))
+    repeated = 0
+    for size, runs in by_size.items():
+        if size > 1:
+            ordered = torch.stack(runs).sort(dim=1).values
+            repeated += int((ordered[:, 1:] == ordered[:, :-1]).any(1).sum())
+    return repeated
 
 
 def check_with_replacement(spec: WithReplacementCheck, ev: Evidence) -> Verdict:
@@ -668,11 +689,12 @@ def check_with_replacement(spec: WithReplacementCheck, ev: Evidence) -> Verdict:
     repeated = 0
     sizes: set[int] = set()
     k = 0
-    for i, codes in zip(ev.run_indices(), _codes(spec, ev, ev.run_indices())):
+    all_codes = _codes(spec, ev, ev.run_indices())
+    for i, codes in zip(ev.run_indices(), all_codes):
         k = _tensor(ev, i, spec.table).shape[0]
         sizes.add(codes.numel())
         chances.append(1 - _all_distinct_probability(codes.numel(), k))
-        repeated += int(torch.unique(codes).numel() < codes.numel())
+    repeated = _runs_with_a_repeat(all_codes)
     runs = len(chances)
     pmf = _success_count_distribution(chances)
     if float(pmf[0]) >= TAIL_LIMIT:
