@@ -270,16 +270,27 @@ def fit_loss(sandbox: Sandbox, prepared: PreparedQuestion, source: str) -> list[
     return losses
 
 
-def test_decoder_fit_keeps_wide_margins_at_twenty_steps(sandbox: Sandbox) -> None:
-    """Every decoder that should learn ends 100 times below the threshold; every one that
-    cannot (but runs) stays 5 times above it, so the verdicts do not hinge on the step count."""
+PLAUSIBLE_DECODERS = [
+    # a transposed-convolution decoder learns slowest: 0.057 after 60 steps, 0.37 after 20
+    "decoder = nn.Sequential(nn.Linear(latent_dim, 64 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)), "
+    "nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1), nn.Sigmoid())",
+    "decoder = nn.Sequential(nn.Linear(latent_dim, 400), nn.Sigmoid(), nn.Linear(400, 784), nn.Sigmoid())",
+    "decoder = nn.Sequential(nn.Linear(latent_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), "
+    "nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 784), nn.Sigmoid())",
+    "decoder = nn.Sequential(nn.Linear(latent_dim, 32), nn.Tanh(), nn.Linear(32, 784), nn.Sigmoid())",
+]
+
+
+def test_decoder_fit_passes_slow_learners_and_fails_stuck_decoders(sandbox: Sandbox) -> None:
+    """The fit probe's steps are part of the check's meaning: every decoder that should learn,
+    including slow learners outside the corpus (a transposed-convolution decoder needs about 60
+    Adam steps), ends below the threshold; decoders that cannot fit (but run) stay 5 times above."""
     question = bundled("mnist-decoder-bce")
     below = next(c for c in question.checks if c.check == "fit").below
     prepared = prepare_question(question)
-    assert prepared.runs[0].probes[1].steps == 20
     learners = [question.reference] + [p.read_text() for p in sorted((CORPUS / "mnist-decoder-bce").glob("pass_*.py"))]
-    for source in learners:
-        assert max(fit_loss(sandbox, prepared, source)) < below / 100, source
+    for source in learners + PLAUSIBLE_DECODERS:
+        assert max(fit_loss(sandbox, prepared, source)) < below, source
     stuck = [p.read_text() for p in sorted((CORPUS / "mnist-decoder-bce").glob("fail_*_output.py"))]
     stuck += [m.code for m in question.mutants if "Softmax" in m.code or "Tanh" in m.code or "784))" in m.code]
     for source in stuck:
@@ -293,3 +304,13 @@ def test_fit_probe_fuses_adam_and_falls_back_where_torch_cannot() -> None:
 
     assert _adam([nn.Parameter(torch.zeros(3))], 0.1).defaults["fused"] is True
     assert not _adam([nn.Parameter(torch.zeros(3, dtype=torch.complex64))], 0.1).defaults["fused"]
+
+
+def test_codebook_sample_reference_codes_decide_on_the_declared_runs() -> None:
+    """Answers that draw like the reference (torch.randint with the run's seed, the most common
+    answer) see both end codes in the 128 declared runs, so they never pay for extra runs."""
+    question = bundled("codebook-sample")
+    prepared = prepare_question(question)
+    assert len(prepared.runs) == 128
+    codes = torch.cat([_row_indices(values["z_q"], table(run)) for run, values in zip(prepared.runs, prepared.reference)])
+    assert bool((codes == 0).any()) and bool((codes == 511).any())
