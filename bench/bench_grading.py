@@ -9,12 +9,12 @@ run, the naive baseline grades a subsample by starting a fresh Python interprete
 Prints snippets/s and the ratio.
 
 With ``--previous REF``, the per-question rates are also measured for the code and bank of git
-revision REF (extracted to a temporary folder and run in a child process on the same corpus,
-before and after this tree's own measurement, the two averaged), and each question's
-ratio to that previous design is printed. The load average is printed with every figure: the
+revision REF (extracted to a temporary folder and run in a child process on the same corpus),
+in ``--rounds`` rounds that alternate with this tree's own measurement; each side's median
+rate per question and their ratio are printed. The load average is printed with every figure: the
 machine may be shared, so compare ratios taken in the same run.
 
-    python bench/bench_grading.py [--snippets 500] [--baseline 30] [--workers N] [--previous REF]
+    python bench/bench_grading.py [--snippets 500] [--baseline 30] [--workers N] [--previous REF [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--bank", type=Path, default=ROOT / "question_bank")
     parser.add_argument("--previous", metavar="REF", help="git revision whose per-question rates to compare with")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --previous")
     parser.add_argument("--questions", help=argparse.SUPPRESS)
     parser.add_argument("--rates-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,7 +204,6 @@ def main() -> None:
     bank_ids = {q.id for q in load_bank(args.bank).questions}
     fast = corpus([q for q in FAST if q in bank_ids])
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, torch CPU; workers {args.workers}; {load()}")
-    before = previous_rates(args.previous, questions, args.slow, args.workers) if args.previous else {}
     started = time.perf_counter()
     with Sandbox(workers=args.workers) as sandbox:
         print(f"sandbox start-up: {time.perf_counter() - started:.1f} s (once per command)")
@@ -211,13 +211,18 @@ def main() -> None:
         graded, seconds = timed_sheets(args.bank, sandbox, fast, args.snippets, args.workers)
         fast_rate = graded / seconds
         print(f"grade-sheets, {len(fast)} questions without a training step: {graded} snippets in {seconds:.2f} s = {fast_rate:.1f} snippets/s; {load()}")
-        rates = per_question(args.bank, sandbox, questions, args.slow, args.workers)
         sandbox_ms, checks_ms = overhead(args.bank, sandbox, fast, 100)
         print(f"per snippet (one at a time, median): sandbox {sandbox_ms:.1f} ms, checks {checks_ms:.1f} ms")
-    if args.previous:
-        after = previous_rates(args.previous, questions, args.slow, args.workers)
-        before = {q: (before[q] + after[q]) / 2 for q in before}
-    print(f"per question, {args.slow} snippets each (right and wrong), {args.workers} workers; {load()}:")
+        ours: list[dict[str, float]] = []
+        theirs: list[dict[str, float]] = []
+        for _ in range(args.rounds if args.previous else 1):
+            ours.append(per_question(args.bank, sandbox, questions, args.slow, args.workers))
+            if args.previous:
+                theirs.append(previous_rates(args.previous, questions, args.slow, args.workers))
+    rates = {q: statistics.median(r[q] for r in ours) for q in questions}
+    before = {q: statistics.median(r[q] for r in theirs) for q in questions} if theirs else {}
+    rounds = f", median of {len(ours)} rounds" if len(ours) > 1 else ""
+    print(f"per question, {args.slow} snippets each (right and wrong), {args.workers} workers{rounds}; {load()}:")
     for question in questions:
         line = f"  {question}: {rates[question]:.1f} answers/s"
         if question in before:
