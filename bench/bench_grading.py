@@ -1,14 +1,20 @@
 """Benchmark: grade corpus snippets with the grade-sheets machinery against a naive baseline.
 
 The corpus (tests/corpus, right and wrong answers, hostile ones left out) is cycled into answer
-sheets and graded by :func:`vaequiz.grading.sheets.grade_sheets` on a warm sandbox, in three
-groups: the five questions without a training step or large repeat count (reparameterization,
-flatten, KL, loss, nearest), the decoder (60 Adam steps per trial) and codebook-sample (768
-repeats per answer, for its uniformity test). In the same run, the naive baseline grades a
-subsample by starting a fresh Python interpreter per snippet (import torch, draw inputs, run
-the snippet unsandboxed, check), and its rate is extrapolated. Prints snippets/s and the ratio.
+sheets and graded by :func:`vaequiz.grading.sheets.grade_sheets` on a warm sandbox: first the
+five questions without a training step or many repeats together (reparameterization, flatten,
+KL, loss, nearest), then every bundled code question on its own (answers/s each). In the same
+run, the naive baseline grades a subsample by starting a fresh Python interpreter per snippet
+(import torch, draw inputs, run the snippet unsandboxed, check), and its rate is extrapolated.
+Prints snippets/s and the ratio.
 
-    python bench/bench_grading.py [--snippets 500] [--baseline 30] [--workers N]
+With ``--previous REF``, the per-question rates are also measured for the code and bank of git
+revision REF (extracted to a temporary folder and run in a child process on the same corpus),
+in ``--rounds`` rounds that alternate with this tree's own measurement; each side's median
+rate per question and their ratio are printed. The load average is printed with every figure: the
+machine may be shared, so compare ratios taken in the same run.
+
+    python bench/bench_grading.py [--snippets 500] [--baseline 30] [--workers N] [--previous REF [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from itertools import cycle
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+CODE_ROOT = Path(os.environ.get("VAEQUIZ_BENCH_CODE", ROOT))
+"""Where vaequiz is imported from: this tree, or a previous revision's (``--previous``)."""
+sys.path.insert(0, str(CODE_ROOT))
 
 from vaequiz.bank.loader import load_bank  # noqa: E402
 from vaequiz.bank.models import CodeQuestion  # noqa: E402
@@ -40,7 +48,6 @@ from vaequiz.grading.sheets import grade_sheets  # noqa: E402
 
 CORPUS = ROOT / "tests" / "corpus"
 FAST = ["reparameterization-trick", "codebook-flatten", "kl-divergence", "vae-loss", "vq-nearest"]
-SLOW = {"mnist-decoder-bce": "decoder (training step)", "codebook-sample": "codebook-sample (768 repeats)"}
 
 
 def corpus(questions: list[str]) -> dict[str, list[str]]:
@@ -143,33 +150,87 @@ def overhead(bank_path: Path, sandbox: Sandbox, snippets: dict[str, list[str]], 
     return statistics.median(sandbox_ms), statistics.median(checks_ms)
 
 
+def code_questions(bank_path: Path) -> list[str]:
+    """Ids of the bank's code questions that the corpus has snippets for, in bank order."""
+    with_snippets = corpus([q.id for q in load_bank(bank_path).questions if isinstance(q, CodeQuestion)])
+    return [q for q, sources in with_snippets.items() if sources]
+
+
+def per_question(bank_path: Path, sandbox: Sandbox, questions: list[str], count: int, workers: int) -> dict[str, float]:
+    """Answers per second for each question on its own: ``count`` corpus snippets, right and wrong."""
+    rates = {}
+    for question in questions:
+        graded, seconds = timed_sheets(bank_path, sandbox, corpus([question]), count, workers)
+        rates[question] = graded / seconds
+    return rates
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def previous_rates(ref: str, questions: list[str], count: int, workers: int) -> dict[str, float]:
+    """Per-question rates of git revision ``ref``'s code and bank, measured in a child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--rates-only", "--slow", str(count), "--workers", str(workers),
+             "--bank", str(Path(tmp) / "question_bank"), "--questions", ",".join(questions)],
+            env={**os.environ, "VAEQUIZ_BENCH_CODE": tmp, "PYTHONPATH": tmp},
+            capture_output=True, text=True, check=True, cwd=tmp,
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snippets", type=int, default=500)
     parser.add_argument("--baseline", type=int, default=30, help="naive snippets to time")
-    parser.add_argument("--slow", type=int, default=20, help="snippets per slow question")
+    parser.add_argument("--slow", type=int, default=40, help="snippets per question in the per-question figures")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--bank", type=Path, default=ROOT / "question_bank")
+    parser.add_argument("--previous", metavar="REF", help="git revision whose per-question rates to compare with")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --previous")
+    parser.add_argument("--questions", help=argparse.SUPPRESS)
+    parser.add_argument("--rates-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    questions = args.questions.split(",") if args.questions else code_questions(args.bank)
+    if args.rates_only:  # the child of --previous: one JSON line of per-question rates
+        with Sandbox(workers=args.workers) as sandbox:
+            timed_sheets(args.bank, sandbox, corpus(questions[:1]), 2, args.workers)  # warm caches
+            print(json.dumps(per_question(args.bank, sandbox, questions, args.slow, args.workers)))
+        return
     bank_ids = {q.id for q in load_bank(args.bank).questions}
     fast = corpus([q for q in FAST if q in bank_ids])
-    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, torch CPU; workers {args.workers}")
+    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, torch CPU; workers {args.workers}; {load()}")
     started = time.perf_counter()
     with Sandbox(workers=args.workers) as sandbox:
         print(f"sandbox start-up: {time.perf_counter() - started:.1f} s (once per command)")
         timed_sheets(args.bank, sandbox, fast, 2 * len(fast), args.workers)  # warm caches
         graded, seconds = timed_sheets(args.bank, sandbox, fast, args.snippets, args.workers)
         fast_rate = graded / seconds
-        print(f"grade-sheets, {len(fast)} questions without a training step: {graded} snippets in {seconds:.2f} s = {fast_rate:.1f} snippets/s")
-        for question, label in SLOW.items():
-            if question in bank_ids:
-                count, secs = timed_sheets(args.bank, sandbox, corpus([question]), args.slow, args.workers)
-                print(f"grade-sheets, {label}: {count} snippets in {secs:.2f} s = {count / secs:.2f} snippets/s")
+        print(f"grade-sheets, {len(fast)} questions without a training step: {graded} snippets in {seconds:.2f} s = {fast_rate:.1f} snippets/s; {load()}")
         sandbox_ms, checks_ms = overhead(args.bank, sandbox, fast, 100)
         print(f"per snippet (one at a time, median): sandbox {sandbox_ms:.1f} ms, checks {checks_ms:.1f} ms")
+        ours: list[dict[str, float]] = []
+        theirs: list[dict[str, float]] = []
+        for _ in range(args.rounds if args.previous else 1):
+            ours.append(per_question(args.bank, sandbox, questions, args.slow, args.workers))
+            if args.previous:
+                theirs.append(previous_rates(args.previous, questions, args.slow, args.workers))
+    rates = {q: statistics.median(r[q] for r in ours) for q in questions}
+    before = {q: statistics.median(r[q] for r in theirs) for q in questions} if theirs else {}
+    rounds = f", median of {len(ours)} rounds" if len(ours) > 1 else ""
+    print(f"per question, {args.slow} snippets each (right and wrong), {args.workers} workers{rounds}; {load()}:")
+    for question in questions:
+        line = f"  {question}: {rates[question]:.1f} answers/s"
+        if question in before:
+            line += f"; previous design ({args.previous}) {before[question]:.1f} answers/s; ratio {rates[question] / before[question]:.1f}x"
+        print(line)
     baseline = naive_rate(args.bank, fast, args.baseline, args.workers)
     print(f"naive baseline (fresh interpreter per snippet, {args.baseline} timed, {args.workers} at a time): {baseline:.2f} snippets/s")
-    print(f"ratio: {fast_rate / baseline:.0f}x the naive baseline")
+    print(f"ratio: {fast_rate / baseline:.0f}x the naive baseline; {load()}")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,17 @@ the thousands of samples a question's trials produce) close to standard normal, 
 fails with probability about 2e-9; a check combines at most four tests, so a correct answer
 fails a check less than once in 10^8 gradings. ``with_replacement`` computes its statistic's
 exact distribution instead and fails where either tail holds less than :data:`TAIL_LIMIT`, the
-mass beyond |z| = 6 on one side, so it spends the same 2e-9. Inputs and run seeds are derived
-from the question id, so the same submission always gets the same verdict.
+mass beyond |z| = 6 on one side, so it spends the same 2e-9. The coverage tests of
+``uniform_rows`` (a code that never appears) spend 1e-6; its first/last-code test is sequential:
+it asks for more runs (:class:`NeedsMoreRuns`) only while undecided, and its verdict equals the
+fixed test's on all the runs it could ask for, so it keeps that test's budget on fewer runs.
+Inputs and run seeds are derived from the question id, so the same submission always gets the
+same verdict.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import Any, Callable
@@ -387,22 +392,98 @@ def check_gradient(spec: GradientCheck, ev: Evidence) -> Verdict:
 # --------------------------------------------------------------------------- codebooks
 
 
-_TABLE_INDEX: dict[int, tuple[torch.Tensor, dict[tuple[float, ...], int]]] = {}
+_TABLE_INDEX: dict[int, tuple[torch.Tensor, "_RowIndex"]] = {}
 _TABLE_LOCK = threading.Lock()
+_KEY_WEIGHTS = torch.randint(1, 2**20, (4096,), generator=torch.Generator().manual_seed(20261201))
+"""Fixed weights for row keys: a row's key is its 32-bit words dotted with these (below 2^51 per
+term, so 4096 terms cannot overflow). Exactness is checked after the key lookup, so a collision
+can only cost the slow path, never a wrong index."""
+_CHUNK = 16384
+"""Elements per batch of key arithmetic: torch runs smaller operations on one thread, which
+here, with every core busy grading, is much faster than splitting them."""
 
 
-def _table_index(table: torch.Tensor) -> dict[tuple[float, ...], int]:
-    """Row contents -> row index for an embedding table, memoised per table tensor (the same
-    tensor serves every run of a trial and every student). The cache holds the tensor itself, so
-    its id cannot be reused by another table while the entry lives."""
+class _RowIndex:
+    """Row contents -> first row index of an embedding table, answered for many rows at once.
+
+    Rows are keyed by a weighted sum of their words (after turning -0.0 into 0.0, so keys agree
+    where float equality does); the table row a key names is confirmed by comparing the rows
+    exactly. Tables whose distinct rows share a key, or rows too wide for the weights, use a
+    dictionary of row tuples instead. (Sorting and fancy indexing are avoided: torch splits them
+    over threads even when tiny, which is far slower while other processes hold the cores.)
+    """
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = _normalised(table.detach())
+        self.exact: dict[tuple[float, ...], int] | None = None
+        self.by_key: dict[int, int] = {}
+        keys = _row_keys(self.table)
+        if keys is None:
+            self._use_dictionary()
+            return
+        for index, key in enumerate(keys.tolist()):
+            first = self.by_key.setdefault(key, index)
+            if first != index and not torch.equal(self.table[first], self.table[index]):
+                self._use_dictionary()
+                return
+
+    def _use_dictionary(self) -> None:
+        self.exact = {}
+        for index, row in enumerate(self.table.tolist()):
+            self.exact.setdefault(tuple(row), index)
+
+    def lookup(self, rows: torch.Tensor) -> torch.Tensor:
+        """For each row, the index of the first identical table row, or -1."""
+        rows = rows.to(self.table.dtype)
+        if self.exact is None and rows.numel():
+            step = max(1, _CHUNK // max(1, rows.shape[1]))
+            found = [self._lookup(part) for part in rows.split(step)]
+            if all(part is not None for part in found):
+                return torch.cat(found)  # type: ignore[arg-type]
+        if self.exact is None:
+            self._use_dictionary()
+        assert self.exact is not None
+        return torch.tensor([self.exact.get(tuple(row), -1) for row in rows.tolist()], dtype=torch.int64)
+
+    def _lookup(self, rows: torch.Tensor) -> torch.Tensor | None:
+        rows = _normalised(rows)
+        keys = _row_keys(rows)
+        if keys is None:
+            return None
+        named = [self.by_key.get(key, -1) for key in keys.tolist()]
+        candidate = torch.tensor(named, dtype=torch.int64)
+        same = (torch.index_select(self.table, 0, candidate.clamp(min=0)) == rows).all(1)
+        return torch.where(same & (candidate >= 0), candidate, torch.full_like(candidate, -1))
+
+
+def _normalised(rows: torch.Tensor) -> torch.Tensor:
+    rows = rows.contiguous()
+    return rows + 0.0 if rows.is_floating_point() else rows
+
+
+def _row_keys(rows: torch.Tensor) -> torch.Tensor | None:
+    """One int64 per row from its bytes read as 32-bit words (16 or 8 bits for narrower types),
+    or None when a row has more words than there are weights."""
+    if rows.is_complex() or rows.dtype == torch.bool or rows.dim() != 2:
+        return None
+    size = rows.element_size()
+    word = {1: torch.uint8, 2: torch.int16}.get(size, torch.int32)
+    words = rows.view(word).reshape(rows.shape[0], -1)
+    if words.shape[1] > _KEY_WEIGHTS.numel():
+        return None
+    return (words.to(torch.int64) * _KEY_WEIGHTS[: words.shape[1]]).sum(1)
+
+
+def _table_index(table: torch.Tensor) -> _RowIndex:
+    """The row index of an embedding table, memoised per table tensor (the same tensor serves
+    every run of a trial and every student). The cache holds the tensor itself, so its id cannot
+    be reused by another table while the entry lives."""
     key = id(table)
     with _TABLE_LOCK:
         entry = _TABLE_INDEX.get(key)
     cached = entry[1] if entry is not None and entry[0] is table else None
     if cached is None:
-        cached = {}
-        for index, row in enumerate(table.tolist()):
-            cached.setdefault(tuple(row), index)
+        cached = _RowIndex(table)
         with _TABLE_LOCK:
             if len(_TABLE_INDEX) > 64:
                 _TABLE_INDEX.clear()
@@ -412,54 +493,101 @@ def _table_index(table: torch.Tensor) -> dict[tuple[float, ...], int]:
 
 def _row_indices(rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """For each row of ``rows``, the index of an identical row of ``table``, or -1."""
-    index = _table_index(table)
-    return torch.tensor([index.get(tuple(row), -1) for row in rows.tolist()], dtype=torch.int64)
+    return _table_index(table).lookup(rows)
 
 
-def _rows_of(
-    spec: RowsFromCheck | UniformRowsCheck | WithReplacementCheck, ev: Evidence, i: int
-) -> torch.Tensor:
-    """The table index of every row of ``of`` in run ``i``; fails if a row is not in the table."""
-    value = _tensor(ev, i, spec.of).detach()
-    table = _tensor(ev, i, spec.table)  # not detached: the same object keys the row-index cache
-    if value.dim() != 2 or value.shape[1] != table.shape[1]:
-        raise _fail(
-            f"{spec.of} has shape {format_shape(value.shape)}; rows of {spec.table} have shape "
-            f"({table.shape[1]},), so {spec.of} should be (N, {table.shape[1]})"
-        )
-    indices = _row_indices(value.to(table.dtype), table)
-    bad = (indices < 0).nonzero()
-    if bad.numel():
-        row = int(bad[0])
-        raise _fail(
-            f"row {row} of {spec.of} is not a row of {spec.table} ({bad.numel()} of {value.shape[0]} rows "
-            f"are not); look the codes up in {spec.table} instead of drawing new vectors"
-        )
-    return indices
+def _codes(
+    spec: RowsFromCheck | UniformRowsCheck | WithReplacementCheck, ev: Evidence, indices: range
+) -> list[torch.Tensor]:
+    """The table index of every row of ``of`` in each of these runs, looked up in one batch per
+    table and shared by the checks of one grading. Fails, for the first run in order that has
+    one, with the reason: no tensor, the wrong shape, or a row that is not in the table."""
+    memo: dict[int, torch.Tensor] = ev.memo.setdefault(("codes", spec.of, spec.table), {})
+    todo: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    stop: Exception | None = None
+    for i in indices:
+        if i in memo:
+            continue
+        try:
+            value = _tensor(ev, i, spec.of).detach()
+            table = _tensor(ev, i, spec.table)  # not detached: the same object keys the row index
+            if value.dim() != 2 or value.shape[1] != table.shape[1]:
+                raise _fail(
+                    f"{spec.of} has shape {format_shape(value.shape)}; rows of {spec.table} have shape "
+                    f"({table.shape[1]},), so {spec.of} should be (N, {table.shape[1]})"
+                )
+        except (CheckFailed, Unavailable) as err:
+            stop = err
+            break
+        todo.append((i, value, table))
+    by_table: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
+    for item in todo:
+        by_table.setdefault(id(item[2]), []).append(item)
+    for group in by_table.values():
+        table = group[0][2]
+        found = _row_indices(torch.cat([v.to(table.dtype) for _, v, _ in group]), table)
+        for (i, _, _), codes in zip(group, found.split([v.shape[0] for _, v, _ in group])):
+            memo[i] = codes
+    for i, value, _ in todo:
+        bad = (memo[i] < 0).nonzero()
+        if bad.numel():
+            del memo[i]
+            raise _fail(
+                f"row {int(bad[0])} of {spec.of} is not a row of {spec.table} ({bad.numel()} of "
+                f"{value.shape[0]} rows are not); look the codes up in {spec.table} instead of "
+                "drawing new vectors"
+            )
+    if stop is not None:
+        raise stop
+    return [memo[i] for i in indices]
 
 
 def check_rows_from(spec: RowsFromCheck, ev: Evidence) -> Verdict:
     """Every row of ``of`` is exactly a row of the embedding table."""
-    for i in ev.run_indices():
-        _rows_of(spec, ev, i)
+    _codes(spec, ev, ev.run_indices())
     return OK
 
 
-def check_uniform_rows(spec: UniformRowsCheck, ev: Evidence) -> Verdict:
-    """Codes pooled over all runs are uniform over the table's K rows.
+COVERAGE_BUDGET = 1e-6
+"""False-fail budget of the coverage tests of ``uniform_rows`` (a code never seen)."""
+MAX_RUNS = 4096
+"""Most runs a sequential check may ask for in all; past that its test is not made."""
 
-    Pearson's chi-square over the K counts, turned into a z-score by the Wilson-Hilferty
-    cube-root transform (accurate in the upper tail for K - 1 degrees of freedom), fails above 6.
-    When the runs draw n >= K ln(K 10^6) codes, every code must also appear at least once (by the
-    union bound a uniform sampler misses one with probability below 1e-6), which catches an
-    off-by-one such as ``torch.randint(0, K - 1, ...)``.
+
+class NeedsMoreRuns(Exception):
+    """A sequential check cannot decide on the runs so far: it asks for ``runs`` runs in all."""
+
+    def __init__(self, runs: int) -> None:
+        super().__init__(f"needs {runs} runs")
+        self.runs = runs
+
+
+def end_code_draws(k: int, budget: float = COVERAGE_BUDGET) -> int:
+    """Fewest uniform draws from k codes after which code 0 or code k-1 is still unseen with
+    probability at most ``budget`` (union bound: 2 (1 - 1/k)^n <= budget)."""
+    return math.ceil(math.log(budget / 2) / math.log1p(-1 / k))
+
+
+def check_uniform_rows(spec: UniformRowsCheck, ev: Evidence) -> Verdict:
+    """Codes pooled over all runs are uniform over the table's K rows, and every code can appear.
+
+    Pearson's chi-square over the K counts of the declared runs, turned into a z-score by the
+    Wilson-Hilferty cube-root transform (accurate in the upper tail for K - 1 degrees of
+    freedom), fails above 6. When those runs draw n >= K ln(K 10^6) codes, every code must also
+    appear at least once (by the union bound a uniform sampler misses one with probability below
+    1e-6). And the first and last codes must appear, which catches an off-by-one such as
+    ``torch.randint(0, K - 1, ...)`` or ``randint(1, K)``: sequentially, the check passes as
+    soon as both have appeared, and otherwise asks for more runs (:class:`NeedsMoreRuns`), up to
+    the :func:`end_code_draws` draws after which a uniform sampler has missed one with
+    probability at most 1e-6; it fails only if one is still missing then. It stops early only
+    once both codes have appeared, when the fixed test on all those draws would pass too, so its
+    verdict and budget are those of that fixed test, at a fraction of the runs for most answers.
     """
-    codes = []
+    codes = _codes(spec, ev, ev.run_indices())
     size = 0
     for i in ev.run_indices():
-        codes.append(_rows_of(spec, ev, i))
         size = _tensor(ev, i, spec.table).shape[0]
-    pooled = torch.cat(codes)
+    pooled = torch.cat(codes) if codes else torch.zeros(0, dtype=torch.int64)
     n, k = pooled.numel(), size
     if k < 2 or n == 0:
         raise _fail(f"{spec.table} needs at least two rows and {spec.of} at least one")
@@ -475,16 +603,43 @@ def check_uniform_rows(spec: UniformRowsCheck, ev: Evidence) -> Verdict:
             f"{n} draws only {distinct} distinct codes appeared, the most common {int(counts.max())} "
             f"times (about {expected:.2g} expected); draw indices with torch.randint(0, {k}, ...)"
         )
-    if n >= k * math.log(k * 1e6):
+    if n >= k * math.log(k / COVERAGE_BUDGET):
         missing = (counts == 0).nonzero().reshape(-1)
         if missing.numel():
-            return False, (
-                f"code {int(missing[0])} of {spec.table} never appeared in {n} draws; every one of the "
-                f"{k} codes must be possible (check the upper bound of your random indices)"
-            )
-    return OK
+            return _never_appeared(spec, int(missing[0]), n, k)
+    return _first_and_last_codes(spec, ev, counts, n, k)
 
 
+def _never_appeared(spec: UniformRowsCheck, code: int, n: int, k: int) -> Verdict:
+    return False, (
+        f"code {code} of {spec.table} never appeared in {n} draws; every one of the "
+        f"{k} codes must be possible (check the upper bound of your random indices)"
+    )
+
+
+def _first_and_last_codes(spec: UniformRowsCheck, ev: Evidence, counts: torch.Tensor, n: int, k: int) -> Verdict:
+    """The sequential end-code test of :func:`check_uniform_rows`."""
+    ends = {0, k - 1}
+    unseen = {c for c in ends if counts[c] == 0}
+    declared = len(ev.run_indices())
+    more = range(declared, len(ev.all_run_indices()))
+    if unseen and len(more):
+        for codes in _codes(spec, ev, more):
+            n += codes.numel()
+            unseen -= set(codes.tolist())
+    if not unseen:
+        return OK
+    needed = end_code_draws(k)
+    if n >= needed:
+        return _never_appeared(spec, min(unseen), n, k)
+    runs = declared + len(more)
+    wanted = math.ceil(needed * runs / n)
+    if wanted > MAX_RUNS:
+        return OK  # too few draws per run to test the ends: as with no coverage test at all
+    raise NeedsMoreRuns(wanted)
+
+
+@functools.lru_cache(maxsize=256)
 def _all_distinct_probability(n: int, k: int) -> float:
     """P(n independent uniform draws from k codes are all different) = prod (1 - i/k)."""
     return math.prod(max(0.0, 1 - i / k) for i in range(n))
@@ -492,11 +647,30 @@ def _all_distinct_probability(n: int, k: int) -> float:
 
 def _success_count_distribution(probabilities: list[float]) -> torch.Tensor:
     """Exact distribution of how many of these independent events happen (Poisson binomial)."""
-    pmf = torch.zeros(len(probabilities) + 1, dtype=torch.float64)
-    pmf[0] = 1.0
+    return _count_distribution(tuple(probabilities)).clone()
+
+
+@functools.lru_cache(maxsize=64)
+def _count_distribution(probabilities: tuple[float, ...]) -> torch.Tensor:
+    """:func:`_success_count_distribution`, memoised: every answer to a question whose runs draw
+    as many codes as asked has the same chances."""
+    pmf = [1.0]
     for q in probabilities:
-        pmf = pmf * (1 - q) + torch.cat([pmf.new_zeros(1), pmf[:-1]]) * q
-    return pmf
+        pmf = [a * (1 - q) + b * q for a, b in zip(pmf + [0.0], [0.0] + pmf)]
+    return torch.tensor(pmf, dtype=torch.float64)
+
+
+def _runs_with_a_repeat(codes: list[torch.Tensor]) -> int:
+    """How many of these runs hold some code twice (runs of one size sorted together)."""
+    by_size: dict[int, list[torch.Tensor]] = {}
+    for run in codes:
+        by_size.setdefault(run.numel(), []).append(run.reshape(-1))
+    repeated = 0
+    for size, runs in by_size.items():
+        if size > 1:
+            ordered = torch.stack(runs).sort(dim=1).values
+            repeated += int((ordered[:, 1:] == ordered[:, :-1]).any(1).sum())
+    return repeated
 
 
 def check_with_replacement(spec: WithReplacementCheck, ev: Evidence) -> Verdict:
@@ -515,12 +689,12 @@ def check_with_replacement(spec: WithReplacementCheck, ev: Evidence) -> Verdict:
     repeated = 0
     sizes: set[int] = set()
     k = 0
-    for i in ev.run_indices():
-        codes = _rows_of(spec, ev, i)
+    all_codes = _codes(spec, ev, ev.run_indices())
+    for i, codes in zip(ev.run_indices(), all_codes):
         k = _tensor(ev, i, spec.table).shape[0]
         sizes.add(codes.numel())
         chances.append(1 - _all_distinct_probability(codes.numel(), k))
-        repeated += int(torch.unique(codes).numel() < codes.numel())
+    repeated = _runs_with_a_repeat(all_codes)
     runs = len(chances)
     pmf = _success_count_distribution(chances)
     if float(pmf[0]) >= TAIL_LIMIT:
@@ -667,10 +841,21 @@ CHECKS: dict[str, CheckFunction] = {
 """Check kind (the ``check`` field in the bank) -> the function that evaluates it."""
 
 
-def run_check(spec: CheckSpec, ev: Evidence) -> CheckResult:
-    """Evaluate one check; any missing value or failure becomes a failed result with its reason."""
+def run_check(spec: CheckSpec, ev: Evidence, extensible: bool = False) -> CheckResult:
+    """Evaluate one check; any missing value or failure becomes a failed result with its reason.
+
+    A sequential check that cannot decide yet raises :class:`NeedsMoreRuns` to the caller when
+    ``extensible`` (the caller can make more runs); otherwise it fails, saying so.
+    """
     try:
         passed, message = CHECKS[spec.check](spec, ev)
+    except NeedsMoreRuns as more:
+        if extensible:
+            raise
+        passed, message = False, (
+            f"could not be decided on {len(ev.all_run_indices())} runs of your code; "
+            f"it needs {more.runs}"
+        )
     except (Unavailable, CheckFailed) as err:
         passed, message = False, str(err)
     except Exception as err:  # a malformed value must fail the check, never the grader

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
-from vaequiz.grading.checks import run_check
+from vaequiz.grading.checks import NeedsMoreRuns, run_check
 from vaequiz.grading.evidence import Evidence
 from vaequiz.grading.hints import size_hints
-from vaequiz.grading.inputs import PreparedQuestion
+from vaequiz.grading.inputs import PreparedQuestion, PreparedRun
 from vaequiz.grading.models import CheckResult
 from vaequiz.grading.objective import Graded
 from vaequiz.grading.sandbox.api import RunOutcome, SandboxRequest, SandboxResult
-
 
 class SandboxRunner(Protocol):
     """What grading needs from a sandbox: run one request, thread-safely."""
@@ -61,13 +60,19 @@ def grade_source(
 ) -> Graded:
     """Run ``source`` on the question's hidden inputs in the sandbox and check what it bound.
 
-    A failing answer that ran gets hints (a size written as a number) and, with ``diagnosis``,
-    the known mistake it behaves like; both are worked out here, in the trusted process.
+    A sequential check that cannot decide on the declared runs gets its extra runs from a
+    second sandbox request with only the added runs (see :func:`judge`). A failing answer that
+    ran gets hints (a size written as a number) and, with ``diagnosis``, the known mistake it
+    behaves like; both are worked out here, in the trusted process.
     """
     if not source.strip():
         return failed_everywhere(prepared, "no answer")
     result = sandbox.run(prepared.request(source, device))
-    graded = judge(prepared, result)
+
+    def more(longer: PreparedQuestion) -> SandboxResult:
+        return sandbox.run(longer.request(source, device, start=len(prepared.runs)))
+
+    graded = judge(prepared, result, more)
     if graded.passed or result.status != "ok":
         return graded
     outcomes = run_outcomes(prepared, result)
@@ -78,12 +83,8 @@ def grade_source(
 
 
 def run_outcomes(prepared: PreparedQuestion, result: SandboxResult) -> list[RunOutcome]:
-    """One outcome per prepared run, on the CPU; runs the snippet never reached carry the reason."""
-    outcomes = [_on_cpu(o) for o in result.runs]
-    if len(outcomes) < len(prepared.runs):
-        missing_reason = result.reason or "your code stopped before every hidden input was tried"
-        outcomes += [RunOutcome(error=missing_reason)] * (len(prepared.runs) - len(outcomes))
-    return outcomes[: len(prepared.runs)]
+    """One outcome per declared run, on the CPU; runs the snippet never reached carry the reason."""
+    return _complete(prepared.runs, [_on_cpu(o) for o in result.runs], result.reason)[: len(prepared.runs)]
 
 
 def error_pattern(error: str) -> str:
@@ -108,8 +109,17 @@ def distinct_errors(outcomes: list[RunOutcome]) -> list[str]:
     return list(seen.values())
 
 
-def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
-    """Turn a sandbox result into a verdict; runs in the trusted process only."""
+MoreRuns = Callable[[PreparedQuestion], SandboxResult]
+"""Runs the runs of a longer prepared question past the declared ones, in the sandbox."""
+
+
+def judge(prepared: PreparedQuestion, result: SandboxResult, more: MoreRuns | None = None) -> Graded:
+    """Turn a sandbox result into a verdict; runs in the trusted process only.
+
+    Every check evaluates the declared runs. A sequential check that cannot decide on them
+    (:class:`NeedsMoreRuns`) is evaluated again once ``more`` has made the runs it asked for;
+    without ``more`` it fails, saying it could not decide.
+    """
     if result.status != "ok":
         reason = result.reason or result.status.replace("_", " ")
         graded = failed_everywhere(prepared, reason, retry=result.status == "sandbox_error")
@@ -117,17 +127,52 @@ def judge(prepared: PreparedQuestion, result: SandboxResult) -> Graded:
         return graded
     outcomes = run_outcomes(prepared, result)
     evidence = Evidence(prepared=prepared, outcomes=outcomes)
-    checks = [run_check(spec, evidence) for spec in prepared.question.checks]
+    checks: list[CheckResult | None] = []
+    wanted: dict[int, int] = {}
+    for index, spec in enumerate(prepared.question.checks):
+        try:
+            checks.append(run_check(spec, evidence, extensible=more is not None))
+        except NeedsMoreRuns as need:
+            checks.append(None)
+            wanted[index] = need.runs
+    output = result.output
+    if wanted and more is not None:
+        longer = prepared.extended(max(wanted.values()))
+        extra = more(longer)
+        output = "\n".join(part for part in (output, extra.output) if part)
+        if extra.status != "ok":
+            reason = extra.reason or extra.status.replace("_", " ")
+            for index in wanted:
+                spec = prepared.question.checks[index]
+                checks[index] = CheckResult(
+                    name=spec.title, passed=False, message=reason, points=spec.points, hidden=spec.hidden
+                )
+        else:
+            added = _complete(longer.runs[len(prepared.runs) :], [_on_cpu(o) for o in extra.runs], extra.reason)
+            outcomes = outcomes + added
+            evidence = Evidence(prepared=longer, outcomes=outcomes, declared=len(prepared.runs))
+            for index in wanted:
+                checks[index] = run_check(prepared.question.checks[index], evidence)
+    decided = [c for c in checks if c is not None]
+    assert len(decided) == len(checks)
     errors = [o.error for o in outcomes if o.error]
     error = f"your code raised {errors[0]}" if errors else None
     return Graded(
-        weighted_score(checks),
-        checks,
+        weighted_score(decided),
+        decided,
         error=error,
-        passed=all(c.passed for c in checks),
-        output=result.output,
+        passed=all(c.passed for c in decided),
+        output=output,
         errors=distinct_errors(outcomes),
     )
+
+
+def _complete(runs: list[PreparedRun], outcomes: list[RunOutcome], reason: str) -> list[RunOutcome]:
+    """One outcome per run: runs the snippet never reached fail with the reason."""
+    if len(outcomes) != len(runs):
+        missing_reason = reason or "your code stopped before every hidden input was tried"
+        outcomes = outcomes + [RunOutcome(error=missing_reason)] * (len(runs) - len(outcomes))
+    return outcomes
 
 
 def _on_cpu(outcome: RunOutcome) -> RunOutcome:

@@ -7,7 +7,7 @@ lookup raises :class:`Unavailable` carrying the reason, and the check fails with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -48,16 +48,31 @@ def format_shape(shape: Any) -> str:
 
 @dataclass
 class Evidence:
-    """The prepared runs, the sandbox's outcome for each, and the reference's values."""
+    """The prepared runs, the sandbox's outcome for each, and the reference's values.
+
+    ``declared`` is how many runs the question declares (its trials' repeats): every check
+    evaluates those, so each fixed-sample test keeps its budget. Runs past them exist only when
+    a sequential check asked for more (:class:`vaequiz.grading.checks.NeedsMoreRuns`); only such
+    a check reads them, through :meth:`all_run_indices`.
+    """
 
     prepared: PreparedQuestion
     outcomes: list[RunOutcome]
+    declared: int | None = None
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Values derived once and shared by the checks of one grading (e.g. code indices)."""
 
     @property
     def runs(self) -> list[PreparedRun]:
         return self.prepared.runs
 
     def run_indices(self) -> range:
+        """The declared runs, which every check evaluates."""
+        total = len(self.prepared.runs)
+        return range(total if self.declared is None else min(self.declared, total))
+
+    def all_run_indices(self) -> range:
+        """The declared runs and any a sequential check asked for after them."""
         return range(len(self.prepared.runs))
 
     def value(self, index: int, name: str) -> Value:

@@ -133,16 +133,39 @@ class PreparedQuestion:
     runs: list[PreparedRun]
     reference: list[dict[str, Value]] = field(default_factory=list)
     reference_error: str | None = None
+    device: str = "cpu"
+    _extensions: dict[int, PreparedQuestion] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def request(self, source: str, device: str = "cpu") -> SandboxRequest:
-        """The sandbox request for one submission: inputs only, never the reference."""
+    def request(self, source: str, device: str = "cpu", start: int = 0) -> SandboxRequest:
+        """The sandbox request for one submission: inputs only, never the reference.
+
+        ``start`` skips the runs already made (an extension asked for by a sequential check).
+        """
         return SandboxRequest(
             source=source,
             expect=tuple(self.question.expect),
-            runs=tuple(RunRequest(seed=r.seed, given=r.given, probes=r.probes) for r in self.runs),
+            runs=tuple(RunRequest(seed=r.seed, given=r.given, probes=r.probes) for r in self.runs[start:]),
             limits=self.question.limits,
             device="cuda" if device == "cuda" else "cpu",
         )
+
+    def extended(self, total_runs: int) -> PreparedQuestion:
+        """These runs followed by more repeats of every trial, at least ``total_runs`` in all.
+
+        Each trial's repeats grow in proportion (rounded up); an added repeat r of trial t has the seed
+        repeat r always has (``derive_seed(id, t, r, "run")``) and the trial's inputs, so the
+        runs are those a question declaring that many repeats would make, in another order.
+        Computed once per size (with the reference's values) and shared by every student.
+        """
+        if total_runs <= len(self.runs):
+            return self
+        with self._lock:
+            cached = self._extensions.get(total_runs)
+            if cached is None:
+                cached = _extend(self, total_runs)
+                self._extensions[total_runs] = cached
+            return cached
 
 
 def _probe_request(
@@ -195,7 +218,7 @@ _TRUSTED_RNG = threading.Lock()
 
 def prepare_question(question: CodeQuestion, device: str = "cpu") -> PreparedQuestion:
     """Inputs for every run, plus the reference's outputs on them (computed here, trusted)."""
-    prepared = PreparedQuestion(question=question, runs=prepare_runs(question))
+    prepared = PreparedQuestion(question=question, runs=prepare_runs(question), device=device)
     try:
         with _TRUSTED_RNG:
             prepared.reference = [
@@ -204,6 +227,38 @@ def prepare_question(question: CodeQuestion, device: str = "cpu") -> PreparedQue
     except Exception as err:  # an author's bug: reported by checks that need the reference
         prepared.reference_error = f"the reference solution failed: {type(err).__name__}: {err}"
     return prepared
+
+
+def _extend(prepared: PreparedQuestion, total_runs: int) -> PreparedQuestion:
+    question = prepared.question
+    first = {run.trial: run for run in reversed(prepared.runs)}
+    declared = {t: trial.repeat for t, trial in enumerate(question.trials)}
+    extra = [
+        PreparedRun(
+            trial=t,
+            repeat=r,
+            bind=dict(run.bind),
+            seed=derive_seed(question.id, t, r, "run"),
+            given=run.given,
+            probes=run.probes,
+        )
+        for t, run in sorted(first.items())
+        for r in range(declared[t], -(-declared[t] * total_runs // len(prepared.runs)))
+    ]
+    longer = PreparedQuestion(
+        question=question,
+        runs=prepared.runs + extra,
+        reference_error=prepared.reference_error,
+        device=prepared.device,
+    )
+    if prepared.reference_error is None:
+        try:
+            with _TRUSTED_RNG:
+                added = [run_trusted(question.reference, question.expect, run, prepared.device) for run in extra]
+            longer.reference = prepared.reference + added
+        except Exception as err:
+            longer.reference_error = f"the reference solution failed: {type(err).__name__}: {err}"
+    return longer
 
 
 # --------------------------------------------------------------------------- trusted execution
