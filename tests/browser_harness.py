@@ -93,6 +93,18 @@ class OpenPage:
         self.context.close()
 
 
+def serious_axe_violations(page: Any, axe_source: str) -> list[str]:
+    """Run axe-core in the Playwright ``page`` and describe each serious or critical violation
+    (rule, impact, help text and the first targets), so a failing audit says what to fix."""
+    page.add_script_tag(content=axe_source)
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
 @pytest.fixture
 def open_page(browser: Any) -> Iterator[Callable[..., OpenPage]]:
     opened: list[OpenPage] = []

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from typer.testing import CliRunner
 
-from tests.browser_harness import MODES, OpenPage, axe_source, browser, open_page  # noqa: F401 (fixtures)
+from tests.browser_harness import MODES, OpenPage, axe_source, browser, open_page, serious_axe_violations  # noqa: F401 (fixtures)
 from tests.conftest import run_vaequiz
 from tests.test_render_sample import KEY_MARKERS, write_sample_bank, write_sample_quiz
 from vaequiz.cli.app import app
@@ -79,14 +79,7 @@ def test_axe_finds_no_serious_violation(
         page.page.locator("details.hint").first.evaluate("d => d.open = true")
     # Audit the settled page: a card mid-flip is half transparent, which axe reads as low contrast.
     page.page.evaluate("() => document.getAnimations().forEach(a => a.finish())")
-    page.page.add_script_tag(content=axe_source)
-    result = page.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    serious = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert serious == []
+    assert serious_axe_violations(page.page, axe_source) == []
     assert page.outside_requests() == [] and page.errors == []
 
 
@@ -404,12 +397,5 @@ def test_feedback_page_has_no_serious_axe_violation(
     feedback_page: Path, open_page: Callable[..., OpenPage], axe_source: str, scheme: str
 ) -> None:
     page = open_page(feedback_page, scheme)
-    page.page.add_script_tag(content=axe_source)
-    result = page.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    serious = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert serious == []
+    assert serious_axe_violations(page.page, axe_source) == []
     assert page.outside_requests() == [] and page.errors == []

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import BUNDLED_BANK, REPO, run_vaequiz
+from tests.sheet_support import kl_why_question, results_by_pair, write_bank, write_sheets
 
 CORPUS = REPO / "tests" / "corpus"
 
@@ -166,13 +167,7 @@ def shown_letter(data: dict, question: str, bank_label: str) -> str:
 
 
 def grade(tmp_path: Path, bank: Path, quiz: Path | None, *sheets: dict, name: str = "out") -> Path:
-    folder = tmp_path / f"{name}-sheets"
-    folder.mkdir()
-    paths = []
-    for sheet in sheets:
-        path = folder / f"{sheet['student']}.json"
-        path.write_text(json.dumps(sheet))
-        paths.append(path)
+    paths = write_sheets(tmp_path / f"{name}-sheets", list(sheets))
     out = tmp_path / name
     extra = ["--quiz", quiz] if quiz else []
     done = run_vaequiz("grade-sheets", *paths, "--out", out, "--bank", bank, "--workers", "2", *extra)
@@ -182,10 +177,7 @@ def grade(tmp_path: Path, bank: Path, quiz: Path | None, *sheets: dict, name: st
 
 @pytest.fixture
 def bank(tmp_path: Path) -> Path:
-    folder = tmp_path / "bank"
-    folder.mkdir()
-    (folder / "questions.yaml").write_text(BANK)
-    return folder
+    return write_bank(tmp_path, BANK)
 
 
 def write_quiz(folder: Path, feedback: str = "") -> Path:
@@ -464,25 +456,15 @@ def test_size_hint_from_trials_that_pass_only_at_the_written_size(tmp_path: Path
 
 # --------------------------------------------------------------------------- regrade, review, sheets
 
-SHORT_ANSWER = """
-- id: kl-why
-  kind: short_answer
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  points: 2
-  prompt: Why does the VAE loss contain a KL term?
-  model_answer: |
-    The KL term regularises the latent space: it pulls each approximate posterior toward the
-    standard normal prior, so the encoder cannot memorise its inputs as isolated points.
-  rubric:
+SHORT_ANSWER = kl_why_question(
+    """\
     - {name: regularises, phrasings: [regularise, regularisation]}
     - name: pulls the posterior toward the prior
       phrasings: ["pull ... toward ... prior", "close to ... prior"]
     - {name: standard normal prior, phrasings: [standard normal, unit gaussian]}
     - {name: prevents memorising, phrasings: ["cannot memorise", "stop ... overfit", "prevent ... overfit"]}
-  explanation: See the model answer.
 """
+)
 BORDERLINE = "It regularises the latent space and keeps the codes close to the prior."
 
 
@@ -495,11 +477,6 @@ def page_view(html: str) -> tuple[str, list[tuple[str, list[str]]]]:
         for s in page.sections
     ]
     return page.h1, layout
-
-
-def results_by_pair(out: Path) -> dict[tuple[str, str], dict]:
-    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    return {(r["student"], r["question"]): r for r in lines}
 
 
 def test_regrade_and_review_rewrite_pages_in_the_students_terms(bank: Path, tmp_path: Path) -> None:

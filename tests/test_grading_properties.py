@@ -15,6 +15,11 @@ from vaequiz.grading.sandbox import Sandbox
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 COMMON = {"topics": ["vq-vae"], "difficulty": "beginner", "source": "original", "explanation": "Because.", "prompt": "Do it."}
+# An encoder's outputs for a batch of B codes of size D, as the KL questions are given them.
+KL_GIVEN = {
+    "mu": {"type": "tensor", "shape": ["B", "D"], "requires_grad": True},
+    "logvar": {"type": "tensor", "shape": ["B", "D"], "dist": "uniform", "low": -3, "high": 2, "requires_grad": True},
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +76,7 @@ def test_kl_right_passes_perturbed_fails(grader: Grader, b: int, d: int, relativ
     q = question(
         "kl",
         {"B": b, "D": d},
-        given={
-            "mu": {"type": "tensor", "shape": ["B", "D"], "requires_grad": True},
-            "logvar": {"type": "tensor", "shape": ["B", "D"], "dist": "uniform", "low": -3, "high": 2, "requires_grad": True},
-        },
+        given=KL_GIVEN,
         expect=["kl"],
         reference="kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())",
         probes=[{"probe": "grad", "of": "kl", "wrt": ["mu", "logvar"]}],
@@ -133,10 +135,7 @@ def test_in_place_ops_on_computed_givens_keep_their_gradients(grader: Grader, b:
     q = question(
         "kl-in-place",
         {"B": b, "D": d},
-        given={
-            "mu": {"type": "tensor", "shape": ["B", "D"], "requires_grad": True},
-            "logvar": {"type": "tensor", "shape": ["B", "D"], "dist": "uniform", "low": -3, "high": 2, "requires_grad": True},
-        },
+        given=KL_GIVEN,
         expect=["kl"],
         reference="logvar.mul_(1.0)\nkl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())",
         probes=[{"probe": "grad", "of": "kl", "wrt": ["mu", "logvar"]}],

@@ -11,40 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BUNDLED_BANK, run_vaequiz
+from tests.sheet_support import PARAMS_QUESTION, PICK_OPTIONS, Z_SHAPE_QUESTION, pick_question, read_results, write_bank, write_sheets
 from vaequiz.bank.loader import load_bank
 from vaequiz.grading.fingerprint import PRESENTATION_FIELDS, question_fingerprint
 
-BANK = """
-- id: pick
-  kind: mcq
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  points: 2
-  stem: Which term pulls the posterior towards the prior?
-  options:
-    - {label: A, text: the KL term}
-    - {label: B, text: the reconstruction term}
-    - {label: C, text: the learning rate}
-  answer: A
-  explanation: The KL term.
-- id: z-shape
-  kind: shape
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  prompt: Shape of z?
-  answer: [64, 20]
-  explanation: Batch by latent size.
-- id: params
-  kind: numeric
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  prompt: How many weights has a 784 by 400 linear layer, without bias?
-  answer: 313600
-  explanation: 784 x 400.
-"""
+BANK = pick_question(PICK_OPTIONS) + Z_SHAPE_QUESTION + PARAMS_QUESTION
 
 STUDENTS = {
     "ann": {"pick": "A", "z-shape": "(64, 20)", "params": "313600"},
@@ -55,24 +26,13 @@ STUDENTS = {
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, list[Path], Path]:
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "questions.yaml").write_text(BANK)
-    sheets = []
-    for student, answers in STUDENTS.items():
-        path = tmp_path / "sheets" / f"{student}.json"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps({"student": student, "quiz": "week", "answers": answers}))
-        sheets.append(path)
+    bank = write_bank(tmp_path, BANK)
+    sheets = write_sheets(tmp_path / "sheets", [{"student": student, "quiz": "week", "answers": answers} for student, answers in STUDENTS.items()])
     return bank, sheets, tmp_path / "out"
 
 
-def lines(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().split("\n") if line]
-
-
 def points(out: Path) -> dict[tuple[str, str], float]:
-    return {(r["student"], r["question"]): r["points"] for r in lines(out)}
+    return {(r["student"], r["question"]): r["points"] for r in read_results(out)}
 
 
 def gradebook(out: Path) -> list[list[str]]:
@@ -92,7 +52,7 @@ def test_a_rerun_regrades_exactly_what_changed_and_says_so(setup: tuple[Path, li
     first = run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank)
     assert first.returncode == 0, first.stderr
     assert points(out)[("bo", "pick")] == 0
-    assert all(r["fingerprint"] and r["grader_version"] for r in lines(out))
+    assert all(r["fingerprint"] and r["grader_version"] for r in read_results(out))
 
     set_key(bank, "  answer: A\n", "  answer: B\n")  # the key was wrong
     fixed = run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank)
@@ -100,7 +60,7 @@ def test_a_rerun_regrades_exactly_what_changed_and_says_so(setup: tuple[Path, li
     assert "regraded pick for 3 student(s): the question's key, rubric, checks, reference or points changed" in fixed.stdout
     assert "graded 3 answer(s) (3 regraded), 6 already in" in fixed.stdout
     assert points(out)[("bo", "pick")] == 2 and points(out)[("ann", "pick")] == 0
-    assert len(lines(out)) == 9, "the newest result per pair, no stale line"
+    assert len(read_results(out)) == 9, "the newest result per pair, no stale line"
     assert gradebook(out)[0][-2:] == ["needs_review", "reviewed"]
     assert [row[:-2] for row in gradebook(out)[1:]] == [
         ["ann", "0", "1", "1", "2"],
@@ -124,7 +84,7 @@ def test_a_rerun_regrades_exactly_what_changed_and_says_so(setup: tuple[Path, li
 
     forced = run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank, "--quiz", quiz, "--regrade")
     assert "graded 9 answer(s) (9 regraded), 0 already in" in forced.stdout
-    assert "--regrade was given" in forced.stdout and len(lines(out)) == 9
+    assert "--regrade was given" in forced.stdout and len(read_results(out)) == 9
 
 
 def test_a_changed_answer_and_an_older_result_are_regraded(setup: tuple[Path, list[Path], Path]) -> None:
@@ -136,7 +96,7 @@ def test_a_changed_answer_and_an_older_result_are_regraded(setup: tuple[Path, li
     assert "regraded params for 1 student(s): the answer on the sheet changed" in changed.stdout
     assert points(out)[("cy", "params")] == 1
     # results written before fingerprints existed are graded again, not trusted
-    old = [{k: v for k, v in r.items() if k not in ("fingerprint", "grader_version")} for r in lines(out)]
+    old = [{k: v for k, v in r.items() if k not in ("fingerprint", "grader_version")} for r in read_results(out)]
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
     upgraded = run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank)
     assert "graded 9 answer(s) (9 regraded)" in upgraded.stdout
@@ -163,7 +123,7 @@ def test_regrade_dry_run_lists_old_and_new_points_and_writes_nothing(setup: tupl
     done = run_vaequiz("regrade", out, "--bank", bank)
     assert done.returncode == 0, done.stderr
     assert "regraded pick for 3 student(s)" in done.stdout
-    assert points(out)[("bo", "pick")] == 2 and len(lines(out)) == 9
+    assert points(out)[("bo", "pick")] == 2 and len(read_results(out)) == 9
     assert gradebook(out)[2][:-2] == ["bo", "2", "0", "1", "3"]
     assert "would regrade 0 answer(s)" in run_vaequiz("regrade", out, "--bank", bank, "--dry-run").stdout
 
@@ -184,7 +144,7 @@ def test_an_interrupted_regrade_resumes_with_the_newest_results(setup: tuple[Pat
     assert resumed.returncode == 0, resumed.stderr
     assert "dropped an incomplete last line" in resumed.stderr
     assert "graded 1 answer(s) (1 regraded), 8 already in" in resumed.stdout
-    assert len(lines(out)) == 9 and points(out)[("bo", "pick")] == 2 and points(out)[("cy", "pick")] == 2
+    assert len(read_results(out)) == 9 and points(out)[("bo", "pick")] == 2 and points(out)[("cy", "pick")] == 2
 
 
 def test_the_fingerprint_covers_what_grades_and_nothing_that_only_presents(tmp_path: Path) -> None:

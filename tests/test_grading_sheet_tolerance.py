@@ -15,24 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from tests import sheet_support
 from tests.conftest import run_vaequiz
+from tests.sheet_support import PARAMS_QUESTION, PICK_OPTIONS, WHY_QUESTION, Z_SHAPE_QUESTION, pick_question, read_results, write_bank, write_sheet
 from vaequiz.cli.app import app
 
-BANK = """
-- id: pick
-  kind: mcq
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  points: 2
-  stem: Which term pulls the posterior towards the prior?
-  options:
-    - {label: A, text: the KL term}
-    - {label: B, text: the reconstruction term}
-    - {label: C, text: the learning rate}
-    - {label: D, text: the batch size}
-  answer: A
-  explanation: The KL term.
+BANK = (
+    pick_question([*PICK_OPTIONS, "{label: D, text: the batch size}"])
+    + """\
 - id: ticks
   kind: mcq
   topics: [vae]
@@ -47,34 +37,11 @@ BANK = """
     - {label: D, text: dropout}
   answer: [A, C]
   explanation: Reconstruction plus KL.
-- id: why
-  kind: short_answer
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  prompt: Why sample with the reparameterization trick?
-  model_answer: Sampling is not differentiable; moving the noise into epsilon lets gradients flow.
-  rubric:
-    - {name: not differentiable, phrasings: [not differentiable]}
-    - {name: noise in epsilon, phrasings: [epsilon]}
-  explanation: See the model answer.
-- id: z-shape
-  kind: shape
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  prompt: Shape of z?
-  answer: [64, 20]
-  explanation: Batch by latent size.
-- id: params
-  kind: numeric
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  prompt: How many weights has a 784 by 400 linear layer, without bias?
-  answer: 313600
-  explanation: 784 x 400.
 """
+    + WHY_QUESTION
+    + Z_SHAPE_QUESTION
+    + PARAMS_QUESTION
+)
 
 QUIZ = "id: week\ntitle: Week\nseed: 7\nselect:\n  - ids: [pick, ticks, why, z-shape, params]\n"
 QUESTIONS = ["pick", "ticks", "why", "z-shape", "params"]
@@ -82,24 +49,12 @@ QUESTIONS = ["pick", "ticks", "why", "z-shape", "params"]
 
 @pytest.fixture
 def bank(tmp_path: Path) -> Path:
-    folder = tmp_path / "bank"
-    folder.mkdir()
-    (folder / "questions.yaml").write_text(BANK)
-    return folder
-
-
-def write_sheet(folder: Path, name: str, content: object, prefix: bytes = b"") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    text = content if isinstance(content, str) else json.dumps(content)
-    path.write_bytes(prefix + text.encode("utf-8"))
-    return path
+    return write_bank(tmp_path, BANK)
 
 
 def results_by_pair(out: Path) -> dict[tuple[str, str], dict]:
-    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().split("\n") if line]
-    pairs = {(r["student"], r["question"]): r for r in lines}
-    assert len(pairs) == len(lines), "one line per pair"
+    pairs = sheet_support.results_by_pair(out)
+    assert len(pairs) == len(read_results(out)), "one line per pair"
     return pairs
 
 

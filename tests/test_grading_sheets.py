@@ -17,41 +17,20 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from tests.conftest import REPO, run_vaequiz
+from tests.sheet_support import PICK_OPTIONS, WHY_QUESTION, Z_SHAPE_QUESTION, pick_question, read_results, write_bank, write_sheet
 from vaequiz.cli.app import app
 
-BANK = """
-- id: pick
-  kind: mcq
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  points: 2
-  stem: Which term pulls the posterior towards the prior?
-  options:
-    - {label: A, text: the KL term}
-    - {label: B, text: the reconstruction term, feedback: "It measures how well x is rebuilt."}
-    - {label: C, text: the learning rate}
-  answer: A
-  explanation: The KL term.
-- id: why
-  kind: short_answer
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  prompt: Why sample with the reparameterization trick?
-  model_answer: Sampling is not differentiable; moving the noise into epsilon lets gradients flow.
-  rubric:
-    - {name: not differentiable, phrasings: [not differentiable]}
-    - {name: noise in epsilon, phrasings: [epsilon]}
-  explanation: See the model answer.
-- id: z-shape
-  kind: shape
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  prompt: Shape of z?
-  answer: [64, 20]
-  explanation: Batch by latent size.
+BANK = (
+    pick_question(
+        [
+            PICK_OPTIONS[0],
+            '{label: B, text: the reconstruction term, feedback: "It measures how well x is rebuilt."}',
+            PICK_OPTIONS[2],
+        ]
+    )
+    + WHY_QUESTION
+    + Z_SHAPE_QUESTION
+    + """\
 - id: kl
   kind: code
   topics: [vae]
@@ -73,6 +52,7 @@ BANK = """
     - {check: shape, of: kl, is: [[]]}
     - {check: close, of: kl, points: 2}
 """
+)
 
 RIGHT_KL = "kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())"
 WRONG_KL = "kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())"
@@ -80,21 +60,7 @@ WRONG_KL = "kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())"
 
 @pytest.fixture
 def bank(tmp_path: Path) -> Path:
-    folder = tmp_path / "bank"
-    folder.mkdir()
-    (folder / "questions.yaml").write_text(BANK)
-    return folder
-
-
-def write_sheet(folder: Path, name: str, content: object) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(content if isinstance(content, str) else json.dumps(content))
-    return path
-
-
-def read_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return write_bank(tmp_path, BANK)
 
 
 def test_sheets_graded_into_results_grades_and_feedback(bank: Path, tmp_path: Path) -> None:
@@ -112,7 +78,7 @@ def test_sheets_graded_into_results_grades_and_feedback(bank: Path, tmp_path: Pa
     out = tmp_path / "out"
     done = run_vaequiz("grade-sheets", ada, bob, "--out", out, "--workers", "2", "--bank", bank)
     assert done.returncode == 0, done.stderr
-    lines = read_lines(out / "results.jsonl")
+    lines = read_results(out)
     assert len(lines) == 8 and len({(r["student"], r["question"]) for r in lines}) == 8
     by = {(r["student"], r["question"]): r for r in lines}
     assert by[("ada", "pick")]["passed"] and by[("ada", "pick")]["answer"] == "A", "shown B maps to bank A"
@@ -160,7 +126,7 @@ def test_malformed_sheets_are_reported_and_skipped(bank: Path, tmp_path: Path) -
     assert "set aside" in twice_line and "already has a sheet" in twice_line and str(good) in twice_line
     assert "answer to 'nope-question' ignored" in done.stderr
     assert "Traceback" not in done.stderr
-    assert [(r["student"], r["question"], r["passed"]) for r in read_lines(out / "results.jsonl")] == [("ok", "pick", True)]
+    assert [(r["student"], r["question"], r["passed"]) for r in read_results(out)] == [("ok", "pick", True)]
 
 
 def test_usage_errors(bank: Path, tmp_path: Path) -> None:
@@ -207,7 +173,7 @@ def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(bank: Path, tm
     assert "dropped an incomplete last line" in done.stderr
     after = results.read_bytes()
     assert after.startswith(before), "earlier results are kept byte for byte"
-    lines = read_lines(results)
+    lines = read_results(out)
     assert sorted(r["student"] for r in lines) == [f"s{i:02d}" for i in range(16)], "each pair exactly once"
     assert all(r["passed"] is bool(int(r["student"][1:]) % 2) for r in lines)
     assert f"{len(before.splitlines())} already in" in done.stdout
@@ -239,7 +205,7 @@ def test_quiz_spec_fixes_the_questions_and_their_points(bank: Path, tmp_path: Pa
     out = tmp_path / "out"
     done = run_vaequiz("grade-sheets", sheet, "--out", out, "--bank", bank, "--quiz", quiz)
     assert done.returncode == 0, done.stderr
-    by = {r["question"]: r for r in read_lines(out / "results.jsonl")}
+    by = {r["question"]: r for r in read_results(out)}
     assert set(by) == {"pick", "z-shape"}, "only the quiz's questions, answered or not"
     assert by["pick"]["points"] == 5 and by["pick"]["max_points"] == 5
     assert by["z-shape"]["error"] == "no answer"

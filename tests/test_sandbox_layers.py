@@ -260,16 +260,23 @@ def _key_users() -> set[int]:
         return {int(line.split(":")[0]) for line in users}
 
 
-@pytest.fixture
-def host_socket() -> Iterator[Path]:
-    """A listening unix socket anyone may connect to, outside the sandbox's private folders."""
+def _outside_folder(prefix: str) -> Path:
+    """A new world-readable folder outside the temp folders the sandbox gives its own copies of
+    (so what is put there is the host's, not the sandbox's)."""
     for parent in ("/srv", "/var/lib", "/opt", "/mnt"):
         if os.access(parent, os.W_OK):
-            folder = Path(tempfile.mkdtemp(prefix="vaequiz-socket-", dir=parent))
+            folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
             break
     else:
         pytest.skip("no writable folder outside the temp folders")
     folder.chmod(0o755)
+    return folder
+
+
+@pytest.fixture
+def host_socket() -> Iterator[Path]:
+    """A listening unix socket anyone may connect to, outside the sandbox's private folders."""
+    folder = _outside_folder("vaequiz-socket-")
     path = folder / "service.sock"
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(path))
@@ -440,13 +447,7 @@ def test_control_with_the_host_sys_both_are_visible(tmp_path: Path) -> None:
 def unlisted_file() -> Iterator[Path]:
     """A world-readable file outside every hidden path and temp folder, as another course's
     bank or an old results file would be."""
-    for parent in ("/srv", "/var/lib", "/opt", "/mnt"):
-        if os.access(parent, os.W_OK):
-            folder = Path(tempfile.mkdtemp(prefix="vaequiz-course-", dir=parent))
-            break
-    else:
-        pytest.skip("no writable folder outside the temp folders")
-    folder.chmod(0o755)
+    folder = _outside_folder("vaequiz-course-")
     path = folder / "reference.py"
     path.write_text("kl = 'the other course key'\n")
     path.chmod(0o644)

@@ -10,27 +10,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_vaequiz
+from tests.sheet_support import kl_why_question, read_results, write_bank, write_sheets
 
-BANK = """
-- id: kl-why
-  kind: short_answer
-  topics: [vae]
-  difficulty: beginner
-  source: original
-  points: 2
-  prompt: Why does the VAE loss contain a KL term?
-  model_answer: |
-    The KL term regularises the latent space: it pulls each approximate posterior toward the
-    standard normal prior, so the encoder cannot memorise its inputs as isolated points.
-  rubric:
+BANK = kl_why_question(
+    """\
     - {name: regularises, phrasings: [regularise, regularisation]}
     - name: pulls the posterior toward the prior
       phrasings: ["pull ... toward ... prior", "close to ... prior"]
       contradictions: ["kl ... measure ... reconstruction"]
     - {name: standard normal prior, phrasings: [standard normal, unit gaussian], patterns: ['n\\(0,(1|i)\\)']}
     - {name: prevents memorising, phrasings: ["cannot memorise", "stop ... overfit", "prevent ... overfit"]}
-  explanation: See the model answer.
 """
+)
 
 ANSWERS = {
     "clear": "The KL term regularises the latent space. It pulls each posterior toward the standard "
@@ -42,15 +33,8 @@ ANSWERS = {
 
 @pytest.fixture
 def graded(tmp_path: Path) -> Path:
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "q.yaml").write_text(BANK)
-    sheets = []
-    for student, answer in ANSWERS.items():
-        path = tmp_path / "sheets" / f"{student}.json"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps({"student": student, "answers": {"kl-why": answer}}))
-        sheets.append(path)
+    bank = write_bank(tmp_path, BANK, "q.yaml")
+    sheets = write_sheets(tmp_path / "sheets", [{"student": student, "answers": {"kl-why": answer}} for student, answer in ANSWERS.items()])
     out = tmp_path / "out"
     done = run_vaequiz("grade-sheets", *sheets, "--out", out, "--bank", bank, "--workers", "1")
     assert done.returncode == 0, done.stderr
@@ -58,8 +42,7 @@ def graded(tmp_path: Path) -> Path:
 
 
 def results(out: Path) -> dict[str, dict]:
-    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    return {r["student"]: r for r in lines}
+    return {r["student"]: r for r in read_results(out)}
 
 
 def grades(out: Path) -> dict[str, dict[str, str]]:
@@ -99,11 +82,7 @@ def test_grade_one_answer_reports_evidence_and_review(graded: Path, tmp_path: Pa
 def rerun(graded: Path, answers: dict[str, str]) -> None:
     """Grade the same students again into the same folder, from scratch (results.jsonl removed)."""
     (graded / "results.jsonl").unlink()
-    sheets = []
-    for student, answer in answers.items():
-        path = graded.parent / "sheets" / f"{student}.json"
-        path.write_text(json.dumps({"student": student, "answers": {"kl-why": answer}}))
-        sheets.append(path)
+    sheets = write_sheets(graded.parent / "sheets", [{"student": student, "answers": {"kl-why": answer}} for student, answer in answers.items()])
     done = run_vaequiz("grade-sheets", *sheets, "--out", graded, "--bank", graded.parent / "bank", "--workers", "1")
     assert done.returncode == 0, done.stderr
 
