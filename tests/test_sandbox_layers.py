@@ -5,10 +5,12 @@ layer switched off (``VAEQUIZ_SANDBOX_OFF``) or against something the snippet ow
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -165,9 +167,24 @@ def test_whatever_a_snippet_builds_in_temp_folders_is_dropped_whole(tmp_path: Pa
     assert int(said["pid"]) > 2, "the same worker served both answers"
 
 
-def test_control_walking_the_temp_folders_loses_the_worker(tmp_path: Path) -> None:
-    results, _ = grade_in_order(tmp_path, [DEEP_AND_WIDE, TEMP_LEFTOVERS], off=("fresh_tmpfs",))
-    assert snippet_says(results[1])["pid"] == "2", "the walk failed and the worker was replaced"
+def test_control_walking_such_a_tree_fails(tmp_path: Path) -> None:
+    """The tree the snippet above builds defeats the walk the fresh tmpfs replaces."""
+    from vaequiz.grading.sandbox import isolation
+
+    top = tmp_path / "temp"
+    (top / "deep").mkdir(parents=True)
+    here = os.getcwd()
+    try:
+        os.chdir(top / "deep")
+        for _ in range(300):  # as DEEP_AND_WIDE: 300 x 20 characters, beyond PATH_MAX
+            os.mkdir("d" * 19)
+            os.chdir("d" * 19)
+    finally:
+        os.chdir(here)
+    with pytest.raises(OSError) as walked:
+        isolation.wipe(top)
+    assert walked.value.errno == errno.ENAMETOOLONG
+    shutil.rmtree(top, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- kernel state

@@ -80,7 +80,7 @@ def test_verify_fails_when_only_the_concepts_differ(tmp_path: Path) -> None:
 def test_examples_are_checked_against_the_rubric_when_the_bank_loads(tmp_path: Path) -> None:
     unknown = RUBRIC.replace("concepts: [regularises]", "concepts: [regularization]")
     done = run_vaequiz("validate", write_bank(tmp_path, unknown))
-    assert done.returncode == 1 and "examples.0.concepts: 'regularization' is not a rubric concept; concepts are: regularises" in done.stdout + done.stderr
+    assert done.returncode == 1 and "examples.0.concepts: names 'regularization', which is not a rubric concept; concepts are: regularises" in done.stdout + done.stderr
     inconsistent = RUBRIC.replace("concepts: []\n      verdict: fail", "concepts: []\n      verdict: pass")
     done = run_vaequiz("validate", write_bank(tmp_path, inconsistent))
     assert done.returncode == 1 and "examples.2.verdict: marked pass but shows 0 of 2 concepts" in done.stdout + done.stderr

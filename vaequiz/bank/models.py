@@ -588,7 +588,7 @@ class ShortAnswer(QuestionBase):
             if (shown / len(names) >= self.pass_fraction - 1e-9) != (example.verdict == "pass"):
                 problems.append(
                     (("examples", i, "verdict"),
-                     f"is marked {example.verdict} but shows {shown} of {len(names)} concepts "
+                     f"marked {example.verdict} but shows {shown} of {len(names)} concepts "
                      f"(pass_fraction {self.pass_fraction:g})")
                 )
         if problems:
