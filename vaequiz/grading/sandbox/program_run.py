@@ -30,6 +30,7 @@ from vaequiz.grading.sandbox.program_format import (
     Program,
     ProgramRefused,
 )
+from vaequiz.grading.sandbox.runner import adam
 
 
 class NotCaptured(Exception):
@@ -270,7 +271,7 @@ def _fit(module: RebuiltModule, probe: Any) -> Any:
         raise ValueError(f"{probe.target} has no trainable parameters")
     inputs, targets = (a.to(module.device_) for a in probe.args[:2])
     loss_fn = F.binary_cross_entropy if probe.loss == "bce" else F.mse_loss
-    optimizer = torch.optim.Adam(params, lr=float(probe.lr))
+    optimizer = adam(params, float(probe.lr))  # the very optimizer runner._fit uses
     module.train(True)
     for _ in range(int(probe.steps)):
         optimizer.zero_grad()
