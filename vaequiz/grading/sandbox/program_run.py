@@ -30,7 +30,7 @@ from vaequiz.grading.sandbox.program_format import (
     Program,
     ProgramRefused,
 )
-from vaequiz.grading.sandbox.runner import adam
+from vaequiz.grading.sandbox.runner import train_and_predict
 
 
 class NotCaptured(Exception):
@@ -271,13 +271,4 @@ def _fit(module: RebuiltModule, probe: Any) -> Any:
         raise ValueError(f"{probe.target} has no trainable parameters")
     inputs, targets = (a.to(module.device_) for a in probe.args[:2])
     loss_fn = F.binary_cross_entropy if probe.loss == "bce" else F.mse_loss
-    optimizer = adam(params, float(probe.lr))  # the very optimizer runner._fit uses
-    module.train(True)
-    for _ in range(int(probe.steps)):
-        optimizer.zero_grad()
-        loss = loss_fn(module(inputs).reshape(targets.shape), targets)
-        loss.backward()
-        optimizer.step()
-    module.train(False)
-    with torch.no_grad():
-        return module(inputs).reshape(targets.shape)
+    return train_and_predict(module, params, inputs, targets, loss_fn, float(probe.lr), int(probe.steps))

@@ -260,16 +260,24 @@ def _fit(fn: Any, probe: dict[str, Any]) -> Any:
         raise ValueError(f"{probe['target']} has no trainable parameters")
     inputs, targets = probe["args"][0], probe["args"][1]
     loss_fn = F.binary_cross_entropy if probe["loss"] == "bce" else F.mse_loss
-    optimizer = adam(params, float(probe["lr"]))
-    fn.train(True)
-    for _ in range(int(probe["steps"])):
+    return train_and_predict(fn, params, inputs, targets, loss_fn, float(probe["lr"]), int(probe["steps"]))
+
+
+def train_and_predict(
+    module: Any, params: list[Any], inputs: Any, targets: Any, loss_fn: Any, lr: float, steps: int
+) -> torch.Tensor:
+    """The fit probe's training: ``steps`` of Adam on ``params``, then the eval-mode prediction.
+    One function, so the sandbox and the rebuilt program fit alike."""
+    optimizer = adam(params, lr)
+    module.train(True)
+    for _ in range(steps):
         optimizer.zero_grad()
-        loss = loss_fn(fn(inputs).reshape(targets.shape), targets)
+        loss = loss_fn(module(inputs).reshape(targets.shape), targets)
         loss.backward()
         optimizer.step()
-    fn.train(False)
+    module.train(False)
     with torch.no_grad():
-        return fn(inputs).reshape(targets.shape)
+        return module(inputs).reshape(targets.shape)
 
 
 def adam(params: list[Any], lr: float) -> torch.optim.Optimizer:
