@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # torch-heavy modules are imported when a command runs, not a
     from vaequiz.grading.batch import BatchReport
     from vaequiz.grading.code import SandboxRunner
     from vaequiz.grading.objective import Graded
+    from vaequiz.grading.remote import RemoteGrading
     from vaequiz.grading.sheets import QuizIdentity
     from vaequiz.grading.verify import Finding
 
@@ -302,14 +303,22 @@ def grade_sheets_command(
     regrade_all: Annotated[
         bool, typer.Option("--regrade", help="Grade every answer again, even where nothing changed.")
     ] = False,
+    broker: Annotated[
+        Optional[str],
+        typer.Option("--broker", help="Grade on `vaequiz worker` processes through this Celery broker "
+                     "(redis://HOST:PORT/DB); --workers is then how many answers are in flight (default 32).",
+                     show_default=False),
+    ] = None,
 ) -> None:
     """Grade answer sheets; resumes from OUT/results.jsonl and regrades what changed. Exit 1 if
     a sheet or answer was set aside."""
     from vaequiz.grading.sheets import grade_sheets
 
-    workers = workers or all_cores()
+    remote = _remote_grading(broker, device) if broker else None
+    workers = workers or (32 if remote is not None else all_cores())
     check_workers(workers)
-    check_device(device)
+    if remote is None:
+        check_device(device)  # with --broker, the GPU workers are where CUDA must be
     check_semantic()
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
@@ -318,6 +327,13 @@ def grade_sheets_command(
     loaded = load_checked_bank(bank)
     only, identity = apply_quiz(loaded, quiz, seed)
     hide = hidden_paths(loaded, out, *{p.parent for p in sheets})
+    if remote is not None:
+        from vaequiz.grading.remote import BrokerError
+
+        try:
+            remote.check([q for q in loaded.questions if only is None or q.id in only])
+        except BrokerError as err:
+            fail(str(err))
     report = grade_sheets(
         sheets,
         out,
@@ -332,10 +348,26 @@ def grade_sheets_command(
         regrade_all=regrade_all,
         quiz_file=quiz,
         seed=seed,
+        grade=remote,
     )
     _print_run(report, out, output_format)
     if report.problems:
         raise typer.Exit(EXIT_INVALID)
+
+
+def _remote_grading(broker: str, device: Device) -> "RemoteGrading":
+    """Grading on `vaequiz worker` processes (the serve extra's Celery), or a clear exit."""
+    try:
+        import celery  # noqa: F401
+        import redis  # noqa: F401
+    except ModuleNotFoundError as err:
+        fail(f"--broker needs celery[redis] (the 'serve' extra; {err.name} is missing): pip install 'vaequiz[serve]'")
+    from vaequiz.grading.remote import BrokerError, RemoteGrading
+
+    try:
+        return RemoteGrading(broker, device.value)
+    except BrokerError as err:
+        fail(str(err))
 
 
 def _print_dry_run(report: BatchReport) -> None:

@@ -14,12 +14,41 @@ from typing import Annotated, Any, Optional
 import typer
 
 from vaequiz.cli.app import EXIT_INVALID, BankOption, app, fail, resolve_bank
+from vaequiz.cli.grade import Device, DeviceOpt
 
 DbOption = Annotated[
     Optional[str],
     typer.Option("--db", help="Database URL: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB "
                  "(default: vaequiz-serve.db in the current folder).", show_default=False),
 ]
+
+
+BrokerOption = Annotated[
+    Optional[str],
+    typer.Option("--broker", help="Celery broker (Redis) URL, redis://HOST:PORT/DB: grading goes to `vaequiz worker` processes.",
+                 show_default=False),
+]
+LeaseOption = Annotated[
+    float,
+    typer.Option("--lease", min=1.0, max=3600.0, help="Seconds a grading job stays claimed without renewal "
+                 "(renewed every quarter of it); a killed grader's jobs are queued again after it."),
+]
+
+
+def _need_celery() -> None:
+    try:
+        import celery  # noqa: F401
+        import redis  # noqa: F401
+    except ModuleNotFoundError as err:
+        fail(f"--broker needs celery[redis] (the 'serve' extra; {err.name} is missing): pip install 'vaequiz[serve]'")
+
+
+def _check_device(device: Device) -> None:
+    from vaequiz.serve.broker import check_device
+
+    problem = check_device(device.value)
+    if problem:
+        fail(problem)
 
 
 def _need_extra() -> None:
@@ -80,8 +109,12 @@ def serve(
     create_instructor: Annotated[
         Optional[str], typer.Option("--create-instructor", metavar="EMAIL", help="Create the instructor account (password from stdin or a prompt) and exit.")
     ] = None,
+    broker: BrokerOption = None,
+    device: DeviceOpt = Device.cpu,
+    lease: LeaseOption = 60.0,
 ) -> None:
-    """Serve quizzes live: students sign in, answers are saved and graded on the server."""
+    """Serve quizzes live: students sign in, answers are saved and graded on the server (or, with
+    --broker, by `vaequiz worker` processes; --device cuda sends code to the GPU queue)."""
     _need_extra()
     if create_instructor is not None:
         from vaequiz.serve.accounts import AccountError, create_instructor as create
@@ -105,9 +138,51 @@ def serve(
     _database(db)
     from vaequiz.serve.db import default_url
 
+    if broker:
+        _need_celery()
+        _check_broker(broker)
+    elif workers != 0:
+        _check_device(device)  # this server grades code itself
     settings = Settings(code_per_minute=code_per_minute, grading_threads=default_threads() if workers is None else workers)
     run(root, quiz or [], practice or [], db or default_url(), host, port, settings, time_limit,
-        announce=lambda line: typer.echo(line, err=True))
+        announce=lambda line: typer.echo(line, err=True), broker=broker, device=device.value, lease_s=lease)
+
+
+def _check_broker(url: str) -> None:
+    from vaequiz.grading.remote import BrokerError, celery_app, check_reachable
+
+    try:
+        check_reachable(celery_app(url), set(), need_workers=False)
+    except BrokerError as err:
+        fail(str(err))
+
+
+@app.command()
+def worker(
+    broker: Annotated[str, typer.Option("--broker", help="Celery broker (Redis) URL, the one the servers use.")],
+    db: DbOption = None,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", min=1, max=256, help="Answers graded at once: threads and warm sandbox workers (default: all cores).")
+    ] = None,
+    device: DeviceOpt = Device.cpu,
+    lease: LeaseOption = 60.0,
+    hide: Annotated[
+        Optional[list[Path]], typer.Option("--hide", help="A folder snippets must not read, e.g. the course's bank on this machine (repeatable).")
+    ] = None,
+) -> None:
+    """Grade for `vaequiz serve --broker` and `grade-sheets --broker`: a Celery worker with its own
+    warm sandbox pool; --device cuda takes the GPU queue. Stop it with Ctrl-C or SIGTERM."""
+    _need_extra()
+    _need_celery()
+    _check_device(device)
+    _check_broker(broker)
+    from vaequiz.serve.broker import run_worker
+    from vaequiz.serve.db import default_url
+    from vaequiz.serve.server import default_threads
+
+    engine = _database(db)
+    run_worker(broker, engine, workers or default_threads(), device.value, lease, [p.resolve() for p in hide or []],
+               announce=lambda line: typer.echo(line, err=True))
 
 
 @app.command()

@@ -37,6 +37,8 @@ from vaequiz.grading.review import apply_overrides
 from vaequiz.grading.results import RESULTS_FILE, ResultsLog, compact_results, read_results
 
 SandboxFactory = Callable[[], AbstractContextManager[SandboxRunner]]
+RemoteGrade = Callable[[AnyQuestion, Reading], Graded]
+"""Grades one answer somewhere else (`vaequiz worker`), as :func:`grade_reading` would here."""
 
 REASONS = {
     "forced": "--regrade was given",
@@ -162,6 +164,7 @@ def grade_batch(
     report: Optional[BatchReport] = None,
     shown: Optional[Layouts] = None,
     quizzes: Optional[QuizLookup] = None,
+    grade: Optional[RemoteGrade] = None,
 ) -> BatchReport:
     """Grade ``readings`` (from sheets) and every stored result that went stale into ``out``.
 
@@ -170,7 +173,9 @@ def grade_batch(
     else ``asked`` plus those already in the results. ``shown`` is how each sheet's page showed
     its questions; ``quizzes`` gives feedback pages their quiz title and what they reveal (the
     bank's quiz specs when not given). ``dry_run`` grades but writes nothing;
-    ``report.changes`` then says what would change.
+    ``report.changes`` then says what would change. ``grade`` grades one answer elsewhere (on
+    `vaequiz worker` processes) instead of here: no sandbox opens, ``workers`` answers are in
+    flight at once, and everything else is the same.
     """
     report = report or BatchReport()
     report.dry_run = dry_run
@@ -217,7 +222,7 @@ def grade_batch(
         if old is not None and layout is not None and ShownAs.of(old) != layout:
             relaid[(student, question.id)] = old.model_copy(update=layout.fields())  # display only
 
-    needs_sandbox = any(
+    needs_sandbox = grade is None and any(
         isinstance(p.question, CodeQuestion) and p.reading.problem is None and not p.reading.unanswered
         for p in pending
     )
@@ -235,7 +240,9 @@ def grade_batch(
         stack.enter_context(bar)
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, workers)))
         futures: dict[Future[Graded], _Pair] = {
-            pool.submit(grade_reading, grader, p.question, p.reading): p for p in pending
+            (pool.submit(grade, p.question, p.reading) if grade is not None
+             else pool.submit(grade_reading, grader, p.question, p.reading)): p
+            for p in pending
         }
         for future in as_completed(futures):
             pair = futures[future]

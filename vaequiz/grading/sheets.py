@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import ID_PATTERN, AnyQuestion, Flashcard, MultipleChoice
 from vaequiz.grading.answers import Reading, read_answer, valid_text
-from vaequiz.grading.batch import BatchReport, Readings, SandboxFactory, grade_batch
+from vaequiz.grading.batch import BatchReport, Readings, RemoteGrade, SandboxFactory, grade_batch
 from vaequiz.grading.feedback import QuizLookup, SheetLayouts
 from vaequiz.grading.grader import ShownAs
 from vaequiz.grading.models import AnswerSheet
@@ -344,6 +344,7 @@ def grade_sheets(
     regrade_all: bool = False,
     quiz_file: Optional[Path] = None,
     seed: Optional[int] = None,
+    grade: Optional[RemoteGrade] = None,
 ) -> BatchReport:
     """Grade every sheet into ``out``, resuming from ``out/results.jsonl``: a stored result is
     kept while its question, the grader and the answer are unchanged, and regraded otherwise.
@@ -385,4 +386,5 @@ def grade_sheets(
         report=report,
         shown=shown,
         quizzes=quizzes,
+        grade=grade,
     )

@@ -148,7 +148,7 @@ _META_CSP = re.compile(r'<meta http-equiv="Content-Security-Policy"[^>]*>\n?')
 class Service:
     """Request handlers over one database, one course and one grading worker."""
 
-    def __init__(self, engine: Engine, course: Course, worker: jobs.Worker, settings: Settings) -> None:
+    def __init__(self, engine: Engine, course: Course, worker: jobs.Dispatch, settings: Settings) -> None:
         self.engine = engine
         self.course = course
         self.worker = worker
@@ -598,7 +598,7 @@ def grades_csv_text(items: list[ItemResult], questions: list[str]) -> str:
         return path.read_text(encoding="utf-8")
 
 
-def create_app(engine: Engine, course: Course, worker: jobs.Worker, settings: Settings) -> Starlette:
+def create_app(engine: Engine, course: Course, worker: jobs.Dispatch, settings: Settings) -> Starlette:
     """The app; starting it starts the grading worker, stopping it stops the worker."""
     service = Service(engine, course, worker, settings)
 

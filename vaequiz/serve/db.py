@@ -97,6 +97,9 @@ jobs = Table(
     Column("enqueued_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
+    Column("claimed_by", String(200)),  # the grader holding a running job (host:pid:random)
+    Column("lease_until", DateTime(timezone=True)),  # renewed while it grades; past it, the job is queued again
+    Column("published_at", DateTime(timezone=True)),  # sent to the Celery broker (None: not yet, or again)
 )
 
 results = Table(

@@ -4,26 +4,36 @@ Every saved answer is a new revision (all are kept). A grading is a job row writ
 transaction as the revision it grades; a worker claims a job (queued -> running), grades it and
 writes the result row and ``done`` in one transaction. Results are unique per revision, so a job
 run twice (a server killed after grading, before committing) still leaves exactly one result.
-On start, every job left ``running`` by a killed server is queued again.
+A claim is a lease: the grader (a server thread or a `vaequiz worker` anywhere) renews it while
+it grades; a job whose lease ran out (its grader was killed) is queued again by any server, and
+only such jobs, so servers sharing one database never take each other's running jobs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
+import socket
 import threading
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from vaequiz.bank.models import CodeQuestion
+from vaequiz.bank.models import AnyQuestion
+from vaequiz.grading.answers import Reading
 from vaequiz.grading.batch import grade_reading
 from vaequiz.grading.fingerprint import GRADER_VERSION
 from vaequiz.grading.grader import Grader, item_result, refused
 from vaequiz.grading.models import ItemResult
+from vaequiz.grading.portable import needs_sandbox, question_from_json, question_json, reading_from_json, reading_json
 from vaequiz.serve.course import Course
 from vaequiz.serve.db import attempts, jobs, now, results, revisions, users
 
@@ -31,6 +41,7 @@ MAX_TRIES = 3
 """A job whose grading failed this often gets a result saying so instead of another try."""
 
 NULL = "null"
+log = logging.getLogger("vaequiz.serve")
 
 
 def dump(value: Any) -> str:
@@ -90,12 +101,6 @@ def enqueue(db: Connection, attempt_id: int, questions: list[str]) -> dict[str, 
     return queued
 
 
-def requeue_interrupted(engine: Engine) -> int:
-    """Queue again every job a stopped server left running; how many there were."""
-    with engine.begin() as db:
-        return db.execute(update(jobs).where(jobs.c.state == "running").values(state="queued", started_at=None)).rowcount
-
-
 @dataclass(frozen=True)
 class QuestionState:
     state: str  # "saved" (no grading asked), "queued", "running", "graded"
@@ -129,9 +134,255 @@ def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
     return states
 
 
+LEASE_S = 60.0
+"""How long a claimed job stays with its grader without a renewal; graders renew every LEASE_S / 4.
+Past it (the grader was killed or hangs), a server queues the job again."""
+
+
+def owner_name() -> str:
+    """Who holds a claim: host, process and a random part (a restarted process is someone new)."""
+    return f"{socket.gethostname()[:120]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def requeue_expired(engine: Engine) -> int:
+    """Queue again every running job whose lease ran out (or that has none: a server from before
+    leases); how many. Jobs another live server or worker is grading keep their claim."""
+    with engine.begin() as db:
+        return db.execute(
+            update(jobs)
+            .where(and_(jobs.c.state == "running", or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now())))
+            .values(state="queued", started_at=None, claimed_by=None, lease_until=None, published_at=None)
+        ).rowcount
+
+
+def _claimed(lease_s: float, owner: str) -> dict[str, Any]:
+    moment = now()
+    return {"state": "running", "started_at": moment, "tries": jobs.c.tries + 1, "claimed_by": owner,
+            "lease_until": moment + timedelta(seconds=lease_s)}
+
+
+def claim_next(engine: Engine, owner: str, lease_s: float) -> Optional[tuple[int, int]]:
+    """Take the oldest queued job (queued -> running, leased to ``owner``): (job id, tries), or
+    None when there is none. Two servers on one PostgreSQL never take the same job (SKIP
+    LOCKED, and the state check)."""
+    with engine.begin() as db:
+        row = db.execute(
+            select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(1).with_for_update(skip_locked=True)
+        ).first()
+        if row is None:
+            return None
+        taken = db.execute(
+            update(jobs).where(and_(jobs.c.id == row.id, jobs.c.state == "queued")).values(**_claimed(lease_s, owner))
+        ).rowcount
+        if taken != 1:
+            return None
+        return row.id, db.execute(select(jobs.c.tries).where(jobs.c.id == row.id)).scalar_one()
+
+
+def claim(engine: Engine, job_id: int, revision_id: int, owner: str, lease_s: float) -> Optional[int]:
+    """Take this job if it is still queued for this revision; its tries, or None when it is done,
+    held by another grader, or unknown (a message delivered twice is graded once)."""
+    with engine.begin() as db:
+        taken = db.execute(
+            update(jobs)
+            .where(and_(jobs.c.id == job_id, jobs.c.revision_id == revision_id, jobs.c.state == "queued"))
+            .values(**_claimed(lease_s, owner))
+        ).rowcount
+        if taken != 1:
+            return None
+        return db.execute(select(jobs.c.tries).where(jobs.c.id == job_id)).scalar_one()
+
+
+class LeaseKeeper:
+    """Renews the lease of every job ``owner`` holds, from one thread (one UPDATE a period), so a
+    slow grading keeps its job and a killed grader's jobs expire."""
+
+    def __init__(self, engine: Engine, owner: str, lease_s: float) -> None:
+        self.engine = engine
+        self.owner = owner
+        self.lease_s = lease_s
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def renew(self) -> int:
+        with self.engine.begin() as db:
+            return db.execute(
+                update(jobs).where(and_(jobs.c.claimed_by == self.owner, jobs.c.state == "running"))
+                .values(lease_until=now() + timedelta(seconds=self.lease_s))
+            ).rowcount
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.lease_s / 4):
+            try:
+                self.renew()
+            except SQLAlchemyError as err:  # the database is back soon; the lease has slack
+                log.warning("could not renew job leases: %s", err)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="vaequiz-leases", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+@dataclass(frozen=True)
+class JobTask:
+    """Everything grading one job needs, worked out by a server that serves its quiz: the
+    question (with the quiz's points) and the answer as read for this student's variant. A
+    worker on another machine needs neither the bank nor the quiz files. ``question`` is None
+    when the quiz or question is no longer served."""
+
+    job_id: int
+    revision_id: int
+    attempt_id: int
+    student: str
+    quiz: str
+    question_id: str
+    question: Optional[AnyQuestion]
+    reading: Optional[Reading]
+    fingerprint: Optional[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job_id, "revision": self.revision_id, "attempt": self.attempt_id, "student": self.student,
+            "quiz": self.quiz, "question_id": self.question_id,
+            "question": None if self.question is None else question_json(self.question),
+            "reading": None if self.reading is None else reading_json(self.reading),
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "JobTask":
+        return cls(
+            job_id=int(data["job"]), revision_id=int(data["revision"]), attempt_id=int(data["attempt"]),
+            student=str(data["student"]), quiz=str(data["quiz"]), question_id=str(data["question_id"]),
+            question=None if data["question"] is None else question_from_json(data["question"]),
+            reading=None if data["reading"] is None else reading_from_json(data["reading"]),
+            fingerprint=data["fingerprint"],
+        )
+
+    @property
+    def needs_sandbox(self) -> bool:
+        return self.question is not None and self.reading is not None and needs_sandbox(self.question, self.reading)
+
+
+def prepare(db: Connection, course: Course, job_id: int) -> Optional[JobTask]:
+    """The job's task, read from its rows and the course; None when there is no such job."""
+    row = db.execute(
+        select(jobs.c.revision_id, revisions.c.question, revisions.c.value,
+               attempts.c.id.label("attempt_id"), attempts.c.quiz, users.c.name)
+        .join(revisions, revisions.c.id == jobs.c.revision_id)
+        .join(attempts, attempts.c.id == jobs.c.attempt_id)
+        .join(users, users.c.id == attempts.c.user_id)
+        .where(jobs.c.id == job_id)
+    ).first()
+    if row is None:
+        return None
+    served = course.get(row.quiz)
+    question = served.questions.get(row.question) if served is not None else None
+    if served is None or question is None:
+        return JobTask(job_id, row.revision_id, row.attempt_id, row.name, row.quiz, row.question, None, None, None)
+    reading = served.reading(row.name, row.question, json.loads(row.value))
+    return JobTask(job_id, row.revision_id, row.attempt_id, row.name, row.quiz, row.question, question, reading,
+                   served.fingerprints[row.question])
+
+
+class Graders:
+    """One Grader shared by a process's grading threads. Its sandbox (for code) opens when the
+    first code answer needs it, or at once with ``open_now`` (a worker keeps a warm pool)."""
+
+    def __init__(self, sandbox_factory: Callable[[], Any], device: str = "cpu") -> None:
+        self.sandbox_factory = sandbox_factory
+        self.device = device
+        self._stack = ExitStack()
+        self._lock = threading.Lock()
+        self._grader = Grader(None, device)
+
+    def get(self, sandbox: bool) -> Grader:
+        if sandbox and self._grader.sandbox is None:
+            with self._lock:
+                if self._grader.sandbox is None:
+                    opened = self._stack.enter_context(self.sandbox_factory())
+                    self._grader = Grader(opened, self.device)  # known mistakes need the sandbox too
+        return self._grader
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def grade_task(graders: Graders, task: JobTask, last_try: bool) -> Optional[ItemResult]:
+    """The one "grade this job" function, for the server's own threads and `vaequiz worker`
+    alike: the job's result, or None when the grader itself failed and another try is left."""
+    if task.question is None or task.reading is None:
+        return ItemResult(
+            student=task.student, question=task.question_id, kind="unknown", passed=False, score=0, points=0,
+            max_points=0, error="this question is no longer served", quiz=task.quiz,
+        )
+    try:
+        graded = grade_reading(graders.get(task.needs_sandbox), task.question, task.reading)
+        if graded.retry and not last_try:
+            return None
+    except Exception as err:  # a grader bug must not stop the queue
+        log.exception("grading job %s failed", task.job_id)
+        if not last_try:
+            return None
+        graded = refused(f"could not be graded ({type(err).__name__}); the instructor has been told")
+    return item_result(task.student, task.question, task.reading.answer, graded, task.quiz).model_copy(
+        update={"fingerprint": task.fingerprint, "grader_version": GRADER_VERSION, "params": task.reading.params}
+    )
+
+
+def run_job(engine: Engine, graders: Graders, task: JobTask, tries: int) -> bool:
+    """Grade a claimed job and write its result, or queue it again when the grader failed and
+    tries are left; True when it is done."""
+    item = grade_task(graders, task, last_try=tries >= MAX_TRIES)
+    if item is None:
+        release(engine, task.job_id)
+        return False
+    finish(engine, task.job_id, task.revision_id, task.attempt_id, item)
+    return True
+
+
+def release(engine: Engine, job_id: int) -> None:
+    """A claimed job back to the queue (and to be published again)."""
+    with engine.begin() as db:
+        db.execute(update(jobs).where(jobs.c.id == job_id).values(
+            state="queued", started_at=None, claimed_by=None, lease_until=None, published_at=None
+        ))
+
+
+def finish(engine: Engine, job_id: int, revision_id: int, attempt_id: int, item: ItemResult) -> None:
+    """The result and ``done`` in one transaction; a result already there is kept."""
+    line = json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
+    done = {"state": "done", "finished_at": now(), "claimed_by": None, "lease_until": None}
+    try:
+        with engine.begin() as db:
+            db.execute(insert(results).values(
+                revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=line, graded_at=now()
+            ))
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(**done))
+    except IntegrityError:
+        with engine.begin() as db:
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(**done))
+
+
+class Dispatch(Protocol):
+    """What the app needs of grading: started and stopped with it, told after every commit that
+    queued jobs. The server's own threads (:class:`Worker`) or the Celery publisher."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def notify(self) -> None: ...
+
+
 class Worker:
-    """Grades queued jobs on ``threads`` threads with one Grader; the sandbox (for code) starts
-    when the first code answer arrives. ``sandbox_factory`` opens a sandbox context."""
+    """Grades queued jobs on ``threads`` threads of this server with one Grader; the sandbox (for
+    code) starts when the first code answer arrives. ``sandbox_factory`` opens a sandbox context."""
 
     def __init__(
         self,
@@ -139,20 +390,27 @@ class Worker:
         course: Course,
         threads: int,
         sandbox_factory: Callable[[], Any],
+        lease_s: float = LEASE_S,
+        device: str = "cpu",
     ) -> None:
         self.engine = engine
         self.course = course
         self.threads = max(0, threads)
-        self.sandbox_factory = sandbox_factory
+        self.lease_s = lease_s
+        self.owner = owner_name()
+        self.graders = Graders(sandbox_factory, device)
+        self.leases = LeaseKeeper(engine, self.owner, lease_s)
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self._stack = ExitStack()
-        self._sandbox_lock = threading.Lock()
-        self.grader = Grader(None)
         self._threads: list[threading.Thread] = []
+        self._swept = 0.0
+        self._sweep_lock = threading.Lock()
 
     def start(self) -> None:
-        requeue_interrupted(self.engine)
+        requeue_expired(self.engine)
+        self._swept = time.monotonic()
+        if self.threads:
+            self.leases.start()
         for number in range(self.threads):
             thread = threading.Thread(target=self._loop, name=f"vaequiz-grader-{number}", daemon=True)
             thread.start()
@@ -163,98 +421,44 @@ class Worker:
         self.wake.set()
         for thread in self._threads:
             thread.join(timeout=60)
-        self._stack.close()
+        self.leases.stop()
+        self.graders.close()
 
     def notify(self) -> None:
         self.wake.set()
 
+    def _sweep(self) -> None:
+        """Now and then, queue again the jobs of graders that stopped renewing their lease."""
+        with self._sweep_lock:
+            if time.monotonic() - self._swept < self.lease_s / 2:
+                return
+            self._swept = time.monotonic()
+        requeue_expired(self.engine)
+
     def _loop(self) -> None:
         while not self.stopping.is_set():
-            job = self.claim()
-            if job is None:
+            try:
+                self._sweep()
+                claimed = self.claim()
+            except SQLAlchemyError as err:  # the database is back soon
+                log.warning("could not take a job: %s", err)
+                claimed = None
+            if claimed is None:
                 self.wake.wait(timeout=1.0)
                 self.wake.clear()
                 continue
-            self.run(job)
+            self.run(claimed)
 
-    def claim(self) -> Optional[int]:
-        """Take the oldest queued job (queued -> running); None when there is none. Two servers
-        on one PostgreSQL never take the same job (SKIP LOCKED, and the state check)."""
-        with self.engine.begin() as db:
-            row = db.execute(
-                select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(1).with_for_update(skip_locked=True)
-            ).first()
-            if row is None:
-                return None
-            taken = db.execute(
-                update(jobs).where(and_(jobs.c.id == row.id, jobs.c.state == "queued"))
-                .values(state="running", started_at=now(), tries=jobs.c.tries + 1)
-            ).rowcount
-            return row.id if taken == 1 else None
+    def claim(self) -> Optional[tuple[int, int]]:
+        """The oldest queued job, now leased to this server: (job id, tries), or None."""
+        return claim_next(self.engine, self.owner, self.lease_s)
 
-    def _ensure_sandbox(self) -> None:
-        with self._sandbox_lock:
-            if self.grader.sandbox is None:
-                self.grader.sandbox = self._stack.enter_context(self.sandbox_factory())
-
-    def run(self, job_id: int) -> None:
+    def run(self, claimed: tuple[int, int]) -> None:
+        job_id, tries = claimed
         with self.engine.connect() as db:
-            row = db.execute(
-                select(jobs.c.revision_id, jobs.c.tries, revisions.c.question, revisions.c.value,
-                       attempts.c.id.label("attempt_id"), attempts.c.quiz, users.c.name)
-                .join(revisions, revisions.c.id == jobs.c.revision_id)
-                .join(attempts, attempts.c.id == jobs.c.attempt_id)
-                .join(users, users.c.id == attempts.c.user_id)
-                .where(jobs.c.id == job_id)
-            ).one()
-        served = self.course.get(row.quiz)
-        question = served.questions.get(row.question) if served is not None else None
-        if served is None or question is None:
-            item = ItemResult(
-                student=row.name, question=row.question, kind="unknown", passed=False, score=0, points=0,
-                max_points=0, error="this question is no longer served", quiz=row.quiz,
-            )
-            self.finish(job_id, row.revision_id, row.attempt_id, item)
-            return
-        reading = served.reading(row.name, row.question, json.loads(row.value))
-        try:
-            if isinstance(question, CodeQuestion) and reading.problem is None and not reading.unanswered:
-                self._ensure_sandbox()
-            graded = grade_reading(self.grader, question, reading)
-            if graded.retry and row.tries < MAX_TRIES:
-                self.requeue(job_id)
-                return
-        except Exception as err:  # a grader bug must not stop the queue
-            if row.tries < MAX_TRIES:
-                self.requeue(job_id)
-                return
-            graded = refused(f"could not be graded ({type(err).__name__}); the instructor has been told")
-        item = item_result(row.name, question, reading.answer, graded, row.quiz).model_copy(
-            update={
-                "fingerprint": served.fingerprints[row.question],
-                "grader_version": GRADER_VERSION,
-                "params": reading.params,
-            }
-        )
-        self.finish(job_id, row.revision_id, row.attempt_id, item)
-
-    def requeue(self, job_id: int) -> None:
-        with self.engine.begin() as db:
-            db.execute(update(jobs).where(jobs.c.id == job_id).values(state="queued", started_at=None))
-        self.stopping.wait(timeout=1.0)
-
-    def finish(self, job_id: int, revision_id: int, attempt_id: int, item: ItemResult) -> None:
-        """The result and ``done`` in one transaction; a result already there is kept."""
-        line = json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
-        try:
-            with self.engine.begin() as db:
-                db.execute(insert(results).values(
-                    revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=line, graded_at=now()
-                ))
-                db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
-        except IntegrityError:
-            with self.engine.begin() as db:
-                db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
+            task = prepare(db, self.course, job_id)
+        if task is not None and not run_job(self.engine, self.graders, task, tries):
+            self.stopping.wait(timeout=1.0)
 
 
 def hidden_paths(course: Course) -> list[Path]:

@@ -1,0 +1,159 @@
+"""`vaequiz serve --broker`: grading jobs go through Celery to `vaequiz worker` processes.
+
+The server still writes every job row in the transaction of its answer; a publisher thread then
+sends each queued, unpublished job to the broker and marks it published. Killed between the
+commit and the publish, a server publishes the job on its next start (or another server does
+on its next sweep). A worker claims the row (in a transaction, leased) before grading, so a
+message delivered twice, or a job re-published after its worker died, is graded once; the
+result is unique per answer revision.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from sqlalchemy import Engine, and_, select, update
+from sqlalchemy.exc import OperationalError
+
+from vaequiz.grading.remote import CPU_QUEUE, GPU_QUEUE, GRADE_JOB, celery_app, check_reachable, queue_for, register_answer_task
+from vaequiz.serve.course import Course
+from vaequiz.serve.db import jobs, now
+from vaequiz.serve.jobs import LEASE_S, Graders, JobTask, LeaseKeeper, claim, owner_name, prepare, requeue_expired, run_job
+
+log = logging.getLogger("vaequiz.serve")
+PUBLISH_BATCH = 200
+
+
+class Publisher:
+    """The server's side of the broker (a :class:`~vaequiz.serve.jobs.Dispatch`): publishes
+    queued jobs after every commit that made some, and sweeps now and then for jobs never
+    published and for jobs whose worker's lease ran out."""
+
+    def __init__(self, engine: Engine, course: Course, broker_url: str, device: str = "cpu",
+                 lease_s: float = LEASE_S) -> None:
+        self.engine = engine
+        self.course = course
+        self.app = celery_app(broker_url)
+        self.device = device
+        self.lease_s = lease_s
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._swept = 0.0
+
+    def start(self) -> None:
+        check_reachable(self.app, set(), need_workers=False)
+        requeue_expired(self.engine)
+        self._swept = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="vaequiz-publisher", daemon=True)
+        self._thread.start()
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(timeout=max(0.5, self.lease_s / 4))
+            self.wake.clear()
+            try:
+                if time.monotonic() - self._swept >= self.lease_s / 2:
+                    self._swept = time.monotonic()
+                    requeue_expired(self.engine)
+                while self.publish_pending() == PUBLISH_BATCH and not self.stopping.is_set():
+                    pass
+            except Exception as err:  # the broker or the database is back soon; the rows wait
+                log.warning("could not publish grading jobs: %s", err)
+                self.stopping.wait(timeout=1.0)
+
+    def publish_pending(self) -> int:
+        """Publish the oldest queued jobs not yet published; how many."""
+        with self.engine.connect() as db:
+            waiting = db.execute(
+                select(jobs.c.id).where(and_(jobs.c.state == "queued", jobs.c.published_at.is_(None)))
+                .order_by(jobs.c.id).limit(PUBLISH_BATCH)
+            ).scalars().all()
+            tasks = [task for task in (prepare(db, self.course, job_id) for job_id in waiting) if task is not None]
+        for task in tasks:
+            queue = CPU_QUEUE if task.question is None else queue_for(task.question, self.device)
+            self.app.send_task(GRADE_JOB, args=[task.to_json()], queue=queue)
+            with self.engine.begin() as db:  # published first, marked after: a crash between re-publishes (harmless)
+                db.execute(update(jobs).where(and_(jobs.c.id == task.job_id, jobs.c.state == "queued"))
+                           .values(published_at=now()))
+        return len(waiting)
+
+
+def register_job_task(app: Any, engine: Engine, graders: Graders, owner: str, lease_s: float) -> None:
+    """The worker side: claim the job's row, grade it with the shared function, write the result."""
+
+    @app.task(name=GRADE_JOB, bind=True, max_retries=None)
+    def grade_job(self: Any, payload: dict[str, Any]) -> None:
+        task = JobTask.from_json(payload)
+        try:
+            tries = claim(engine, task.job_id, task.revision_id, owner, lease_s)
+            if tries is None:
+                return  # graded already, being graded elsewhere, or not a job of this database
+            run_job(engine, graders, task, tries)
+        except OperationalError as err:  # the database is unreachable: the message comes back
+            log.warning("job %s: database unavailable (%s); retrying", task.job_id, err)
+            raise self.retry(countdown=5)
+
+
+def check_device(device: str) -> Optional[str]:
+    """Why ``device`` cannot grade here (no CUDA), or None."""
+    if device != "cuda":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return "--device cuda was given but torch sees no CUDA device on this machine; use --device cpu (the default)"
+    return None
+
+
+def run_worker(broker_url: str, engine: Engine, workers: int, device: str, lease_s: float = LEASE_S,
+               hide: Sequence[Path] = (), announce: Any = print) -> None:
+    """A Celery worker with ``workers`` threads over one warm sandbox pool of as many processes;
+    ``--device cuda`` workers take only the GPU queue. Returns when the worker is stopped
+    (SIGTERM or SIGINT: running gradings finish first)."""
+    from vaequiz.grading.sandbox import Sandbox
+
+    app = celery_app(broker_url)
+    check_reachable(app, set(), need_workers=False)
+    owner = owner_name()
+
+    @contextmanager
+    def sandbox() -> Iterator[Any]:
+        # the bundled bank, the reference code and a checkout are hidden anyway; ``hide`` adds more
+        with Sandbox(workers=workers, device=device, hide_paths=hide) as opened:
+            yield opened
+
+    graders = Graders(sandbox, device)
+    graders.get(True)  # warm now: the first job should not wait for torch to load
+    leases = LeaseKeeper(engine, owner, lease_s)
+    register_job_task(app, engine, graders, owner, lease_s)
+    register_answer_task(app, graders.get)
+    queue = GPU_QUEUE if device == "cuda" else CPU_QUEUE
+    leases.start()
+    announce(f"vaequiz worker {owner}: {workers} grader(s) on {device}, queue {queue}, broker "
+             f"{app.conf.broker_url}, database {engine.url.render_as_string(hide_password=True)}")
+    try:
+        app.worker_main([
+            "worker", "--pool=threads", f"--concurrency={workers}", "--queues", queue,
+            "--hostname", f"vaequiz-{device}-{os.getpid()}@%h", "--loglevel=WARNING",
+            "--without-gossip", "--without-mingle",
+        ])
+    finally:
+        leases.stop()
+        graders.close()
