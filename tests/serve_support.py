@@ -194,11 +194,11 @@ def wait_graded(client: Any, attempt: int, count: int, timeout: float = 300) -> 
         time.sleep(0.2)
 
 
-def start_server(quiz_args: list[str], url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(quiz_args: list[str], url: str, port: int, log: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     """`vaequiz serve` in its own session on ``port``, once it answers."""
     process = subprocess.Popen(
         [sys.executable, "-m", "vaequiz", "serve", "--bank", str(BUNDLED_BANK), *quiz_args,
-         "--db", url, "--port", str(port), "--workers", "1"],
+         "--db", url, "--port", str(port), "--workers", "1", *extra],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log.open("ab"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -221,3 +221,157 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     process.wait(timeout=30)
+
+
+# ---------------------------------------------------------------- Redis and `vaequiz worker`
+
+WORKER_LEASE_S = 5
+"""The job lease the test workers take (``.ci/run`` starts its workers with the same), so a
+killed worker's job is queued again within seconds."""
+SERVICE_TABLES = ["results", "jobs", "revisions", "attempts", "releases", "sessions", "sign_in_tokens", "settings", "users"]
+
+
+def _wait_for(ready: Any, what: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + 120  # a hang guard
+    while not ready():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"{what} exited: {log.read_text() if log else ''}")
+        assert time.monotonic() < deadline, f"{what} did not come up"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis URL: the redis-server .ci/run started ($VAEQUIZ_TEST_REDIS), or one started here.
+    A missing redis-server fails the tests; it never skips them."""
+    given = os.environ.get("VAEQUIZ_TEST_REDIS")
+    if given:
+        yield given
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is not installed (Debian redis-server); run `bash .ci/setup test`")
+    import redis
+
+    folder, port = Path(tempfile.mkdtemp(prefix="vaequiz-redis-")), _free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "", "--appendonly", "no"],
+        stdout=(folder / "log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis(port=port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    try:
+        _wait_for(answers, "redis-server", process, folder / "log")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        kill(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_worker(broker: str, url: str, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
+    """`vaequiz worker` in its own session (its sandbox processes in its process group)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "vaequiz", "worker", "--broker", broker, "--db", url, "--workers", str(workers),
+         "--lease", str(WORKER_LEASE_S)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_group_of(pid: int) -> None:
+    """SIGKILL to a process and its process group (a worker and its sandbox), like a crash."""
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class Workers:
+    """Two `vaequiz worker` processes on one broker and one database (PostgreSQL): the ones
+    .ci/run started ($VAEQUIZ_TEST_WORKERS: their database URL; $VAEQUIZ_TEST_WORKER_PIDS), or
+    ones started here. A test may kill one; a replacement keeps two running."""
+
+    def __init__(self, broker: str, url: str, pids: list[int], folder: Path) -> None:
+        self.broker = broker
+        self.url = url
+        self.pids = pids
+        self.folder = folder
+        self.started: list[subprocess.Popen[bytes]] = []
+        self.gone: set[int] = set()
+        """Workers killed by a test (their jobs, graded before, name them)."""
+
+    def start(self) -> int:
+        process = start_worker(self.broker, self.url, self.folder / f"worker-{len(self.started)}.log")
+        self.started.append(process)
+        self.pids.append(process.pid)
+        return process.pid
+
+    def replace(self, pid: int) -> None:
+        kill_group_of(pid)
+        self.pids.remove(pid)
+        self.gone.add(pid)
+        for process in self.started:
+            if process.pid == pid:
+                process.wait(timeout=30)
+        self.start()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.folder.glob("worker-*.log")))
+
+    def fresh_database(self) -> None:
+        """Empty the workers' database (each test starts from nothing; ids keep counting up, so a
+        stale message of an earlier test never matches a new job)."""
+        from sqlalchemy import delete
+
+        from vaequiz.serve.server import database
+
+        engine = database(self.url)
+        with engine.begin() as db:
+            for table in SERVICE_TABLES:
+                from vaequiz.serve.db import metadata
+
+                db.execute(delete(metadata.tables[table]))
+        engine.dispose()
+
+    def stop(self) -> None:
+        for process in self.started:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in self.started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                kill(process)
+
+
+@pytest.fixture(scope="session")
+def broker_workers(redis_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Workers]:
+    folder = tmp_path_factory.mktemp("workers")
+    given = os.environ.get("VAEQUIZ_TEST_WORKERS")
+    if given:
+        pids = [int(p) for p in os.environ.get("VAEQUIZ_TEST_WORKER_PIDS", "").split()]
+        workers = Workers(redis_url, given, pids, folder)
+    else:
+        import psycopg
+
+        from vaequiz.serve.server import database
+
+        server = request.getfixturevalue("postgres_server")
+        name = f"vaequiz_workers_{secrets.token_hex(4)}"
+        with psycopg.connect(server.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        workers = Workers(redis_url, _with_database(server, name), [], folder)
+        database(workers.url).dispose()  # migrated once, before two workers start
+        workers.start()
+        workers.start()
+    try:
+        yield workers
+    finally:
+        workers.stop()

@@ -89,7 +89,7 @@ def check_reachable(app: "Celery", queues: set[str], need_workers: bool) -> None
     if missing:
         device = " --device cuda" if GPU_QUEUE in missing else ""
         raise BrokerError(
-            f"no vaequiz worker takes the {', '.join(missing)} queue on {app.conf.broker_url}; start one with "
+            f"no vaequiz worker takes the queue(s) {', '.join(missing)} on {app.conf.broker_url}; start one with "
             f"`vaequiz worker --broker URL{device}`"
         )
 

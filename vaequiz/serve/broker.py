@@ -82,15 +82,18 @@ class Publisher:
         """Publish the oldest queued jobs not yet published; how many."""
         with self.engine.connect() as db:
             waiting = db.execute(
-                select(jobs.c.id).where(and_(jobs.c.state == "queued", jobs.c.published_at.is_(None)))
+                select(jobs.c.id, jobs.c.tries).where(and_(jobs.c.state == "queued", jobs.c.published_at.is_(None)))
                 .order_by(jobs.c.id).limit(PUBLISH_BATCH)
-            ).scalars().all()
-            tasks = [task for task in (prepare(db, self.course, job_id) for job_id in waiting) if task is not None]
-        for task in tasks:
+            ).all()
+            tasks = [(task, row.tries) for row in waiting if (task := prepare(db, self.course, row.id)) is not None]
+        for task, tries in tasks:
             queue = CPU_QUEUE if task.question is None else queue_for(task.question, self.device)
             self.app.send_task(GRADE_JOB, args=[task.to_json()], queue=queue)
-            with self.engine.begin() as db:  # published first, marked after: a crash between re-publishes (harmless)
-                db.execute(update(jobs).where(and_(jobs.c.id == task.job_id, jobs.c.state == "queued"))
+            # Published first, marked after: a crash between the two publishes it again (harmless).
+            # Marked only while untouched: a job claimed since (tries moved on) and then re-queued
+            # because its worker died must be published again.
+            with self.engine.begin() as db:
+                db.execute(update(jobs).where(and_(jobs.c.id == task.job_id, jobs.c.tries == tries))
                            .values(published_at=now()))
         return len(waiting)
 

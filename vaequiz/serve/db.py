@@ -97,7 +97,7 @@ jobs = Table(
     Column("enqueued_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
-    Column("claimed_by", String(200)),  # the grader holding a running job (host:pid:random)
+    Column("claimed_by", String(200)),  # the grader holding a running job, then the one that graded it (host:pid:random)
     Column("lease_until", DateTime(timezone=True)),  # renewed while it grades; past it, the job is queued again
     Column("published_at", DateTime(timezone=True)),  # sent to the Celery broker (None: not yet, or again)
 )

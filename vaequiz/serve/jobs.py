@@ -355,9 +355,10 @@ def release(engine: Engine, job_id: int) -> None:
 
 
 def finish(engine: Engine, job_id: int, revision_id: int, attempt_id: int, item: ItemResult) -> None:
-    """The result and ``done`` in one transaction; a result already there is kept."""
+    """The result and ``done`` in one transaction; a result already there is kept. The job keeps
+    ``claimed_by``: which server or worker graded it."""
     line = json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
-    done = {"state": "done", "finished_at": now(), "claimed_by": None, "lease_until": None}
+    done = {"state": "done", "finished_at": now(), "lease_until": None}  # claimed_by stays: who graded it
     try:
         with engine.begin() as db:
             db.execute(insert(results).values(
