@@ -1,5 +1,6 @@
 """Durability: the real `vaequiz serve` in a subprocess, killed (SIGKILL) in the middle of an
-exam burst and started again; every submitted answer ends up graded exactly once."""
+exam burst and started again; once the killed server's job leases run out (5 s here), every
+submitted answer ends up graded exactly once."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_a_killed_server_loses_nothing_and_grades_every_answer_exactly_once(tmp_
     links = {row["student"]: row["link"] for row in csv.DictReader(io.StringIO(made.stdout))}
     engine = open_engine(db_url)
     port, log = _free_port(), tmp_path / "server.log"
-    server = start_server(["--quiz", str(exam)], db_url, port, log)
+    server = start_server(["--quiz", str(exam)], db_url, port, log, ("--lease", "5"))
     try:
         for n, student in enumerate(STUDENTS):
             submit(f"http://127.0.0.1:{port}", links[student], RIGHT if n % 2 == 0 else WRONG)
@@ -73,7 +74,7 @@ def test_a_killed_server_loses_nothing_and_grades_every_answer_exactly_once(tmp_
             assert db.execute(select(func.count()).select_from(jobs)).scalar_one() == total
         assert done_at_kill < total, "the server finished before it was killed; the burst was too small"
 
-        server = start_server(["--quiz", str(exam)], db_url, port, log)
+        server = start_server(["--quiz", str(exam)], db_url, port, log, ("--lease", "5"))
         deadline = time.monotonic() + 600
         with engine.connect() as db:
             while db.execute(select(func.count()).select_from(jobs).where(jobs.c.state != "done")).scalar_one():
