@@ -220,3 +220,63 @@ def test_broker_commands_explain_what_is_missing(tmp_path: Path, redis_url: str)
     assert no_gpu.returncode == 2 and "no vaequiz worker takes the queue(s)" in no_gpu.stderr
     assert "vaequiz-cuda" in no_gpu.stderr and "vaequiz worker --broker URL --device cuda" in no_gpu.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_with_device_cuda_code_jobs_go_to_the_gpu_queue_and_the_rest_to_the_cpu_workers(tmp_path: Path, workers: Workers) -> None:
+    import redis
+
+    from vaequiz.grading.remote import GPU_QUEUE
+
+    queue = redis.Redis.from_url(workers.broker)
+    queue.delete(GPU_QUEUE)
+    exam, _ = write_quizzes(tmp_path)
+    links = sign_in_links(tmp_path, exam, workers.url, ["ada"])
+    engine = open_engine(workers.url)
+    port, log = _free_port(), tmp_path / "server.log"
+    server = start_server(["--quiz", str(exam)], workers.url, port, log, ("--broker", workers.broker, "--device", "cuda"))
+    try:
+        submit(f"http://127.0.0.1:{port}", links["ada"], RIGHT)
+        by_question = (select(revisions.c.question, jobs.c.state, jobs.c.published_at)
+                       .join(revisions, revisions.c.id == jobs.c.revision_id))
+        deadline = time.monotonic() + 300
+        with engine.connect() as db:
+            while True:
+                rows = {row.question: row for row in db.execute(by_question)}
+                if len(rows) == len(EXAM_IDS) and all(r.state == "done" for q, r in rows.items() if q != CODE) \
+                        and rows[CODE].published_at is not None:
+                    break
+                assert time.monotonic() < deadline, (log.read_text(), workers.logs())
+                time.sleep(0.2)
+                db.rollback()
+        assert rows[CODE].state == "queued"  # no GPU worker runs here: it waits for one, in its own queue
+        assert queue.llen(GPU_QUEUE) == 1
+    finally:
+        kill(server)
+        queue.delete(GPU_QUEUE)
+        engine.dispose()
+
+
+def test_a_sqlite_file_shared_by_a_server_and_two_workers_on_one_machine(tmp_path: Path, redis_url: str) -> None:  # noqa: F811
+    """SQLite works with the broker when everything runs on one machine (WAL, one writer at a
+    time). Its own workers and its own Redis database, so the shared workers never see its jobs."""
+    broker = redis_url.rsplit("/", 1)[0] + "/1"
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    own = Workers(broker, url, [], tmp_path)
+    students = [f"s{n:02d}" for n in range(6)]
+    exam, _ = write_quizzes(tmp_path)
+    links = sign_in_links(tmp_path, exam, url, students)  # migrates the file before the workers start
+    own.start()
+    own.start()
+    engine = open_engine(url)
+    port, log = _free_port(), tmp_path / "server.log"
+    server = broker_server(exam, own, port, log)
+    try:
+        for n, student in enumerate(students):
+            submit(f"http://127.0.0.1:{port}", links[student], RIGHT if n % 2 == 0 else WRONG)
+        wait_all_done(engine, len(students) * len(EXAM_IDS), own, log)
+        code = assert_graded_exactly_once(engine, len(students) * len(EXAM_IDS), own)
+        assert {s for s, item in code.items() if item["points"] == 4.0} == set(students[::2])
+    finally:
+        kill(server)
+        own.stop()
+        engine.dispose()
