@@ -9,11 +9,12 @@ import csv
 import io
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from tests.conftest import run_vaequiz
 from tests.serve_support import (  # noqa: F401  (fixtures)
@@ -222,7 +223,7 @@ def test_broker_commands_explain_what_is_missing(tmp_path: Path, redis_url: str)
     assert not (tmp_path / "out").exists()
 
 
-def test_with_device_cuda_code_jobs_go_to_the_gpu_queue_and_the_rest_to_the_cpu_workers(tmp_path: Path, workers: Workers) -> None:
+def test_with_device_cuda_code_jobs_go_to_the_gpu_queue_and_a_lost_message_is_published_again(tmp_path: Path, workers: Workers) -> None:
     import redis
 
     from vaequiz.grading.remote import GPU_QUEUE
@@ -233,7 +234,8 @@ def test_with_device_cuda_code_jobs_go_to_the_gpu_queue_and_the_rest_to_the_cpu_
     links = sign_in_links(tmp_path, exam, workers.url, ["ada"])
     engine = open_engine(workers.url)
     port, log = _free_port(), tmp_path / "server.log"
-    server = start_server(["--quiz", str(exam)], workers.url, port, log, ("--broker", workers.broker, "--device", "cuda"))
+    server = start_server(["--quiz", str(exam)], workers.url, port, log,
+                          ("--broker", workers.broker, "--device", "cuda", "--lease", "5"))
     try:
         submit(f"http://127.0.0.1:{port}", links["ada"], RIGHT)
         by_question = (select(revisions.c.question, jobs.c.state, jobs.c.published_at)
@@ -250,6 +252,16 @@ def test_with_device_cuda_code_jobs_go_to_the_gpu_queue_and_the_rest_to_the_cpu_
                 db.rollback()
         assert rows[CODE].state == "queued"  # no GPU worker runs here: it waits for one, in its own queue
         assert queue.llen(GPU_QUEUE) == 1
+
+        # The message is lost (a Redis restarted without persistence) and an hour passes: the
+        # server's sweep publishes the job again.
+        queue.delete(GPU_QUEUE)
+        with engine.begin() as db:
+            db.execute(update(jobs).where(jobs.c.state == "queued").values(published_at=now() - timedelta(hours=1)))
+        deadline = time.monotonic() + 120
+        while queue.llen(GPU_QUEUE) != 1:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
     finally:
         kill(server)
         queue.delete(GPU_QUEUE)

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from datetime import timedelta
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -28,6 +29,10 @@ from vaequiz.serve.jobs import LEASE_S, Graders, JobTask, LeaseKeeper, claim, ow
 
 log = logging.getLogger("vaequiz.serve")
 PUBLISH_BATCH = 200
+REPUBLISH_AFTER = timedelta(minutes=15)
+"""A job still queued this long after its publish is published again: its message may be gone
+(a Redis restarted without persistence, a worker that could not read it). A duplicate costs one
+failed claim."""
 
 
 class Publisher:
@@ -72,11 +77,20 @@ class Publisher:
                 if time.monotonic() - self._swept >= self.lease_s / 2:
                     self._swept = time.monotonic()
                     requeue_expired(self.engine)
+                    self.forget_stale_publishes()
                 while self.publish_pending() == PUBLISH_BATCH and not self.stopping.is_set():
                     pass
             except Exception as err:  # the broker or the database is back soon; the rows wait
                 log.warning("could not publish grading jobs: %s", err)
                 self.stopping.wait(timeout=1.0)
+
+    def forget_stale_publishes(self) -> int:
+        """Mark long-queued published jobs unpublished, so they are published again; how many."""
+        with self.engine.begin() as db:
+            return db.execute(
+                update(jobs).where(and_(jobs.c.state == "queued", jobs.c.published_at < now() - REPUBLISH_AFTER))
+                .values(published_at=None)
+            ).rowcount
 
     def publish_pending(self) -> int:
         """Publish the oldest queued jobs not yet published; how many."""
@@ -153,7 +167,7 @@ def run_worker(broker_url: str, engine: Engine, workers: int, device: str, lease
              f"{app.conf.broker_url}, database {engine.url.render_as_string(hide_password=True)}")
     try:
         app.worker_main([
-            "worker", "--pool=threads", f"--concurrency={workers}", "--queues", queue,
+            "--quiet", "worker", "--pool=threads", f"--concurrency={workers}", "--queues", queue,
             "--hostname", f"vaequiz-{device}-{os.getpid()}@%h", "--loglevel=WARNING",
             "--without-gossip", "--without-mingle",
         ])
