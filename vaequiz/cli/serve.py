@@ -177,12 +177,16 @@ def worker(
     _check_device(device)
     _check_broker(broker)
     from vaequiz.serve.broker import run_worker
-    from vaequiz.serve.db import default_url
     from vaequiz.serve.server import default_threads
 
+    from vaequiz.grading.sandbox.api import SandboxUnavailable
+
     engine = _database(db)
-    run_worker(broker, engine, workers or default_threads(), device.value, lease, [p.resolve() for p in hide or []],
-               announce=lambda line: typer.echo(line, err=True))
+    try:
+        run_worker(broker, engine, workers or default_threads(), device.value, lease, [p.resolve() for p in hide or []],
+                   announce=lambda line: typer.echo(line, err=True))
+    except SandboxUnavailable as err:
+        fail(f"the sandbox could not start: {err}")
 
 
 @app.command()

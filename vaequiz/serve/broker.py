@@ -14,8 +14,8 @@ import logging
 import os
 import threading
 import time
-from datetime import timedelta
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -115,7 +115,7 @@ class Publisher:
 def register_job_task(app: Any, engine: Engine, graders: Graders, owner: str, lease_s: float) -> None:
     """The worker side: claim the job's row, grade it with the shared function, write the result."""
 
-    @app.task(name=GRADE_JOB, bind=True, max_retries=None)
+    @app.task(name=GRADE_JOB, bind=True, max_retries=None, ignore_result=True)
     def grade_job(self: Any, payload: dict[str, Any]) -> None:
         task = JobTask.from_json(payload)
         try:
@@ -157,7 +157,10 @@ def run_worker(broker_url: str, engine: Engine, workers: int, device: str, lease
             yield opened
 
     graders = Graders(sandbox, device)
-    graders.get(True)  # warm now: the first job should not wait for torch to load
+    runner = graders.get(True).sandbox  # warm now: the first job should not wait for torch to load
+    for line in runner.hardening() if runner is not None else []:  # isolation layers this machine lacks
+        if not line.endswith(": active"):
+            announce(f"vaequiz worker: sandbox: {line}")
     leases = LeaseKeeper(engine, owner, lease_s)
     register_job_task(app, engine, graders, owner, lease_s)
     register_answer_task(app, graders.get)
