@@ -62,11 +62,13 @@ def test_renewing_keeps_a_slow_job_and_a_second_delivery_is_not_claimed(db_url: 
     keeper = jobs.LeaseKeeper(engine, "worker-a", 60)
     with engine.begin() as db:
         db.execute(update(job_table).where(job_table.c.id == first).values(lease_until=now() - timedelta(seconds=1)))
-    assert keeper.renew() == 1  # worker-a is alive: renewed before anyone swept
+    with keeper.holding(first):
+        assert keeper.renew() == 1  # worker-a is alive and grading: renewed before anyone swept
     assert jobs.requeue_expired(engine) == 0
     with engine.begin() as db:
         db.execute(update(job_table).where(job_table.c.id == first).values(lease_until=now() - timedelta(seconds=1)))
-    assert jobs.requeue_expired(engine) == 1  # worker-a died: its job is queued (and published) again
+    assert keeper.renew() == 0  # worker-a broke off this grading (or died): no renewal
+    assert jobs.requeue_expired(engine) == 1  # its job is queued (and published) again
     assert jobs.claim(engine, first, revision, "worker-b", 60) == 2
     assert tuple(state(engine, second)) == ("queued", None)
     engine.dispose()

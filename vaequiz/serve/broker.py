@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from sqlalchemy import Engine, and_, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from vaequiz.grading.remote import CPU_QUEUE, GPU_QUEUE, GRADE_JOB, celery_app, check_reachable, queue_for, register_answer_task
 from vaequiz.serve.course import Course
@@ -112,20 +112,24 @@ class Publisher:
         return len(waiting)
 
 
-def register_job_task(app: Any, engine: Engine, graders: Graders, owner: str, lease_s: float) -> None:
+def register_job_task(app: Any, engine: Engine, graders: Graders, leases: LeaseKeeper, lease_s: float) -> None:
     """The worker side: claim the job's row, grade it with the shared function, write the result."""
 
     @app.task(name=GRADE_JOB, bind=True, max_retries=None, ignore_result=True)
     def grade_job(self: Any, payload: dict[str, Any]) -> None:
         task = JobTask.from_json(payload)
         try:
-            tries = claim(engine, task.job_id, task.revision_id, owner, lease_s)
-            if tries is None:
-                return  # graded already, being graded elsewhere, or not a job of this database
-            run_job(engine, graders, task, tries)
-        except OperationalError as err:  # the database is unreachable: the message comes back
+            tries = claim(engine, task.job_id, task.revision_id, leases.owner, lease_s)
+        except OperationalError as err:  # the database is unreachable: try the message again soon
             log.warning("job %s: database unavailable (%s); retrying", task.job_id, err)
             raise self.retry(countdown=5)
+        if tries is None:
+            return  # graded already, being graded elsewhere, or not a job of this database
+        with leases.holding(task.job_id):
+            try:
+                run_job(engine, graders, task, tries)
+            except SQLAlchemyError as err:  # no longer renewed: the lease runs out, a server re-queues it
+                log.warning("job %s broke off: %s", task.job_id, err)
 
 
 def check_device(device: str) -> Optional[str]:
@@ -162,7 +166,7 @@ def run_worker(broker_url: str, engine: Engine, workers: int, device: str, lease
         if not line.endswith(": active"):
             announce(f"vaequiz worker: sandbox: {line}")
     leases = LeaseKeeper(engine, owner, lease_s)
-    register_job_task(app, engine, graders, owner, lease_s)
+    register_job_task(app, engine, graders, leases, lease_s)
     register_answer_task(app, graders.get)
     queue = GPU_QUEUE if device == "cuda" else CPU_QUEUE
     leases.start()

@@ -18,11 +18,11 @@ import secrets
 import socket
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -194,20 +194,38 @@ def claim(engine: Engine, job_id: int, revision_id: int, owner: str, lease_s: fl
 
 
 class LeaseKeeper:
-    """Renews the lease of every job ``owner`` holds, from one thread (one UPDATE a period), so a
-    slow grading keeps its job and a killed grader's jobs expire."""
+    """Renews the leases of the jobs this process is grading right now, from one thread (one
+    UPDATE a period), so a slow grading keeps its job while a killed grader's jobs expire, and
+    so do the jobs of a grading that broke off (an error after the claim): only jobs inside
+    :meth:`holding` are renewed."""
 
     def __init__(self, engine: Engine, owner: str, lease_s: float) -> None:
         self.engine = engine
         self.owner = owner
         self.lease_s = lease_s
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
+    @contextmanager
+    def holding(self, job_id: int) -> Iterator[None]:
+        with self._lock:
+            self._held.add(job_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(job_id)
+
     def renew(self) -> int:
+        with self._lock:
+            held = sorted(self._held)
+        if not held:
+            return 0
         with self.engine.begin() as db:
             return db.execute(
-                update(jobs).where(and_(jobs.c.claimed_by == self.owner, jobs.c.state == "running"))
+                update(jobs).where(and_(jobs.c.id.in_(held), jobs.c.claimed_by == self.owner, jobs.c.state == "running"))
                 .values(lease_until=now() + timedelta(seconds=self.lease_s))
             ).rowcount
 
@@ -448,7 +466,11 @@ class Worker:
                 self.wake.wait(timeout=1.0)
                 self.wake.clear()
                 continue
-            self.run(claimed)
+            try:
+                self.run(claimed)
+            except SQLAlchemyError as err:  # the job's lease runs out and a server queues it again
+                log.warning("grading job %s broke off: %s", claimed[0], err)
+                self.stopping.wait(timeout=1.0)
 
     def claim(self) -> Optional[tuple[int, int]]:
         """The oldest queued job, now leased to this server: (job id, tries), or None."""
@@ -456,9 +478,11 @@ class Worker:
 
     def run(self, claimed: tuple[int, int]) -> None:
         job_id, tries = claimed
-        with self.engine.connect() as db:
-            task = prepare(db, self.course, job_id)
-        if task is not None and not run_job(self.engine, self.graders, task, tries):
+        with self.leases.holding(job_id):
+            with self.engine.connect() as db:
+                task = prepare(db, self.course, job_id)
+            done = task is None or run_job(self.engine, self.graders, task, tries)
+        if not done:
             self.stopping.wait(timeout=1.0)
 
 
