@@ -375,3 +375,8 @@ def broker_workers(redis_url: str, tmp_path_factory: pytest.TempPathFactory, req
         yield workers
     finally:
         workers.stop()
+        if not given:
+            import psycopg
+
+            with psycopg.connect(server.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
