@@ -209,6 +209,10 @@ def test_broker_commands_explain_what_is_missing(tmp_path: Path, redis_url: str)
     assert not_redis.returncode == 2 and "is not a Redis URL" in not_redis.stderr and "Traceback" not in not_redis.stderr
     down = run_vaequiz("worker", "--broker", f"redis://127.0.0.1:{_free_port()}/0", "--db", f"sqlite:///{tmp_path / 'w.db'}")
     assert down.returncode == 2 and "cannot reach the broker" in down.stderr and "Traceback" not in down.stderr
+    exam, _ = write_quizzes(tmp_path)
+    serve_down = run_vaequiz("serve", "--quiz", exam, "--db", f"sqlite:///{tmp_path / 's.db'}", "--port", str(_free_port()),
+                             "--broker", f"redis://127.0.0.1:{_free_port()}/0")
+    assert serve_down.returncode == 2 and "cannot reach the broker" in serve_down.stderr and "Traceback" not in serve_down.stderr
     import torch
 
     if not torch.cuda.is_available():
