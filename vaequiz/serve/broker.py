@@ -25,7 +25,18 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from vaequiz.grading.remote import CPU_QUEUE, GPU_QUEUE, GRADE_JOB, celery_app, check_reachable, queue_for, register_answer_task
 from vaequiz.serve.course import Course
 from vaequiz.serve.db import jobs, now
-from vaequiz.serve.jobs import LEASE_S, Graders, JobTask, LeaseKeeper, claim, owner_name, prepare, requeue_expired, run_job
+from vaequiz.serve.jobs import (
+    LEASE_S,
+    Graders,
+    JobTask,
+    LeaseKeeper,
+    claim,
+    job_known,
+    owner_name,
+    prepare,
+    requeue_expired,
+    run_job,
+)
 
 log = logging.getLogger("vaequiz.serve")
 PUBLISH_BATCH = 200
@@ -123,8 +134,11 @@ def register_job_task(app: Any, engine: Engine, graders: Graders, leases: LeaseK
         except OperationalError as err:  # the database is unreachable: try the message again soon
             log.warning("job %s: database unavailable (%s); retrying", task.job_id, err)
             raise self.retry(countdown=5)
-        if tries is None:
-            return  # graded already, being graded elsewhere, or not a job of this database
+        if tries is None:  # graded already, or being graded elsewhere: this delivery is a duplicate
+            if not job_known(engine, task.job_id, task.revision_id):
+                log.warning("job %s is not in this worker's database %s: give workers the servers' --db",
+                            task.job_id, engine.url.render_as_string(hide_password=True))
+            return
         with leases.holding(task.job_id):
             try:
                 run_job(engine, graders, task, tries)

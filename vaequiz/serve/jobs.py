@@ -193,6 +193,12 @@ def claim(engine: Engine, job_id: int, revision_id: int, owner: str, lease_s: fl
         return db.execute(select(jobs.c.tries).where(jobs.c.id == job_id)).scalar_one()
 
 
+def job_known(engine: Engine, job_id: int, revision_id: int) -> bool:
+    """Whether this database has this job (a worker given another --db never does)."""
+    with engine.connect() as db:
+        return db.execute(select(jobs.c.id).where(and_(jobs.c.id == job_id, jobs.c.revision_id == revision_id))).first() is not None
+
+
 class LeaseKeeper:
     """Renews the leases of the jobs this process is grading right now, from one thread (one
     UPDATE a period), so a slow grading keeps its job while a killed grader's jobs expire, and
