@@ -6,10 +6,17 @@ import re
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import AnyQuestion, CodeQuestion, NumericAnswer, ShortAnswer
 from vaequiz.render.markdown import render_code, render_markdown
+
+
+DEFAULT_VARIANTS = 5
+"""How many fixed draws a format that cannot carry params writes for each parametric question."""
+MAX_DRAW_TRIES = 50
+"""Draws tried per wanted variant before settling for fewer distinct ones (a small space)."""
 
 
 class ExportError(ValueError):
@@ -27,6 +34,13 @@ class ExportSet:
     bank: Bank
     fixed_draws: dict[str, str] = field(default_factory=dict)
     """Parametric questions exported as one fixed draw: question id -> its numbers."""
+    seed: int = 0
+    """The quiz's seed: draws are made as a build of the quiz makes them."""
+    originals: dict[str, AnyQuestion] = field(default_factory=dict)
+    """Parametric questions as the bank writes them (``questions`` holds the fixed draw), for
+    formats that carry params or several draws."""
+    variants: int = DEFAULT_VARIANTS
+    """How many fixed draws to write where a format lists draws (``--variants``)."""
 
 
 @dataclass
@@ -38,6 +52,9 @@ class ExportResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     """What the format could not carry for the questions it wrote, said on stderr."""
+    parametric: dict[str, str] = field(default_factory=dict)
+    """Parametric questions the format carried itself (question id -> how); the others went
+    out as the one fixed draw."""
 
 
 _HIGHLIGHT_SPAN = re.compile(r"</?span[^>]*>")
@@ -119,7 +136,8 @@ def code_prompt_html(question: CodeQuestion) -> str:
     return text
 
 
-def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet:
+def load_export_set(bank_path: Path, quiz_path: Path | None = None,
+                    variants: int = DEFAULT_VARIANTS) -> ExportSet:
     """The whole bank, or the questions a quiz spec selects (same draw as `vaequiz build`)."""
     from vaequiz.bank.loader import load_bank
 
@@ -134,7 +152,8 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
             questions=list(bank.questions),
             points={q.id: q.points for q in bank.questions},
             bank=bank,
-        ), 0)
+            variants=variants,
+        ))
     from vaequiz.render.quiz_spec import QuizSpecError
     from vaequiz.render.selection import quiz_for
 
@@ -142,10 +161,11 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
         quiz = quiz_for(bank, quiz_path)
     except QuizSpecError as err:
         raise ExportError("the quiz spec has problems:\n" + str(err)) from None
-    return _fixed_draws(ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank), quiz.seed)
+    return _fixed_draws(ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank,
+                                  seed=quiz.seed, variants=variants))
 
 
-def _fixed_draws(selection: ExportSet, seed: int) -> ExportSet:
+def _fixed_draws(selection: ExportSet) -> ExportSet:
     """Parametric questions bound to the anonymous page's draw: the formats carry one set of
     numbers for everyone (the command says so for each)."""
     from vaequiz.bank.parametric import bind, draw_for, is_parametric
@@ -154,8 +174,9 @@ def _fixed_draws(selection: ExportSet, seed: int) -> ExportSet:
     questions: list[AnyQuestion] = []
     for question in selection.questions:
         if is_parametric(question):
+            selection.originals[question.id] = question
             try:
-                values = draw_for(question, selection.name, seed, "")
+                values = draw_for(question, selection.name, selection.seed, "")
                 selection.fixed_draws[question.id] = describe({k: values[k] for k in question.params or {}})
                 question = bind(question, values)
             except ParamError as err:
@@ -163,3 +184,40 @@ def _fixed_draws(selection: ExportSet, seed: int) -> ExportSet:
         questions.append(question)
     selection.questions[:] = questions
     return selection
+
+
+def distinct_draws(question: AnyQuestion, quiz_id: str, seed: int, count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` different draws of a parametric question, made as a quiz build makes
+    them (so ``where:`` holds): the anonymous page's first, then those of students
+    ``variant-1``, ``variant-2``, ...; fewer when the space holds fewer."""
+    from vaequiz.bank.parametric import draw_for
+
+    draws: list[dict[str, Any]] = []
+    seen: set[tuple[tuple[str, Any], ...]] = set()
+    for attempt in range(count * MAX_DRAW_TRIES):
+        if len(draws) == count:
+            break
+        values = draw_for(question, quiz_id, seed, f"variant-{attempt}" if attempt else "")
+        key = tuple(sorted(values.items()))
+        if key not in seen:
+            seen.add(key)
+            draws.append(values)
+    return draws
+
+
+def fixed_variants(selection: ExportSet, question: AnyQuestion,
+                   count: int | None = None) -> list[tuple[str, AnyQuestion]]:
+    """A parametric question as ``count`` (default ``selection.variants``) bound questions,
+    each with its numbers as text (``B = 32 and D = 8``), for formats that list draws."""
+    from vaequiz.bank.parametric import bind
+    from vaequiz.params import ParamError, describe
+
+    original = selection.originals.get(question.id, question)
+    try:
+        return [
+            (describe({k: values[k] for k in original.params or {}}), bind(original, values))
+            for values in distinct_draws(original, selection.name, selection.seed,
+                                         count or selection.variants)
+        ]
+    except ParamError as err:
+        raise ExportError(f"parametric question {question.id!r} cannot be drawn: {err}") from None
