@@ -362,18 +362,15 @@ def test_every_bundled_mcq_key_round_trips_through_every_format(tmp_path: Path) 
         assert moodle_key(moodle[question.id], question) == question.answer, question.id
         assert gift_key(gift[question.id], question) == question.answer, question.id
         assert qti_key(qti[question.id]) == question.answer, question.id
-    from vaequiz.bank.parametric import bind, draw_for, is_parametric
+    from vaequiz.bank.parametric import is_parametric
 
     for question in bank.questions:
-        titles = [question.id]
-        if is_parametric(question):  # GIFT writes fixed variants; the first is the anonymous page's
-            question = bind(question, draw_for(question, BUNDLED.resolve().stem, 0, ""))
-            titles = [t for t in gift if t.startswith(question.id + " (")]
-            assert len(titles) == 5, question.id
+        if is_parametric(question):  # fixed variants, each checked in tests/test_export_params.py
+            continue
         if isinstance(question, NumericAnswer):
-            assert gift[titles[0]]["numeric"][0] == question.answer
+            assert gift[question.id]["numeric"][0] == question.answer
         if isinstance(question, ShapeAnswer):
-            assert gift[titles[0]]["answers"][0]["text"] == shape_spellings(question.answer)[0]
+            assert gift[question.id]["answers"][0]["text"] == shape_spellings(question.answer)[0]
 
 
 def test_quiz_selects_questions(every_kind_bank: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from vaequiz.bank.models import MultipleChoice, NumericAnswer, ShapeAnswer
 from vaequiz.bank.parametric import bind, space_of
 from vaequiz.export.common import shape_spellings
 from vaequiz.export.moodle import DATASET_ITEMS
-from vaequiz.export.moodle_formula import NotExpressible, moodle_formula
+from vaequiz.export.moodle_formula import NotExpressible, moodle_formula, moodle_value, same_number
 from vaequiz.expressions import ExpressionError, evaluate, parse_expression
 
 BANK = """
@@ -108,6 +108,16 @@ BANK = """
     - {label: C, text: "{{ B * D }} (no more than 500)", correct_if: "B * D <= 500"}
   answer: A
   explanation: "{{ B }} times {{ D }} is {{ B * D }}."
+- id: tenths
+  kind: numeric
+  topics: [arithmetic]
+  difficulty: beginner
+  source: original
+  params:
+    A: [1, 2, 3]
+  prompt: "How many whole tenths fit in {{ A }}?"
+  answer: "A // 0.1"
+  explanation: "{{ A // 0.1 }}."
 - id: braces
   kind: numeric
   topics: [arithmetic]
@@ -404,7 +414,7 @@ def test_other_params_become_fixed_variants_behind_a_random_question(cli, bank: 
     by_id = load_bank(bank).by_id()
     elements = root.findall("question")
     name = bank.resolve().name
-    for qid, count in (("z-shape", 4), ("count", 4), ("rounded", 4), ("braces", 3)):
+    for qid, count in (("z-shape", 4), ("count", 4), ("rounded", 4), ("braces", 3), ("tenths", 3)):
         start = next(i for i, e in enumerate(elements)
                      if e.get("type") == "category" and e.findtext("category/text") == f"$course$/top/{name}/{qid}")
         variants = elements[start + 1 : start + 1 + count]
@@ -422,6 +432,8 @@ def test_other_params_become_fixed_variants_behind_a_random_question(cli, bank: 
         assert back.get("type") == "category" and back.findtext("category/text") == f"$course$/top/{name}"
         assert f"{qid}: parametric; written as {count} fixed variant(s) in category {name}/{qid}" in stderr
     assert "rounds halves to even" in stderr
+    found = re.search(r"for A = (\d), Moodle's floor\(\{A\} / 0\.1\) gives (\d+) where vaequiz's A // 0\.1 gives (\d+)", stderr)
+    assert found and int(found.group(2)) == 10 * int(found.group(1)) == int(found.group(3)) + 1
     assert "braces: parametric; written as 3 fixed variant(s)" in stderr and "which Moodle would read as a wildcard" in stderr
 
 
@@ -457,6 +469,35 @@ def test_gift_writes_fixed_variants_titled_with_their_numbers(cli, bank: Path, t
         assert parsed[title]["text"] == f"<p>Which is the number of entries of a ({numbers['B']}, {numbers['D']}) tensor, #{{}}~=:?</p>"
 
 
+def test_every_bundled_parametric_question_is_carried_by_moodle_and_gift(cli, tmp_path: Path) -> None:
+    bundled = Path(__file__).resolve().parent.parent / "question_bank"
+    moodle_stderr = run_export(cli, "moodle", bundled, tmp_path / "b.xml")
+    gift_stderr = run_export(cli, "gift", bundled, tmp_path / "b.gift")
+    assert "fixed draw" not in moodle_stderr + gift_stderr
+    gift = parse_gift((tmp_path / "b.gift").read_text())
+    moodle = {q.findtext("name/text"): q for q in moodle_root(tmp_path / "b.xml").findall("question")}
+    parametric = [q for q in load_bank(bundled).questions if q.params]
+    assert len(parametric) >= 8
+    for original in parametric:
+        titles = [t for t in gift if t.startswith(original.id + " (")]
+        assert len(titles) == 5, original.id
+        for title in titles:
+            answers = gift[title].get("answers", [])
+            texts = [repr(gift[title]["numeric"][0])] if "numeric" in gift[title] else [a["text"] for a in answers]
+            check_variant(original, variant_numbers(title, original.id), texts, [a["mark"] == "=" for a in answers])
+        if isinstance(original, NumericAnswer):  # every bundled numeric one is computable
+            question = moodle[original.id]
+            assert question.get("type") == "calculated", original.id
+            formula = question.findtext("answer/text")
+            for item in dataset_items(question):
+                values = space_of(original).complete({k: as_number(item[k]) for k in space_of(original).free})
+                assert math.isclose(php_eval(substitute(formula, item)), float(evaluate(original.answer, values)),
+                                    rel_tol=1e-9, abs_tol=1e-9)
+        else:
+            variants = [t for t in moodle if t and t.startswith(original.id + " (")]
+            assert len(variants) == 5 and f"Random ({original.id})" in moodle, original.id
+
+
 # --------------------------------------------------------------------------- the translation
 
 
@@ -482,7 +523,9 @@ numbers = st.one_of(st.integers(-50, 50), st.sampled_from([0.25, 0.5, -1.5, 3.75
 
 @settings(max_examples=300, deadline=None)
 @given(source=expressions, values=st.fixed_dictionaries({n: numbers for n in NAMES}))
-def test_every_translated_formula_computes_what_vaequiz_computes(source: str, values: dict[str, Any]) -> None:
+def test_every_translated_formula_computes_what_the_exporter_expects(source: str, values: dict[str, Any]) -> None:
+    """The exporter keeps a calculated question only where moodle_value agrees with vaequiz, so
+    moodle_value must be what Moodle really computes from the formula written."""
     expression = parse_expression(source)
     formula = moodle_formula(expression)
     assert find_formula_errors(formula) is None, formula
@@ -491,10 +534,26 @@ def test_every_translated_formula_computes_what_vaequiz_computes(source: str, va
     except ExpressionError:
         return  # vaequiz refuses this draw (verify reports it); nothing to compare
     try:
-        got = php_eval(substitute(formula, {k: repr(v) for k, v in values.items()}))
-    except (OverflowError, ZeroDivisionError, ValueError):
-        pytest.fail(f"{formula} fails in PHP where vaequiz computes {expected}")
-    assert math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-9), (source, formula, values, got, expected)
+        predicted = moodle_value(expression, values)
+    except (ArithmeticError, ValueError):
+        return  # the exporter falls back
+    got = php_eval(substitute(formula, {k: repr(v) for k, v in values.items()}))
+    assert got == predicted or math.isclose(got, predicted, rel_tol=1e-12), (source, formula, values, got, predicted)
+    if same_number(predicted, expected):
+        assert math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(source=expressions.filter(lambda s: "//" not in s and "%" not in s),
+       values=st.fixed_dictionaries({n: st.integers(-50, 50) | st.sampled_from([0.25, 0.5, 3.75]) for n in NAMES}))
+def test_without_floor_division_moodle_agrees_with_vaequiz(source: str, values: dict[str, Any]) -> None:
+    expression = parse_expression(source)
+    try:
+        expected = float(evaluate(expression, values))
+    except ExpressionError:
+        return
+    got = php_eval(substitute(moodle_formula(expression), {k: repr(v) for k, v in values.items()}))
+    assert math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-9), (source, values, got, expected)
 
 
 @pytest.mark.parametrize("source, why", [

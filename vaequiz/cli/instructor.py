@@ -190,10 +190,6 @@ def export(
     for loss in result.lost:
         typer.echo(f"vaequiz: {loss}", err=True)
     for question_id, numbers in selection.fixed_draws.items():
-        if question_id in result.parametric:
-            typer.echo(f"vaequiz: {question_id}: parametric; {result.parametric[question_id]}", err=True)
-        else:
-            typer.echo(f"vaequiz: {question_id}: parametric; exported with one fixed draw ({numbers}), "
-                       "the same for every student", err=True)
+        typer.echo(f"vaequiz: {question_id}: parametric; exported with one fixed draw ({numbers}), the same for every student", err=True)
     typer.echo(f"wrote {out}: {len(result.written)} question(s) as {export_format.value}"
                + (f", {len(result.skipped)} skipped" if result.skipped else ""))

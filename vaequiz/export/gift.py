@@ -26,6 +26,7 @@ from vaequiz.export.common import (
     ExportResult,
     ExportSet,
     absolute_tolerance,
+    carried,
     code_html,
     code_prompt_html,
     fixed_variants,
@@ -119,10 +120,10 @@ def _variants(selection: ExportSet, question: AnyQuestion, result: ExportResult)
             return None
         blocks.append(text)
     blocks.append(f"$CATEGORY: $course$/top/{selection.name}")
-    result.parametric[question.id] = (
-        f"written as {len(variants)} fixed variant(s), each titled with its numbers, in category "
-        f"{category}: in a Moodle quiz, add a random question from that category so each student "
-        "gets one (GIFT has no variables)")
+    carried(selection, result, question.id,
+            f"written as {len(variants)} fixed variant(s), each titled with its numbers, in category "
+            f"{category}: in a Moodle quiz, add a random question from that category so each student "
+            "gets one (GIFT has no variables)")
     return blocks
 
 
@@ -132,7 +133,7 @@ def export(selection: ExportSet, out: Path) -> ExportResult:
     title = " ".join(selection.title.split())
     blocks = [f"// vaequiz export: {title}", f"$CATEGORY: $course$/top/{selection.name}"]
     for question in selection.questions:
-        if question.id in selection.originals:
+        if question.id in selection.parametric:
             written = _variants(selection, question, result)
         else:
             text = question_gift(question)

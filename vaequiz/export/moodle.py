@@ -35,6 +35,7 @@ from vaequiz.export.common import (
     ExportResult,
     ExportSet,
     absolute_tolerance,
+    carried,
     code_html,
     code_prompt_html,
     distinct_draws,
@@ -43,9 +44,9 @@ from vaequiz.export.common import (
     html,
     shape_spellings,
 )
-from vaequiz.export.moodle_formula import NotExpressible, moodle_formula, wildcard
-from vaequiz.expressions import parse_expression
-from vaequiz.params import PLACEHOLDER, placeholders
+from vaequiz.export.moodle_formula import NotExpressible, moodle_formula, moodle_value, same_number, wildcard
+from vaequiz.expressions import evaluate, parse_expression
+from vaequiz.params import PLACEHOLDER, describe, placeholders
 
 DATASET_ITEMS = 50
 """Joint draws written into a calculated question's dataset (Moodle's editor allows 100)."""
@@ -184,6 +185,8 @@ class _Wildcards:
     def __init__(self) -> None:
         self.names: set[str] = set()
         self.formats: set[str] = set()
+        self.computed: list[Any] = []
+        """The expressions shown as ``{=formula}``, checked against vaequiz for every draw."""
 
     def html(self, markdown: str) -> str:
         """``markdown`` as HTML with Moodle's wildcards in place of the placeholders."""
@@ -215,6 +218,7 @@ class _Wildcards:
         if isinstance(expression.tree, ast.Name) and not spec:
             return wildcard(expression.source)
         formula = moodle_formula(expression)
+        self.computed.append(expression)
         decimals = re.fullmatch(r"\.(\d+)f", spec)
         if decimals:
             return "{=round(" + formula + ", " + decimals.group(1) + ")}"
@@ -269,6 +273,19 @@ def _answer_rounding(kind: int, tolerance: float, answers: list[float]) -> tuple
     return ANSWER_DECIMALS, 0 if whole else 6
 
 
+def _same_in_moodle(expression: Any, values: dict[str, Any]) -> None:
+    """Refuse a formula Moodle would compute differently for ``values`` (float floor division
+    at a boundary, say): the question then falls back to fixed draws."""
+    vaequiz = float(evaluate(expression, values))
+    try:
+        moodle = moodle_value(expression, values)
+    except (ArithmeticError, ValueError):
+        moodle = math.nan
+    if not same_number(moodle, vaequiz):
+        raise NotExpressible(f"for {describe(values)}, Moodle's {moodle_formula(expression)} gives "
+                             f"{moodle:g} where vaequiz's {expression.source} gives {vaequiz:g}")
+
+
 def calculated(question: NumericAnswer, points: float, draws: list[dict[str, Any]],
                lost: list[str]) -> list[str]:
     """A parametric numeric question as a Moodle ``calculated`` question over ``draws``, or
@@ -289,6 +306,9 @@ def calculated(question: NumericAnswer, points: float, draws: list[dict[str, Any
     if len(set(lowered)) != len(lowered):
         raise NotExpressible("two params differ only in case, which Moodle's dataset names do not tell apart")
     answers = [float(bind(question, values).answer) for values in draws]
+    for values in draws:
+        for expression in [answer, *texts.computed]:
+            _same_in_moodle(expression, values)
     kind, tolerance = _tolerance(question, answers, lost)
     answer_format, answer_length = _answer_rounding(kind, tolerance, answers)
     datasets = [_dataset(name, [_dataset_value(values[name]) for values in draws])
@@ -319,49 +339,52 @@ def _renamed(lines: list[str], name: str, idnumber: str) -> list[str]:
     return [next((v for k, v in renamed.items() if line.startswith(k)), line) for line in lines]
 
 
-def random_category(selection: ExportSet, question: AnyQuestion, points: float) -> list[str] | None:
+def random_category(selection: ExportSet, question: AnyQuestion,
+                    points: float) -> tuple[list[str], int] | None:
     """Fixed draws of a parametric question in a category of their own, a ``random`` question
-    drawing one of them per attempt, then back to the quiz's category; None for kinds Moodle
-    cannot hold."""
+    drawing one of them per attempt, then back to the quiz's category, and how many draws; None
+    for kinds Moodle cannot hold."""
     lines = _category(f"{selection.name}/{question.id}")
-    for number, (numbers, bound) in enumerate(fixed_variants(selection, question), 1):
+    variants = fixed_variants(selection, question)
+    for number, (numbers, bound) in enumerate(variants, 1):
         written = question_xml(bound, points)
         if written is None:
             return None
         lines += _renamed(written, f"{question.id} ({numbers})", f"{question.id}-{number}")
-    return lines + [
+    lines += [
         '<question type="random">', f"<name>{_plain('text', f'Random ({question.id})')}</name>",
         _text("questiontext", "0"), _text("generalfeedback", ""),
         _plain("defaultgrade", f"{points:g}"), _plain("penalty", "0"), _plain("hidden", 0),
         "</question>", *_category(selection.name),
     ]
+    return lines, len(variants)
 
 
 def parametric_xml(selection: ExportSet, question: AnyQuestion, points: float,
                    result: ExportResult) -> list[str] | None:
     """A parametric question as a calculated question where Moodle can compute it, else as
     fixed draws behind a random question (stderr says which, and why)."""
-    original = selection.originals[question.id]
+    original = selection.parametric[question.id]
     why = ""
     if isinstance(original, NumericAnswer):
-        draws = distinct_draws(original, selection.name, selection.seed, DATASET_ITEMS)
+        draws = distinct_draws(original, DATASET_ITEMS, selection.quiz_id, selection.seed)
         lost: list[str] = []
         try:
             lines = calculated(original, points, draws, lost)
         except NotExpressible as err:
             why = f" (not a calculated question: {err})"
         else:
+            carried(selection, result, question.id, f"written as a Moodle calculated question, its "
+                                                    f"dataset {len(draws)} draw(s) made by vaequiz")
             result.lost += lost
-            result.parametric[question.id] = (
-                f"written as a Moodle calculated question, its dataset {len(draws)} draw(s) made by vaequiz")
             return lines
-    lines = random_category(selection, question, points)
-    if lines is not None:
-        count = sum(1 for line in lines if line.startswith("<idnumber>"))
-        result.parametric[question.id] = (
-            f"written as {count} fixed variant(s) in category {selection.name}/{question.id}, with a "
-            f"random question giving each attempt one of them{why}")
-    return lines
+    written = random_category(selection, question, points)
+    if written is None:
+        return None
+    carried(selection, result, question.id,
+            f"written as {written[1]} fixed variant(s) in category {selection.name}/{question.id}, "
+            f"with a random question giving each attempt one of them{why}")
+    return written[0]
 
 
 def question_xml(question: AnyQuestion, points: float) -> list[str] | None:
@@ -401,7 +424,7 @@ def export(selection: ExportSet, out: Path) -> ExportResult:
             result.skipped.append((question.id, f"Moodle's grades cannot split 100% over "
                                                 f"{len(question.answer)} keys"))
             continue
-        if question.id in selection.originals:
+        if question.id in selection.parametric:
             written = parametric_xml(selection, question, selection.points[question.id], result)
         else:
             written = question_xml(question, selection.points[question.id])

@@ -9,12 +9,19 @@ becomes ``(a - b * floor(a / b))`` (PHP's ``%`` truncates to integers). What PHP
 same way raises :class:`NotExpressible` with the reason, and the exporter falls back to fixed
 draws: ``round`` (Python rounds halves to even, PHP away from zero), comparisons, ``and``/``or``/
 ``not`` and ``x if c else y`` (a formula in question text would need ``<``, which HTML escapes).
+
+The same meaning is not always the same number: Python's ``1 // 0.1`` is 9 (the binary 0.1 is a
+little above one tenth) while ``floor(1 / 0.1)`` is 10. :func:`moodle_value` computes what Moodle
+will compute, step by step as the formula says, so the exporter compares it with vaequiz's value
+for every dataset item and falls back where any differs.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import re
+from typing import Mapping
 
 from vaequiz.expressions import Expression
 
@@ -80,3 +87,44 @@ def _formula(node: ast.expr) -> str:
     if isinstance(node, (ast.Compare, ast.BoolOp, ast.IfExp)):
         raise NotExpressible("comparisons, and/or and 'x if c else y' are not written as Moodle formulas")
     raise NotExpressible(f"{type(node).__name__} has no Moodle formula")
+
+
+AGREEMENT = 1e-9
+"""Relative (and absolute) difference below which Moodle's value and vaequiz's are the same."""
+_PHP_FUNCTIONS = {
+    "min": min, "max": max, "abs": abs, "exp": math.exp, "sqrt": math.sqrt,
+    "floor": lambda x: float(math.floor(x)), "ceil": lambda x: float(math.ceil(x)),
+    "log": lambda x, base=None: math.log(x) if base is None else math.log(x) / math.log(base),
+}
+
+
+def moodle_value(expression: Expression, values: Mapping[str, float]) -> float:
+    """What Moodle computes for :func:`moodle_formula` of ``expression`` (PHP doubles, operation
+    by operation as the formula writes them). Raises ArithmeticError or ValueError where PHP
+    would fail (a division by zero, a logarithm of 0)."""
+    return float(_value(expression.tree, values))
+
+
+def _value(node: ast.expr, values: Mapping[str, float]) -> float:
+    if isinstance(node, ast.Constant):
+        return node.value  # type: ignore[no-any-return]
+    if isinstance(node, ast.Name):
+        return values[node.id]
+    if isinstance(node, ast.UnaryOp):
+        operand = _value(node.operand, values)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp):
+        left, right = _value(node.left, values), _value(node.right, values)
+        operations = {
+            ast.Add: lambda: left + right, ast.Sub: lambda: left - right, ast.Mult: lambda: left * right,
+            ast.Div: lambda: left / right, ast.Pow: lambda: left ** right,
+            ast.FloorDiv: lambda: float(math.floor(left / right)),
+            ast.Mod: lambda: left - right * float(math.floor(left / right)),
+        }
+        return operations[type(node.op)]()
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    return _PHP_FUNCTIONS[node.func.id](*(_value(arg, values) for arg in node.args))
+
+
+def same_number(moodle: float, vaequiz: float) -> bool:
+    return math.isclose(moodle, vaequiz, rel_tol=AGREEMENT, abs_tol=AGREEMENT)
