@@ -8,7 +8,6 @@ Moodle's random-question categories) must each grade as vaequiz grades their num
 
 from __future__ import annotations
 
-import ast
 import math
 import re
 from pathlib import Path
@@ -17,7 +16,6 @@ from xml.dom import minidom
 from xml.etree import ElementTree as ET
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -45,7 +45,7 @@ from vaequiz.export.common import (
     shape_spellings,
 )
 from vaequiz.export.moodle_formula import NotExpressible, moodle_formula, moodle_value, same_number, wildcard
-from vaequiz.expressions import evaluate, parse_expression
+from vaequiz.expressions import Expression, evaluate, parse_expression
 from vaequiz.params import PLACEHOLDER, describe, placeholders
 
 DATASET_ITEMS = 50
@@ -185,7 +185,7 @@ class _Wildcards:
     def __init__(self) -> None:
         self.names: set[str] = set()
         self.formats: set[str] = set()
-        self.computed: list[Any] = []
+        self.computed: list[Expression] = []
         """The expressions shown as ``{=formula}``, checked against vaequiz for every draw."""
 
     def html(self, markdown: str) -> str:
@@ -213,7 +213,7 @@ class _Wildcards:
             rendered = rendered.replace(key, wild)
         return rendered
 
-    def _moodle(self, expression: Any, spec: str) -> str:
+    def _moodle(self, expression: Expression, spec: str) -> str:
         self.names |= set(expression.names)
         if isinstance(expression.tree, ast.Name) and not spec:
             return wildcard(expression.source)
@@ -273,7 +273,7 @@ def _answer_rounding(kind: int, tolerance: float, answers: list[float]) -> tuple
     return ANSWER_DECIMALS, 0 if whole else 6
 
 
-def _same_in_moodle(expression: Any, values: dict[str, Any]) -> None:
+def _same_in_moodle(expression: Expression, values: dict[str, Any]) -> None:
     """Refuse a formula Moodle would compute differently for ``values`` (float floor division
     at a boundary, say): the question then falls back to fixed draws."""
     vaequiz = float(evaluate(expression, values))
