@@ -16,6 +16,7 @@ from xml.dom import minidom
 from xml.etree import ElementTree as ET
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -433,6 +434,25 @@ def test_other_params_become_fixed_variants_behind_a_random_question(cli, bank: 
     found = re.search(r"for A = (\d), Moodle's floor\(\{A\} / 0\.1\) gives (\d+) where vaequiz's A // 0\.1 gives (\d+)", stderr)
     assert found and int(found.group(2)) == 10 * int(found.group(1)) == int(found.group(3)) + 1
     assert "braces: parametric; written as 3 fixed variant(s)" in stderr and "which Moodle would read as a wildcard" in stderr
+
+
+def test_draws_whose_keys_moodle_cannot_grade_are_left_out_and_said(cli, write_yaml: Any, tmp_path: Path) -> None:
+    """Moodle's grades split 100% over 1 to 10 keys, not 11: a multi-select draw with 11 right
+    options cannot be written, the others are."""
+    question = {
+        "id": "many-keys", "kind": "mcq", "topics": ["counting"], "difficulty": "beginner",
+        "source": "original", "multiple": True, "params": {"N": [2, 11]},
+        "stem": "Which of the first {{ N }} options are right?", "answer": ["A", "B"],
+        "options": [{"label": chr(65 + i), "text": f"option {i + 1}", "correct_if": f"N > {i}"} for i in range(12)],
+        "explanation": "The first {{ N }}.",
+    }
+    bank = write_yaml("many.yaml", yaml.safe_dump([question], sort_keys=False))
+    stderr = run_export(cli, "moodle", bank, tmp_path / "many.xml")
+    names = [q.findtext("name/text") for q in moodle_root(tmp_path / "many.xml").findall("question")]
+    assert "many-keys (N = 2)" in names and "many-keys (N = 11)" not in names
+    assert ("many-keys: parametric; written as 1 fixed variant(s) in category bank/many-keys, with a random "
+            "question giving each attempt one of them (1 draw(s) left out: Moodle's grades cannot split "
+            "100% over their keys)") in stderr
 
 
 def test_a_small_space_gives_fewer_variants_not_repeats(cli, bank: Path, tmp_path: Path) -> None:

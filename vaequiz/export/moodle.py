@@ -340,12 +340,17 @@ def _renamed(lines: list[str], name: str, idnumber: str) -> list[str]:
 
 
 def random_category(selection: ExportSet, question: AnyQuestion,
-                    points: float) -> tuple[list[str], int] | None:
+                    points: float) -> tuple[list[str], int, int] | None:
     """Fixed draws of a parametric question in a category of their own, a ``random`` question
-    drawing one of them per attempt, then back to the quiz's category, and how many draws; None
-    for kinds Moodle cannot hold."""
+    drawing one of them per attempt, then back to the quiz's category; with how many draws were
+    written and how many left out (an MCQ whose keys Moodle's grades cannot split). None for
+    kinds Moodle cannot hold."""
     lines = _category(f"{selection.name}/{question.id}")
-    variants = fixed_variants(selection, question)
+    drawn = fixed_variants(selection, question)
+    variants = [(numbers, bound) for numbers, bound in drawn
+                if not isinstance(bound, MultipleChoice) or _grades_add_up(bound)]
+    if not variants:
+        return None
     for number, (numbers, bound) in enumerate(variants, 1):
         written = question_xml(bound, points)
         if written is None:
@@ -357,7 +362,7 @@ def random_category(selection: ExportSet, question: AnyQuestion,
         _plain("defaultgrade", f"{points:g}"), _plain("penalty", "0"), _plain("hidden", 0),
         "</question>", *_category(selection.name),
     ]
-    return lines, len(variants)
+    return lines, len(variants), len(drawn) - len(variants)
 
 
 def parametric_xml(selection: ExportSet, question: AnyQuestion, points: float,
@@ -381,6 +386,8 @@ def parametric_xml(selection: ExportSet, question: AnyQuestion, points: float,
     written = random_category(selection, question, points)
     if written is None:
         return None
+    if written[2]:
+        why += f" ({written[2]} draw(s) left out: Moodle's grades cannot split 100% over their keys)"
     carried(selection, result, question.id,
             f"written as {written[1]} fixed variant(s) in category {selection.name}/{question.id}, "
             f"with a random question giving each attempt one of them{why}")
@@ -420,16 +427,18 @@ def export(selection: ExportSet, out: Path) -> ExportResult:
     result = ExportResult(out)
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<quiz>", *_category(selection.name)]
     for question in selection.questions:
-        if isinstance(question, MultipleChoice) and not _grades_add_up(question):
+        if question.id in selection.parametric:
+            written = parametric_xml(selection, question, selection.points[question.id], result)
+        elif isinstance(question, MultipleChoice) and not _grades_add_up(question):
             result.skipped.append((question.id, f"Moodle's grades cannot split 100% over "
                                                 f"{len(question.answer)} keys"))
             continue
-        if question.id in selection.parametric:
-            written = parametric_xml(selection, question, selection.points[question.id], result)
         else:
             written = question_xml(question, selection.points[question.id])
         if written is None:
-            result.skipped.append((question.id, f"{question.kind} questions are not graded"))
+            result.skipped.append((question.id, "Moodle's grades cannot split 100% over the keys of any of its draws"
+                                   if isinstance(question, MultipleChoice) else
+                                   f"{question.kind} questions are not graded"))
             continue
         lines.extend(written)
         result.written.append(question.id)
