@@ -231,3 +231,58 @@ def test_statistics_wait_for_the_first_result(site: Any) -> None:
     assert missing.status_code == 404 and "Nothing is graded yet" in missing.text
     empty = zipfile.ZipFile(io.BytesIO(teacher.get("/instructor/quiz/serve-exam/gradescope.zip").content))
     assert empty.namelist() == []
+
+
+def test_the_result_that_counts_is_the_newest_of_the_newest_graded_revision(site: Any) -> None:
+    """Whatever order answers are saved, graded and regraded in (a regrade of an older revision
+    finishing after a newer revision's grading included), the gradebook holds, per student and
+    question, the newest result of the newest graded revision."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from sqlalchemy import delete, insert
+
+    from vaequiz.serve.accounts import student as make_student
+    from vaequiz.serve.db import attempts, now, revisions
+
+    service = site.app.state.service
+    served = service.course.get("serve-exam")
+    with site.engine.begin() as db:
+        people = [make_student(db, name) for name in ("ada", "ben")]
+        attempt_ids = [db.execute(insert(attempts).values(user_id=p.id, quiz="serve-exam", mode="exam", started_at=now()))
+                       .inserted_primary_key[0] for p in people]
+    questions = EXAM_IDS[:2]
+    event = st.tuples(st.sampled_from(["save", "grade"]), st.integers(0, 1), st.sampled_from(questions),
+                      st.integers(0, 5), st.sampled_from(["f1/v1", "f2/v1", "f2/v2"]))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(st.lists(event, max_size=14))
+    def check(events: list[tuple[str, int, str, int, str]]) -> None:
+        with site.engine.begin() as db:
+            db.execute(delete(results))
+            db.execute(delete(revisions))
+        saved: dict[tuple[int, str], list[int]] = {}
+        graded: dict[tuple[int, str], list[tuple[int, int, float]]] = {}
+        done: set[tuple[int, str]] = set()
+        for kind, who, question, back, grader in events:
+            pair = (who, question)
+            with site.engine.begin() as db:
+                if kind == "save" or pair not in saved:
+                    saved.setdefault(pair, []).append(db.execute(insert(revisions).values(
+                        attempt_id=attempt_ids[who], question=question, value='"1"', saved_at=now())).inserted_primary_key[0])
+                    continue
+                revision = saved[pair][max(0, len(saved[pair]) - 1 - back)]  # the newest, or an older one
+                if (revision, grader) in done:
+                    continue  # the same revision and grader twice: the database refuses it (test_serve_storage)
+                done.add((revision, grader))
+                mark = float(len(graded.get(pair, [])) + 1)
+                result_id = db.execute(insert(results).values(
+                    revision_id=revision, attempt_id=attempt_ids[who], question=question, graded_at=now(), grader=grader,
+                    item=ItemResult(student=people[who].name, question=question, kind="numeric", passed=True, score=1,
+                                    points=mark, max_points=99).model_dump_json(),
+                )).inserted_primary_key[0]
+            graded.setdefault(pair, []).append((revision, result_id, mark))
+        expected = {(people[who].name, question): max(rows)[2] for (who, question), rows in graded.items()}
+        current = {(c.item.student, c.item.question): c.item.points for c in service.current_results(served)}
+        assert current == expected
+
+    check()
