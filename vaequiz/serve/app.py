@@ -611,17 +611,15 @@ class Service:
                 .where(results.c.attempt_id == attempt_id).order_by(results.c.revision_id, results.c.id)
             ).all()
         served = self.course.get(row.quiz)
-        counting = {}
-        for result in graded:
-            counting[ItemResult.model_validate_json(result.item).question] = result.id
+        parsed = [(result, ItemResult.model_validate_json(result.item)) for result in graded]
+        counting = {item.question: result.id for result, item in parsed}  # rows run oldest revision first
         per_revision: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for result in graded:
-            item = ItemResult.model_validate_json(result.item)
+        for result, item in parsed:
             per_revision[result.revision_id].append({
                 "id": result.id,
                 "graded_at": aware(result.graded_at).strftime("%Y-%m-%d %H:%M:%S"),
                 "points": f"{item.points:g}", "max_points": f"{item.max_points:g}",
-                "error": item.error, "counts": counting.get(item.question) == result.id,
+                "error": item.error, "counts": counting[item.question] == result.id,
                 "checks": [{"name": c.name, "passed": c.passed, "message": c.message, "hidden": c.hidden} for c in item.checks],
             })
         order = served.graded_ids if served else []

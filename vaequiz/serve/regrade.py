@@ -51,6 +51,8 @@ class Plan:
     fresh: list[Current]
     up_to_date: int
     problems: list[str] = field(default_factory=list)
+    """Answers that could not be graded (they keep their old result)."""
+    warnings: list[str] = field(default_factory=list)
 
     def reason(self, change: Change) -> str:
         return REASONS.get(change.reason, change.reason)
@@ -79,7 +81,10 @@ def dry_run(
         for item in report.results
         if (item.student, item.question) in changed and (item.student, item.question) in by_pair
     ]
-    return Plan(secrets.token_urlsafe(16), served.id, report.regraded, fresh, report.resumed, list(report.problems))
+    # the temporary folder means nothing to the instructor: warnings name "the results" instead
+    warnings = [w.replace(f"{out / RESULTS_FILE}: ", "") for w in report.warnings]
+    return Plan(secrets.token_urlsafe(16), served.id, report.regraded, fresh, report.resumed,
+                list(report.problems), warnings)
 
 
 def apply(engine: Engine, plan: Plan) -> int:
