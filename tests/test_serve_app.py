@@ -127,6 +127,11 @@ def test_exam_flow_keeps_revisions_hides_the_key_until_release_and_downloads_gra
         late = student.post(f"/api/attempts/{attempt}/answers", json={"answers": {"encoder-z-shape": "1"}})
         assert late.status_code == 409 and "already submitted" in late.json()["error"]
         responses += [student.get("/").text, student.get("/quiz/serve-exam").text]
+        for path in ("/instructor", f"/instructor/attempts/{attempt}", "/instructor/quiz/serve-exam/stats",
+                     "/instructor/quiz/serve-exam/gradescope.zip", "/instructor/quiz/serve-exam/results.jsonl"):
+            responses.append(student.get(path).text)  # instructor pages: refused, nothing of the key in the refusal
+        for path in ("/instructor/quiz/serve-exam/regrade", "/instructor/quiz/serve-exam/regrade/apply"):
+            responses.append(student.post(path, data={"csrf": student.headers["X-CSRF-Token"]}).text)
         for text in responses:
             for secret in key_material():
                 assert secret not in text, f"key material {secret!r} sent before release"
@@ -134,7 +139,7 @@ def test_exam_flow_keeps_revisions_hides_the_key_until_release_and_downloads_gra
         teacher = sign_in_instructor(site)
         board = teacher.get("/instructor")
         assert board.status_code == 200
-        row = re.search(r"<tr><td>ada</td>(.*?)</tr>", board.text, re.S).group(1)
+        row = re.search(r'<tr><td><a href="/instructor/attempts/\d+">ada</a></td>(.*?)</tr>', board.text, re.S).group(1)
         cells = re.findall(r"<td>(.*?)</td>", row)
         assert cells[2] == "4 of 5" and cells[3:] == ["1", "1", "1", "0", "4", "7"], cells
         assert "1 started, 1 submitted" in board.text and "Release feedback" in board.text

@@ -25,7 +25,7 @@ from vaequiz.grading.fingerprint import GRADER_VERSION
 from vaequiz.grading.grader import Grader, item_result, refused
 from vaequiz.grading.models import ItemResult
 from vaequiz.serve.course import Course
-from vaequiz.serve.db import attempts, jobs, now, results, revisions, users
+from vaequiz.serve.db import attempts, grader_key, jobs, now, results, revisions, users
 
 MAX_TRIES = 3
 """A job whose grading failed this often gets a result saying so instead of another try."""
@@ -114,7 +114,8 @@ def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
     ).all()
     newest_job = {row.question: row for row in job_rows}
     result_rows = db.execute(
-        select(results.c.question, results.c.item).where(results.c.attempt_id == attempt_id).order_by(results.c.id)
+        select(results.c.question, results.c.item).where(results.c.attempt_id == attempt_id)
+        .order_by(results.c.revision_id, results.c.id)  # a regrade of an older answer never wins
     ).all()
     newest_result = {row.question: ItemResult.model_validate_json(row.item) for row in result_rows}
     states: dict[str, QuestionState] = {}
@@ -249,7 +250,8 @@ class Worker:
         try:
             with self.engine.begin() as db:
                 db.execute(insert(results).values(
-                    revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=line, graded_at=now()
+                    revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=line, graded_at=now(),
+                    grader=grader_key(item.fingerprint, item.grader_version),
                 ))
                 db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
         except IntegrityError:
