@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import AnyQuestion, CodeQuestion, NumericAnswer, ShortAnswer
@@ -26,7 +27,12 @@ class ExportSet:
     points: dict[str, float]
     bank: Bank
     fixed_draws: dict[str, str] = field(default_factory=dict)
-    """Parametric questions exported as one fixed draw: question id -> its numbers."""
+    """Parametric questions exported as one fixed draw: question id -> its numbers. A format
+    that carries a question's params itself removes its id (the command reports the rest)."""
+    seed: int = 0
+    """The quiz's seed (0 for the whole bank): with ``name`` it keys every draw."""
+    parametric: dict[str, AnyQuestion] = field(default_factory=dict)
+    """Parametric questions as the bank has them, before the fixed draw bound them."""
 
 
 @dataclass
@@ -134,7 +140,7 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
             questions=list(bank.questions),
             points={q.id: q.points for q in bank.questions},
             bank=bank,
-        ), 0)
+        ))
     from vaequiz.render.quiz_spec import QuizSpecError
     from vaequiz.render.selection import quiz_for
 
@@ -142,10 +148,11 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
         quiz = quiz_for(bank, quiz_path)
     except QuizSpecError as err:
         raise ExportError("the quiz spec has problems:\n" + str(err)) from None
-    return _fixed_draws(ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank), quiz.seed)
+    return _fixed_draws(ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank,
+                                  seed=quiz.seed))
 
 
-def _fixed_draws(selection: ExportSet, seed: int) -> ExportSet:
+def _fixed_draws(selection: ExportSet) -> ExportSet:
     """Parametric questions bound to the anonymous page's draw: the formats carry one set of
     numbers for everyone (the command says so for each)."""
     from vaequiz.bank.parametric import bind, draw_for, is_parametric
@@ -155,11 +162,30 @@ def _fixed_draws(selection: ExportSet, seed: int) -> ExportSet:
     for question in selection.questions:
         if is_parametric(question):
             try:
-                values = draw_for(question, selection.name, seed, "")
+                values = draw_for(question, selection.name, selection.seed, "")
                 selection.fixed_draws[question.id] = describe({k: values[k] for k in question.params or {}})
+                selection.parametric[question.id] = question
                 question = bind(question, values)
             except ParamError as err:
                 raise ExportError(f"parametric question {question.id!r} cannot be drawn: {err}") from None
         questions.append(question)
     selection.questions[:] = questions
     return selection
+
+
+def distinct_draws(question: AnyQuestion, count: int, quiz_id: str, seed: int) -> list[dict[str, Any]]:
+    """Up to ``count`` different draws of a parametric question, stable for (quiz, seed), for
+    formats that export fixed variants. Fewer when the question has fewer distinct draws."""
+    from vaequiz.bank.parametric import draw_for
+
+    draws: list[dict[str, Any]] = []
+    seen: set[tuple[tuple[str, Any], ...]] = set()
+    for n in range(count * 20):
+        values = draw_for(question, quiz_id, seed, f"variant-{n + 1}")
+        numbers = tuple((name, values[name]) for name in question.params or {})
+        if numbers not in seen:
+            seen.add(numbers)
+            draws.append(values)
+            if len(draws) == count:
+                break
+    return draws
