@@ -11,6 +11,7 @@ Prerequisites, as for the other browser tests: Debian ``chromium`` and, in the r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -18,10 +19,11 @@ import threading
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 from xml.etree import ElementTree as ET
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from vaequiz.bank.models import (
@@ -74,30 +76,42 @@ window.ready = true;
 """
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The bundled bank's QTI package and the player, served over HTTP (module scripts and
-    fetch need an origin)."""
-    player = PLAYER / "cdn" / "index.js"
-    if not player.is_file():
-        pytest.fail(f"{player} is missing; run `npm install --no-save @citolab/qti-components@7.27.4` in {REPO}")
-    root = tmp_path_factory.mktemp("qti-site")
-    package = root / "bank.zip"
-    done = CliRunner().invoke(app, ["export", "--format", "qti", "--bank", str(REPO / "question_bank"),
-                                    "-o", str(package)])
-    assert done.exit_code == 0, done.stderr
-    with zipfile.ZipFile(package) as archive:
-        archive.extractall(root / "pkg")
-    shutil.copy(player, root / "player.js")
-    (root / "index.html").write_text(PAGE)
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
+OPERATORS_BANK: list[dict[str, Any]] = [
+    {
+        "id": "every-operator", "kind": "numeric", "topics": ["elbo"], "difficulty": "advanced",
+        "source": "original",
+        "params": {"A": {"low": -9, "high": 9}, "B": [2, 3, 5], "X": [0.5, 1.5, 4, 9.25], "H": "A * 2 + B"},
+        "where": ["A != 0 and not (B == 5 and A > 5)", "H >= -20 or B < 3"],
+        "prompt": "With A = {{ A }}, B = {{ B }}, $X = {{ X }}$ and `H = {{ H }}` (so $A \\cdot B = {{ A * B }}$ "
+                  "and X / 3 is about {{ X / 3:.2f }}), what is the value?",
+        "answer": "A // B + A % B - -H + log(X) + log(X, 2) + sqrt(X) + exp(1) * floor(X / 3) - ceil(X / 4)"
+                  " + abs(-A) + min(A, B, 1) * max(X, 2) + X ** 0.5 / 2 - 3 * (A - 1) / 2",
+        "tolerance": 0.0001, "relative_tolerance": 0.001, "explanation": "Operator by operator.",
+    },
+    {
+        "id": "rounded-value", "kind": "numeric", "topics": ["elbo"], "difficulty": "beginner",
+        "source": "original", "params": {"X": [0.5, 1.5, 2.5, 4]},
+        "prompt": "Round {{ X }} times 3.", "answer": "round(X * 3)",
+        "explanation": "Python rounds half to even.",
+    },
+    {
+        "id": "batch-words", "kind": "mcq", "topics": ["elbo"], "difficulty": "beginner",
+        "source": "original", "params": {"N": [16, 32, 64, 128]},
+        "stem": "A batch holds {{ N }} images. What does its first dimension count?",
+        "options": [{"label": "A", "text": "The {{ N }} images"}, {"label": "B", "text": "Pixels"}],
+        "answer": "A", "explanation": "The batch dimension counts the {{ N }} samples.",
+    },
+    {
+        "id": "even-batch", "kind": "mcq", "topics": ["elbo"], "difficulty": "beginner",
+        "source": "original", "params": {"N": [3, 4, 7, 8, 10]},
+        "stem": "Is {{ N }} even?",
+        "options": [{"label": "A", "text": "Yes", "correct_if": "N % 2 == 0"},
+                    {"label": "B", "text": "No", "correct_if": "N % 2 == 1"}],
+        "answer": "A", "explanation": "Even numbers leave no remainder when halved.",
+    },
+]
+"""Parametric questions that use every operator the QTI translation knows (numeric, where,
+derived, displayed expressions), one it refuses (round), a templated MCQ and a per-draw key."""
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -105,12 +119,74 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _serve(root: Path) -> Iterator[str]:
+    shutil.copy(PLAYER / "cdn" / "index.js", root / "player.js")
+    (root / "index.html").write_text(PAGE)
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def _export(bank: Path, root: Path) -> str:
+    """Export ``bank`` to QTI with the real CLI and unpack it under ``root/pkg``; stderr."""
+    if not (PLAYER / "cdn" / "index.js").is_file():
+        pytest.fail(f"{PLAYER / 'cdn' / 'index.js'} is missing; run `npm install --no-save @citolab/qti-components@7.27.4` in {REPO}")
+    package = root / "bank.zip"
+    done = CliRunner().invoke(app, ["export", "--format", "qti", "--bank", str(bank), "-o", str(package)])
+    assert done.exit_code == 0, done.stderr
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(root / "pkg")
+    return done.stderr
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The bundled bank's QTI package and the player, served over HTTP (module scripts and
+    fetch need an origin)."""
+    root = tmp_path_factory.mktemp("qti-site")
+    _export(REPO / "question_bank", root)
+    with _serve(root) as url:
+        yield url, root
+
+
 @pytest.mark.browser
 def test_every_exported_item_plays_and_scores_its_key(site: tuple[str, Path]) -> None:
+    url, root = site
+    checked = _play_package(url, root, REPO / "question_bank")
+    assert all(checked.values()), checked
+
+
+@pytest.mark.browser
+def test_every_translated_operator_computes_as_vaequiz_does(tmp_path: Path) -> None:
+    """Each templated item is played several times: whatever the player draws, the answer
+    vaequiz computes for those numbers scores 1 (so every operator, derived param and ``where:``
+    means in QTI what it means in vaequiz); what QTI cannot compute plays as fixed variants."""
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "params.yaml").write_text(yaml.safe_dump(OPERATORS_BANK, sort_keys=False))
+    root = tmp_path / "site"
+    root.mkdir()
+    stderr = _export(bank, root)
+    assert "every-operator: parametric; exported with QTI template variables" in stderr
+    assert "batch-words: parametric; exported with QTI template variables" in stderr
+    assert "rounded-value: parametric; QTI cannot compute it" in stderr and "rounded-value-v4" in stderr
+    assert "even-batch: parametric; QTI cannot compute it" in stderr and "even-batch-v5" in stderr
+    with _serve(root) as url:
+        checked = _play_package(url, root, bank)
+    assert checked["templated"] == 2 and checked["variant"] == 4 + 5, checked
+
+
+def _play_package(url: str, root: Path, bank_path: Path) -> dict[str, int]:
+    """Play every item under ``root/pkg/items``; how many of each kind were checked."""
     from playwright.sync_api import sync_playwright
 
-    url, root = site
-    selection = load_export_set(REPO / "question_bank")
+    selection = load_export_set(bank_path)
     bank: dict[str, AnyQuestion] = {q.id: q for q in selection.questions}
     for question_id, original in selection.parametric.items():  # fixed variants: their own numbers
         for number, values in enumerate(distinct_draws(original, VARIANTS, selection.name, selection.seed), 1):
@@ -158,11 +234,11 @@ def test_every_exported_item_plays_and_scores_its_key(site: tuple[str, Path]) ->
                 checked["extended"] += 1
         browser.close()
     assert errors == []
-    assert all(checked.values()), checked
+    return checked
 
 
 QTI = "{http://www.imsglobal.org/xsd/imsqtiasi_v3p0}"
-LOADS = 6
+LOADS = 12
 """Times a templated item is loaded: each load draws again, so its numbers must vary."""
 
 
@@ -192,6 +268,11 @@ def _play_templated(page: object, path: Path, question: AnyQuestion) -> None:
             assert text.strip('"') == format_value(expected) or float(text.strip('"')) == expected, (
                 path.name, identifier, text)
         bound = bind(question, values)
+        if isinstance(bound, MultipleChoice):  # the key is the bank's; only the texts vary
+            assert not bound.multiple
+            for option in bound.options:
+                assert page.evaluate("r => score(r)", option.label) == (option.label in bound.answer), path.name
+            continue
         assert isinstance(bound, NumericAnswer), path.name
         tolerance = absolute_tolerance(bound)
         assert page.evaluate("r => score(r)", repr(bound.answer)) == 1, (path.name, values)
