@@ -417,3 +417,63 @@ def test_every_exported_shape_spelling_is_one_the_grader_accepts(dims: list[int]
 
     for spelling in shape_spellings(dims):
         assert parse_shape(spelling) == dims, spelling
+
+
+# --------------------------------------------------------------------------- QTI: parametric
+
+ITEM_ORDER = [
+    "qti-context-declaration", "qti-response-declaration", "qti-outcome-declaration",
+    "qti-template-declaration", "qti-template-processing", "qti-assessment-stimulus-ref",
+    "qti-companion-materials-info", "qti-stylesheet", "qti-item-body", "qti-response-processing",
+    "qti-modal-feedback",
+]
+"""The children of qti-assessment-item, in the order QTI 3.0's content model requires."""
+
+
+def test_qti_parametric_items_declare_draw_and_print_their_template_variables(tmp_path: Path) -> None:
+    from tests.test_export_qti_player import OPERATORS_BANK
+
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "params.yaml").write_text(yaml.safe_dump(OPERATORS_BANK, sort_keys=False))
+    stderr = export("qti", bank, tmp_path / "p.zip")
+    assert "fixed draw" not in stderr  # every parametric question is carried, one way or another
+    items = qti_items(tmp_path / "p.zip")
+    for item in items.values():
+        tags = [child.tag.removeprefix(QTI) for child in item]
+        assert tags == sorted(tags, key=ITEM_ORDER.index), tags
+        assert not re.search(r"97531\d{4}13579", ET.tostring(item, encoding="unicode"))
+    item = items["every-operator"]
+    declared = {d.get("identifier"): d.get("base-type") for d in item.iter(f"{QTI}qti-template-declaration")}
+    assert {"P_A": "integer", "P_B": "integer", "P_X": "float", "P_H": "integer"}.items() <= declared.items()
+    processing = item.find(f"{QTI}qti-template-processing")
+    steps = [(c.tag.removeprefix(QTI), c.get("identifier")) for c in processing]
+    assert steps[:4] == [("qti-set-template-value", f"P_{n}") for n in "ABXH"]
+    assert [s for s in steps if s[0] == "qti-template-constraint"] == [("qti-template-constraint", None)] * 2
+    assert processing.find(f"{QTI}qti-set-template-value/{QTI}qti-random-integer").attrib == {
+        "min": "-9", "max": "9", "step": "1"}
+    listed = processing.find(f"{QTI}qti-set-template-value/{QTI}qti-random/{QTI}qti-multiple")
+    assert [v.text for v in listed] == ["2", "3", "5"]
+    operators = {e.get("name") for e in processing.iter(f"{QTI}qti-math-operator")}
+    assert operators == {"ln", "exp", "floor", "ceil", "abs"}
+    printed = [p.get("identifier") for p in item.find(f"{QTI}qti-item-body").iter(f"{QTI}qti-printed-variable")]
+    assert printed[:4] == ["P_A", "P_B", "P_X", "P_H"] and len(printed) == 6
+    rounded = [p for p in item.iter(f"{QTI}qti-printed-variable") if p.get("format")]
+    assert [p.get("format") for p in rounded] == ["%.2f"]
+    assert item.find(f".//{QTI}qti-set-correct-response").get("identifier") == "RESPONSE"
+    # what QTI cannot compute is written as fixed variants, each its own item with its own key
+    assert {f"rounded-value (variant {n})" for n in range(1, 5)} <= set(items)
+    keys = {tuple(qti_key(items[f"even-batch (variant {n})"])) for n in range(1, 6)}
+    assert keys == {("A",), ("B",)}
+    assert "batch-words" in items and items["batch-words"].find(f".//{QTI}qti-simple-choice//{QTI}qti-printed-variable") is not None
+
+
+def test_qti_says_how_each_parametric_question_is_carried(cli, tmp_path: Path) -> None:
+    done = cli("export", "--format", "qti", "--bank", str(BUNDLED), "-o", str(tmp_path / "b.zip"))
+    assert done.returncode == 0, done.stderr
+    assert "kl-value: parametric; exported with QTI template variables" in done.stderr
+    assert "encoder-z-shape: parametric; QTI cannot compute it (a shape answer depends on the numbers)" in done.stderr
+    assert "fixed draw" not in done.stderr
+    with zipfile.ZipFile(tmp_path / "b.zip") as archive:
+        assert "items/encoder-z-shape-v10.xml" in archive.namelist()
+        assert "items/encoder-z-shape.xml" not in archive.namelist()
