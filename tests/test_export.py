@@ -366,7 +366,7 @@ def test_every_bundled_mcq_key_round_trips_through_every_format(tmp_path: Path) 
 
     for question in bank.questions:
         if is_parametric(question):  # exported as one fixed draw: the anonymous page's numbers
-            question = bind(question, draw_for(question, BUNDLED.resolve().stem, 0, ""))
+            question = bind(question, draw_for(question, "question-bank", 0, ""))
         if isinstance(question, NumericAnswer):
             assert gift[question.id]["numeric"][0] == question.answer
         if isinstance(question, ShapeAnswer):

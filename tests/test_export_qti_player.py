@@ -189,7 +189,7 @@ def _play_package(url: str, root: Path, bank_path: Path) -> dict[str, int]:
     selection = load_export_set(bank_path)
     bank: dict[str, AnyQuestion] = {q.id: q for q in selection.questions}
     for question_id, original in selection.parametric.items():  # fixed variants: their own numbers
-        for number, values in enumerate(distinct_draws(original, VARIANTS, selection.name, selection.seed), 1):
+        for number, values in enumerate(distinct_draws(original, VARIANTS, selection.quiz_id, selection.seed), 1):
             bank[f"{question_id}-v{number}"] = bind(original, values)
     checked = {"choice": 0, "shape": 0, "numeric": 0, "extended": 0, "templated": 0, "variant": 0}
     with sync_playwright() as playwright:

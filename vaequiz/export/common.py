@@ -29,8 +29,11 @@ class ExportSet:
     fixed_draws: dict[str, str] = field(default_factory=dict)
     """Parametric questions exported as one fixed draw: question id -> its numbers. A format
     that carries a question's params itself removes its id (the command reports the rest)."""
+    quiz_id: str = ""
+    """The quiz id pages are built with (the whole bank's is ``question-bank``): with ``seed``
+    it keys every draw, so an export's numbers are the ones `vaequiz build` gives."""
     seed: int = 0
-    """The quiz's seed (0 for the whole bank): with ``name`` it keys every draw."""
+    """The quiz's seed (0 for the whole bank)."""
     parametric: dict[str, AnyQuestion] = field(default_factory=dict)
     """Parametric questions as the bank has them, before the fixed draw bound them."""
 
@@ -128,6 +131,7 @@ def code_prompt_html(question: CodeQuestion) -> str:
 def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet:
     """The whole bank, or the questions a quiz spec selects (same draw as `vaequiz build`)."""
     from vaequiz.bank.loader import load_bank
+    from vaequiz.render.selection import WHOLE_BANK_ID
 
     bank = load_bank(bank_path)
     if bank.problems:
@@ -140,6 +144,7 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
             questions=list(bank.questions),
             points={q.id: q.points for q in bank.questions},
             bank=bank,
+            quiz_id=WHOLE_BANK_ID,
         ))
     from vaequiz.render.quiz_spec import QuizSpecError
     from vaequiz.render.selection import quiz_for
@@ -149,7 +154,7 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
     except QuizSpecError as err:
         raise ExportError("the quiz spec has problems:\n" + str(err)) from None
     return _fixed_draws(ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank,
-                                  seed=quiz.seed))
+                                  quiz_id=quiz.id, seed=quiz.seed))
 
 
 def _fixed_draws(selection: ExportSet) -> ExportSet:
@@ -162,7 +167,7 @@ def _fixed_draws(selection: ExportSet) -> ExportSet:
     for question in selection.questions:
         if is_parametric(question):
             try:
-                values = draw_for(question, selection.name, selection.seed, "")
+                values = draw_for(question, selection.quiz_id, selection.seed, "")
                 selection.fixed_draws[question.id] = describe({k: values[k] for k in question.params or {}})
                 selection.parametric[question.id] = question
                 question = bind(question, values)

@@ -358,7 +358,7 @@ def export(selection: ExportSet, out: Path) -> ExportResult:
         points = selection.points[question.id]
         original = selection.parametric.get(question.id)
         if original is not None:
-            items, note = parametric_items(original, points, selection.name, selection.seed)
+            items, note = parametric_items(original, points, selection.quiz_id, selection.seed)
             if items:
                 selection.fixed_draws.pop(question.id, None)
                 result.lost.append(note)
