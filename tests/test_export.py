@@ -449,7 +449,7 @@ def test_qti_parametric_items_declare_draw_and_print_their_template_variables(tm
     processing = item.find(f"{QTI}qti-template-processing")
     steps = [(c.tag.removeprefix(QTI), c.get("identifier")) for c in processing]
     assert steps[:4] == [("qti-set-template-value", f"P_{n}") for n in "ABXH"]
-    assert [s for s in steps if s[0] == "qti-template-constraint"] == [("qti-template-constraint", None)] * 2
+    assert [s for s in steps if s[0] == "qti-template-constraint"] == [("qti-template-constraint", None)] * 3
     assert processing.find(f"{QTI}qti-set-template-value/{QTI}qti-random-integer").attrib == {
         "min": "-9", "max": "9", "step": "1"}
     listed = processing.find(f"{QTI}qti-set-template-value/{QTI}qti-random/{QTI}qti-multiple")

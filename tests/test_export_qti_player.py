@@ -81,7 +81,7 @@ OPERATORS_BANK: list[dict[str, Any]] = [
         "id": "every-operator", "kind": "numeric", "topics": ["elbo"], "difficulty": "advanced",
         "source": "original",
         "params": {"A": {"low": -9, "high": 9}, "B": [2, 3, 5], "X": [0.5, 1.5, 4, 9.25], "H": "A * 2 + B"},
-        "where": ["A != 0 and not (B == 5 and A > 5)", "H >= -20 or B < 3"],
+        "where": ["A != 0 and not (B == 5 and A > 5)", "H >= -20 or B < 3", "A <= 9"],
         "prompt": "With A = {{ A }}, B = {{ B }}, $X = {{ X }}$ and `H = {{ H }}` (so $A \\cdot B = {{ A * B }}$ "
                   "and X / 3 is about {{ X / 3:.2f }}), what is the value?",
         "answer": "A // B + A % B - -H + log(X) + log(X, 2) + sqrt(X) + exp(1) * floor(X / 3) - ceil(X / 4)"

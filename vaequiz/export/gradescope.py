@@ -127,7 +127,7 @@ def export(selection: ExportSet, out: Path) -> ExportResult:
         questions.append(entry)
         result.written.append(question.id)
     if not questions:
-        raise ExportError("no code or parametric questions to export; the Gradescope autograder grades "
+        raise ExportError("no code questions and no parametric ones to export; the Gradescope autograder grades "
                           "those (use --quiz to pick some, or another --format)")
     config = {"questions": questions, "bank": "bank", "quiz_id": selection.quiz_id, "seed": selection.seed,
               "student_field": STUDENT_FIELD, "vaequiz_version": vaequiz.__dict__.get("__version__", "")}
