@@ -99,7 +99,7 @@ OPERATORS_BANK: list[dict[str, Any]] = [
         "source": "original", "params": {"N": [16, 32, 64, 128]},
         "stem": "A batch holds {{ N }} images. What does its first dimension count?",
         "options": [{"label": "A", "text": "The {{ N }} images"}, {"label": "B", "text": "Pixels"}],
-        "answer": "A", "explanation": "The batch dimension counts the {{ N }} samples.",
+        "answer": "A", "explanation": "The batch dimension counts the {{ N }} samples, about {{ round(N / 3) }} per class.",
     },
     {
         "id": "even-batch", "kind": "mcq", "topics": ["elbo"], "difficulty": "beginner",
@@ -109,9 +109,15 @@ OPERATORS_BANK: list[dict[str, Any]] = [
                     {"label": "B", "text": "No", "correct_if": "N % 2 == 1"}],
         "answer": "A", "explanation": "Even numbers leave no remainder when halved.",
     },
+    {
+        "id": "percent-shown", "kind": "numeric", "topics": ["elbo"], "difficulty": "beginner",
+        "source": "original", "params": {"p": [0.25, 0.5]},
+        "prompt": "What is {{ p:.0% }} of 8?", "answer": "p * 8", "explanation": "{{ p }} times 8.",
+    },
 ]
 """Parametric questions that use every operator the QTI translation knows (numeric, where,
-derived, displayed expressions), one it refuses (round), a templated MCQ and a per-draw key."""
+derived, displayed expressions), what it refuses (round, a percent format), a templated MCQ
+whose explanation (not in the item) uses round, and a per-draw key."""
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -177,9 +183,10 @@ def test_every_translated_operator_computes_as_vaequiz_does(tmp_path: Path) -> N
     assert "batch-words: parametric; exported with QTI template variables" in stderr
     assert "rounded-value: parametric; QTI cannot compute it" in stderr and "rounded-value-v4" in stderr
     assert "even-batch: parametric; QTI cannot compute it" in stderr and "even-batch-v5" in stderr
+    assert "percent-shown: parametric; QTI cannot compute it (QTI cannot print a number as {{ p:.0% }} does)" in stderr
     with _serve(root) as url:
         checked = _play_package(url, root, bank)
-    assert checked["templated"] == 2 and checked["variant"] == 4 + 5, checked
+    assert checked["templated"] == 2 and checked["variant"] == 4 + 5 + 2, checked
 
 
 def _play_package(url: str, root: Path, bank_path: Path) -> dict[str, int]:

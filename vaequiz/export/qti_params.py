@@ -241,6 +241,8 @@ class _Shown:
         self.marks: list[tuple[str, str]] = []  # mark number -> (identifier, format spec)
 
     def mark(self, source: str, spec: str) -> str:
+        if spec and not re.fullmatch(r"d|\.\d+[fFgG]", spec):
+            raise Untranslatable(f"QTI cannot print a number as {{{{ {source.strip()}:{spec} }}}} does")
         source = source.strip()
         expression = parse_expression(source)
         if source.isidentifier() and not spec:
@@ -392,7 +394,8 @@ def _draw(parent: ET.Element, values: tuple[Any, ...]) -> str:
         return base_type
     # a long float range low + k * step: computed from a random whole k
     low, step = values[0], (values[-1] - values[0]) / (len(values) - 1)
-    total = ET.SubElement(parent, q("qti-sum"))
+    rounded = ET.SubElement(parent, q("qti-round-to"), {"rounding-mode": "decimalPlaces", "figures": "12"})
+    total = ET.SubElement(rounded, q("qti-sum"))
     _base_value(total, float(low))
     product = ET.SubElement(total, q("qti-product"))
     _base_value(product, float(step))
@@ -430,18 +433,7 @@ def template_parts(question: AnyQuestion) -> tuple[AnyQuestion, Callable[[ET.Ele
         element = ET.SubElement(processing, q("qti-template-constraint"))
         if translator.translate(element, constraint) != "boolean":
             raise Untranslatable(f"where {constraint.source!r} is not a condition")
-    for (source, spec), identifier in shown.displays.items():
-        expression = parse_expression(source)
-        holder = ET.Element("holder")
-        base_type = translator.translate(holder, expression)
-        rounding = re.fullmatch(r"\.(\d+)([fFgG])", spec)
-        element = ET.SubElement(processing, q("qti-set-template-value"), {"identifier": identifier})
-        if rounding and base_type == "float":  # the value shown is the value rounded as asked
-            mode = "decimalPlaces" if rounding.group(2) in "fF" else "significantFigures"
-            element = ET.SubElement(element, q("qti-round-to"),
-                                    {"rounding-mode": mode, "figures": rounding.group(1)})
-        element.extend(list(holder))
-        types[identifier] = base_type
+    answer_steps = len(processing)
     if isinstance(question, NumericAnswer):
         expression = parse_expression(question.answer) if isinstance(question.answer, str) else None
         answer = ET.SubElement(processing, q("qti-set-template-value"), {"identifier": ANSWER})
@@ -465,15 +457,14 @@ def template_parts(question: AnyQuestion) -> tuple[AnyQuestion, Callable[[ET.Ele
         types[TOLERANCE] = "float"
         correct = ET.SubElement(processing, q("qti-set-correct-response"), {"identifier": "RESPONSE"})
         ET.SubElement(correct, q("qti-variable"), {"identifier": ANSWER})
-    _check_types(question, shown, draws, types)
 
     def finish(item: ET.Element) -> None:
         printed, math_variables = _print_marks(item, shown)
-        for identifier in set(shown.displays.values()) - printed - math_variables:
-            del types[identifier]  # a display only other texts (the explanation) show
-            for element in processing.findall(q("qti-set-template-value")):
-                if element.get("identifier") == identifier:
-                    processing.remove(element)
+        used = printed | math_variables  # a display only other texts (the explanation) show is left out
+        displays = {key: identifier for key, identifier in shown.displays.items() if identifier in used}
+        for offset, ((source, spec), identifier) in enumerate(displays.items()):
+            processing.insert(answer_steps + offset, _display(translator, identifier, source, spec))
+        _check_types(displays, draws, types)
         body = item.find(q("qti-item-body"))
         assert body is not None
         position = list(item).index(body)
@@ -490,11 +481,25 @@ def template_parts(question: AnyQuestion) -> tuple[AnyQuestion, Callable[[ET.Ele
     return plain, finish
 
 
-def _check_types(question: AnyQuestion, shown: _Shown, draws: list[dict[str, Any]], types: dict[str, str]) -> None:
+def _display(translator: Translator, identifier: str, source: str, spec: str) -> ET.Element:
+    """``identifier`` set to the value a placeholder shows, rounded as its format asks."""
+    holder = ET.Element("holder")
+    base_type = translator.translate(holder, parse_expression(source))
+    translator.types[identifier] = base_type
+    element = outer = ET.Element(q("qti-set-template-value"), {"identifier": identifier})
+    rounding = re.fullmatch(r"\.(\d+)([fFgG])", spec)
+    if rounding and base_type == "float":  # the value shown is the value rounded as asked
+        mode = "decimalPlaces" if rounding.group(2) in "fF" else "significantFigures"
+        element = ET.SubElement(outer, q("qti-round-to"), {"rounding-mode": mode, "figures": rounding.group(1)})
+    element.extend(list(holder))
+    return outer
+
+
+def _check_types(displays: dict[tuple[str, str], str], draws: list[dict[str, Any]], types: dict[str, str]) -> None:
     """A value QTI would hold as an integer must be whole for every sampled draw (vaequiz's
     integers and QTI's agree), else the translation is refused rather than wrong."""
     for draw in draws:
-        for (source, _), identifier in shown.displays.items():
+        for (source, _), identifier in displays.items():
             value = evaluate(source, draw)
             if types[identifier] == "integer" and not isinstance(value, int):
                 raise Untranslatable(f"{source!r} is whole in QTI but not in vaequiz")
