@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import shutil
 import threading
@@ -24,6 +25,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from vaequiz.bank.models import (
@@ -39,7 +42,7 @@ from vaequiz.cli.app import app
 from vaequiz.export.common import absolute_tolerance, distinct_draws, load_export_set, shape_spellings
 from vaequiz.export.qti import VARIANTS
 from vaequiz.export.qti_params import param_identifier
-from vaequiz.expressions import format_value
+from vaequiz.expressions import ExpressionError, evaluate, format_value, parse_expression
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYER = Path(os.environ.get("QTI_COMPONENTS_DIR", REPO / "node_modules" / "@citolab" / "qti-components"))
@@ -287,3 +290,94 @@ def _play_templated(page: object, path: Path, question: AnyQuestion) -> None:
         assert page.evaluate("r => score(r)", repr(bound.answer + 2 * tolerance + 1)) == 0, (path.name, values)
     assert len(seen) > 1, f"{path.name}: {LOADS} loads drew the same numbers"
 
+
+
+# --------------------------------------------------------------------------- translation property
+
+PROPERTY_VALUES = {"A": 7, "B": -3, "X": 2.5, "Y": 0.4}
+"""Fixed params for the property: whole and fractional, positive and negative."""
+
+_numbers = st.one_of(st.integers(-9, 9).map(str), st.sampled_from(["0.5", "1.25", "3.0", "0.1"]))
+_leaves = st.one_of(_numbers, st.sampled_from(sorted(PROPERTY_VALUES)))
+
+
+def _arithmetic(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.tuples(children, st.sampled_from(["+", "-", "*", "/", "//", "%"]), children).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(children, st.integers(0, 3)).map(lambda t: f"({t[0]}) ** {t[1]}"),
+        children.map(lambda c: f"-({c})"),
+        st.tuples(st.sampled_from(["min", "max"]), children, children).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+        st.tuples(st.sampled_from(["abs", "floor", "ceil", "exp", "log", "sqrt"]), children).map(
+            lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(children, children).map(lambda t: f"log({t[0]}, {t[1]})"),
+    )
+
+
+_expressions = st.recursive(_leaves, _arithmetic, max_leaves=8)
+
+
+@pytest.fixture(scope="module")
+def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    """A page with the player loaded, and the folder it serves items from."""
+    from playwright.sync_api import sync_playwright
+
+    if not (PLAYER / "cdn" / "index.js").is_file():
+        pytest.fail(f"{PLAYER / 'cdn' / 'index.js'} is missing; run `npm install --no-save @citolab/qti-components@7.27.4` in {REPO}")
+    root = tmp_path_factory.mktemp("qti-property")
+    (root / "pkg" / "items").mkdir(parents=True)
+    with _serve(root) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{url}/index.html")
+        page.wait_for_function("window.ready === true")
+        yield page, root
+        browser.close()
+
+
+@pytest.mark.browser
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sources=st.lists(_expressions, min_size=30, max_size=30))
+def test_translated_expressions_compute_in_the_player_what_vaequiz_computes(
+        player: tuple[Any, Path], sources: list[str]) -> None:
+    """Random arithmetic over whole and fractional, positive and negative params, translated to
+    QTI and computed by the player's template processing, equals vaequiz's own evaluation
+    (floor division and modulo of negatives included)."""
+    from vaequiz.export.qti import _outcomes, identifier
+    from vaequiz.export.qti_params import Translator, Untranslatable, q
+
+    page, root = player
+    expected: dict[str, float] = {}
+    types = {param_identifier(n): "integer" if isinstance(v, int) else "float" for n, v in PROPERTY_VALUES.items()}
+    item = ET.Element(q("qti-assessment-item"), {"identifier": identifier("property"), "title": "property",
+                                                 "adaptive": "false", "time-dependent": "false"})
+    _outcomes(item, 1.0)
+    processing = ET.Element(q("qti-template-processing"))
+    for name, value in PROPERTY_VALUES.items():
+        step = ET.SubElement(processing, q("qti-set-template-value"), {"identifier": param_identifier(name)})
+        ET.SubElement(step, q("qti-base-value"), {"base-type": types[param_identifier(name)]}).text = repr(value)
+    translator = Translator(types)
+    for number, source in enumerate(sources):
+        try:
+            value = evaluate(source, PROPERTY_VALUES)
+        except ExpressionError:
+            continue  # a division by zero, a log of a negative: nothing to compare
+        step = ET.Element(q("qti-set-template-value"), {"identifier": f"T_{number}"})
+        try:
+            translator.translate(step, parse_expression(source))
+        except Untranslatable:
+            continue
+        processing.append(step)
+        expected[f"T_{number}"] = float(value)
+    declarations = [ET.Element(q("qti-template-declaration"), {"identifier": i, "cardinality": "single", "base-type": "float"})
+                    for i in list(types) + list(expected)]
+    item.extend(declarations + [processing])
+    ET.SubElement(ET.SubElement(item, q("qti-item-body")), q("p")).text = "property"
+    name = f"property-{len(list((root / 'pkg' / 'items').iterdir()))}.xml"  # a new URL: no cached item
+    (root / "pkg" / "items" / name).write_bytes(ET.tostring(item, encoding="utf-8", xml_declaration=True))
+    assert page.evaluate("href => loadItem(href)", f"pkg/items/{name}")
+    computed = page.evaluate("() => templateValues()")
+    for name, value in expected.items():
+        got = computed[name]
+        assert got not in (None, ""), (sources[int(name[2:])], value)
+        assert math.isclose(float(got), value, rel_tol=1e-9, abs_tol=1e-9), (sources[int(name[2:])], got, value)

@@ -151,26 +151,21 @@ class Translator:
             self._numeric(element, node.right)
             return "float"
         if operator in (ast.FloorDiv, ast.Mod):
-            # Python floors both (a // b and a % b take the sign of b); so does this
+            # Python floors both (a // b and a % b take the sign of b); so does this, for whole
+            # numbers. Fractional ones floor-divide by fmod in Python (1 // 0.1 == 9.0), which
+            # QTI has no operator for.
             probe = ET.Element("probe")
-            whole = {self._numeric(probe, node.left), self._numeric(probe, node.right)} == {"integer"}
+            if {self._numeric(probe, node.left), self._numeric(probe, node.right)} != {"integer"}:
+                raise Untranslatable(f"QTI cannot floor-divide fractional numbers as Python does ({ast.unparse(node)})")
             if operator is ast.FloorDiv:
-                if whole:
-                    self._whole_quotient(parent, node)
-                    return "integer"
-                floor = ET.SubElement(parent, q("qti-math-operator"), {"name": "floor"})
-                self._quotient(floor, node)
-                return "float"
+                self._whole_quotient(parent, node)
+                return "integer"
             subtract = ET.SubElement(parent, q("qti-subtract"))
             self._numeric(subtract, node.left)
             product = ET.SubElement(subtract, q("qti-product"))
             self._numeric(product, node.right)
-            if whole:
-                self._whole_quotient(product, node)
-                return "integer"
-            floor = ET.SubElement(product, q("qti-math-operator"), {"name": "floor"})
-            self._quotient(floor, node)
-            return "float"
+            self._whole_quotient(product, node)
+            return "integer"
         raise Untranslatable(f"QTI has no operator for {ast.unparse(node)!r}")
 
     def _quotient(self, parent: ET.Element, node: ast.BinOp) -> None:
