@@ -477,3 +477,37 @@ def test_qti_says_how_each_parametric_question_is_carried(cli, tmp_path: Path) -
     with zipfile.ZipFile(tmp_path / "b.zip") as archive:
         assert "items/encoder-z-shape-v10.xml" in archive.namelist()
         assert "items/encoder-z-shape.xml" not in archive.namelist()
+
+
+BUNDLED_PARAMETRIC = [q for q in load_bank(BUNDLED).questions if getattr(q, "params", None)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(question=st.sampled_from(BUNDLED_PARAMETRIC), count=st.integers(1, 12),
+       quiz_id=st.text(min_size=1, max_size=12), seed=st.integers(0, 10**6))
+def test_distinct_draws_are_distinct_valid_and_stable(question, count: int, quiz_id: str, seed: int) -> None:
+    """The fixed variants a format writes: different numbers each, every one a draw the
+    question allows, the same on every export."""
+    from vaequiz.bank.parametric import space_of
+    from vaequiz.export.common import distinct_draws
+
+    draws = distinct_draws(question, count, quiz_id, seed)
+    space = space_of(question)
+    assert 1 <= len(draws) <= count
+    assert len({tuple(sorted(d.items())) for d in draws}) == len(draws)
+    assert all(all(space.holds(d)) for d in draws)
+    assert distinct_draws(question, count, quiz_id, seed) == draws
+    if space.size >= 10 * count:  # room enough: all of them found
+        assert len(draws) == count
+
+
+def test_distinct_draws_stop_at_what_the_question_has() -> None:
+    from vaequiz.bank.models import question_adapter
+    from vaequiz.export.common import distinct_draws
+
+    question = question_adapter.validate_python({
+        "id": "three", "kind": "numeric", "topics": ["elbo"], "difficulty": "beginner",
+        "source": "original", "params": {"N": [1, 2, 3]}, "prompt": "{{ N }} + 1?",
+        "answer": "N + 1", "explanation": "Add one.",
+    })
+    assert sorted(d["N"] for d in distinct_draws(question, 10, "q", 0)) == [1, 2, 3]
