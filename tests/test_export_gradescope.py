@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -262,6 +263,10 @@ def _parametric_bank(tmp_path: Path) -> Path:
     bank = tmp_path / "bank"
     done = runner.invoke(app, ["new", "code", "--id", "kl-a", "--file", str(bank / "code.yaml")])
     assert done.exit_code == 0, done.stderr
+    [code] = yaml.safe_load((bank / "code.yaml").read_text())
+    code["params"] = {"N": [2, 4]}  # a code question showing the student's example size
+    code["prompt"] += "\n\nFor example, a batch of {{ N }} rows."
+    (bank / "code.yaml").write_text(yaml.safe_dump([code], sort_keys=False))
     (bank / "params.yaml").write_text(json.dumps([LAYER]))
     return bank
 
@@ -308,7 +313,10 @@ def test_export_carries_parametric_questions_to_the_autograder(tmp_path: Path) -
     assert "fixed draw" not in done.stderr
     with zipfile.ZipFile(out) as archive:
         config = json.loads(archive.read("vaequiz_autograder.json"))
-    assert config["questions"][1] == {"id": "layer-params", "points": 1.0, "parametric": True, "file": "layer-params.txt"}
+    assert config["questions"] == [
+        {"id": "kl-a", "points": 3.0, "parametric": True, "file": "kl-a.py"},
+        {"id": "layer-params", "points": 1.0, "parametric": True, "file": "layer-params.txt"},
+    ]
 
 
 @pytest.mark.slow
@@ -331,7 +339,8 @@ def test_autograder_grades_each_student_with_their_own_numbers(tmp_path: Path) -
         right = by_question(run_autograder(root, venv, {"layer-params.txt": f"{own:g}", "kl-a.py": reference}, email))
         assert [t["score"] for t in right["layer-params"]] == [1.0], right["layer-params"]
         assert "graded with your numbers: I = " in right["layer-params"][0]["output"]
-        assert round(sum(t["score"] for t in right["kl-a"]), 6) == 3.0  # code questions as before
+        assert round(sum(t["score"] for t in right["kl-a"]), 6) == 3.0  # a parametric code question too
+        assert "graded with your numbers: N = " in right["kl-a"][0]["output"]
         wrong = by_question(run_autograder(root, venv, {"layer-params.txt": f"{other:g}"}, email))
         assert [t["score"] for t in wrong["layer-params"]] == [0.0], wrong["layer-params"]
         assert "for your numbers, I = " in wrong["layer-params"][0]["output"]

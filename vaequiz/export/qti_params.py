@@ -63,12 +63,14 @@ def _value_type(values: Iterator[Any]) -> str:
     return "float"
 
 
+def _lexical(value: Any) -> str:
+    """A value as QTI writes it (``true``, ``-2``, ``0.25``)."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
 def _base_value(parent: ET.Element, value: Any) -> str:
-    if isinstance(value, bool):
-        ET.SubElement(parent, q("qti-base-value"), {"base-type": "boolean"}).text = str(value).lower()
-        return "boolean"
-    base_type = "integer" if isinstance(value, int) else "float"
-    ET.SubElement(parent, q("qti-base-value"), {"base-type": base_type}).text = repr(value)
+    base_type = "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else "float"
+    ET.SubElement(parent, q("qti-base-value"), {"base-type": base_type}).text = _lexical(value)
     return base_type
 
 
@@ -385,7 +387,7 @@ def _draw(parent: ET.Element, values: tuple[Any, ...]) -> str:
     if len(values) <= LIST_LIMIT:
         choices = ET.SubElement(ET.SubElement(parent, q("qti-random")), q("qti-multiple"))
         for value in values:
-            ET.SubElement(choices, q("qti-base-value"), {"base-type": base_type}).text = repr(value)
+            ET.SubElement(choices, q("qti-base-value"), {"base-type": base_type}).text = _lexical(value)
         return base_type
     # a long float range low + k * step: computed from a random whole k
     low, step = values[0], (values[-1] - values[0]) / (len(values) - 1)
