@@ -222,7 +222,7 @@ def grade(
     student: Annotated[Optional[str], typer.Option(
         "--student", help="A parametric question is graded with this student's numbers.")] = None,
     quiz_id: Annotated[str, typer.Option(
-        "--quiz-id", help="With --student: the quiz id the pages were built with.")] = "question-bank",
+        "--quiz-id", help="With --student: the quiz id the pages were built with.")] = "question-bank",  # a whole-bank build's
     seed: Annotated[int, typer.Option("--seed", min=0, help="With --student: the seed the pages were built with.")] = 0,
 ) -> None:
     """Grade one answer. Exit 0 passed, 1 not passed, 2 usage error."""
