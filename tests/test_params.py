@@ -385,7 +385,7 @@ def test_exports_carry_one_fixed_draw_and_say_so(write_yaml, cli, tmp_path) -> N
     bank = _bank(write_yaml)
     result = cli("export", "--format", "gift", "--bank", bank, "-o", tmp_path / "bank.gift")
     assert result.returncode == 0, result.stderr
-    numbers = draw_for(load_bank(bank).get("z-shape"), "bank", 0, "")
+    numbers = draw_for(load_bank(bank).get("z-shape"), "question-bank", 0, "")  # the anonymous page's
     assert f"z-shape: parametric; exported with one fixed draw (B = {numbers['B']}" in result.stderr
     text = (tmp_path / "bank.gift").read_text(encoding="utf-8")
     assert f"A batch of {numbers['B']} inputs" in text and "{{" not in text
