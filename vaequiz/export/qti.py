@@ -30,22 +30,23 @@ from vaequiz.bank.models import (
     ShapeAnswer,
     ShortAnswer,
 )
+from vaequiz.bank.parametric import bind
 from vaequiz.export.common import (
     ExportError,
     ExportResult,
     ExportSet,
     absolute_tolerance,
-    distinct_draws,
     canonical_shape,
+    distinct_draws,
     code_html,
     code_prompt_html,
     grader_info_html,
     html,
     shape_spellings,
 )
+from vaequiz.export.qti_params import ANSWER, MATHML_NS, QTI_NS, TOLERANCE, Untranslatable, q, template_parts
+from vaequiz.params import ParamError
 
-QTI_NS = "http://www.imsglobal.org/xsd/imsqtiasi_v3p0"
-MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 CP_NS = "http://www.imsglobal.org/xsd/qti/qtiv3p0/imscp_v1p1"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 TEMPLATES = "https://purl.imsglobal.org/spec/qti/v3p0/rptemplates/"
@@ -56,10 +57,6 @@ _HTML_ATTRIBUTES = {"class", "lang", "title", "href", "colspan", "rowspan", "sta
 
 ET.register_namespace("", QTI_NS)
 ET.register_namespace("m", MATHML_NS)
-
-
-def q(tag: str) -> str:
-    return f"{{{QTI_NS}}}{tag}"
 
 
 class _XhtmlBuilder(HTMLParser):
@@ -222,8 +219,6 @@ def _numeric_item(item: ET.Element, question: NumericAnswer, points: float) -> N
 def _computed_numeric_item(item: ET.Element, question: NumericAnswer, points: float) -> None:
     """A numeric item whose answer and tolerance are template variables: accepted when
     ANSWER - TOLERANCE <= RESPONSE <= ANSWER + TOLERANCE."""
-    from vaequiz.export.qti_params import ANSWER, TOLERANCE
-
     _declaration(item, "single", "float")
     _outcomes(item, points)
     _text_entry(_body(item, html(question.prompt)), "Answer:")
@@ -269,9 +264,6 @@ def parametric_items(question: AnyQuestion, points: float, quiz_id: str, seed: i
                      ) -> tuple[list[tuple[str, ET.Element]], str]:
     """The items of a parametric question (item id, element) and what stderr should say: one
     templated item, or fixed variants when QTI cannot compute what the question needs."""
-    from vaequiz.export.qti_params import Untranslatable, template_parts
-    from vaequiz.params import ParamError
-
     try:
         plain, finish = template_parts(question)
         element = item_element(plain, points)
@@ -285,8 +277,6 @@ def parametric_items(question: AnyQuestion, points: float, quiz_id: str, seed: i
         reason = str(err)
     except ParamError as err:
         raise ExportError(f"parametric question {question.id!r} cannot be drawn: {err}") from None
-    from vaequiz.bank.parametric import bind
-
     items = []
     try:
         draws = distinct_draws(question, VARIANTS, quiz_id, seed)
