@@ -419,3 +419,27 @@ def test_a_parametric_question_is_graded_with_the_students_own_numbers(tmp_path:
         assert result["points"] == result["max_points"], result
     finally:
         site.close()
+
+
+def test_answers_without_code_are_graded_first_and_the_positions_say_so(site: Site) -> None:
+    """A burst of code (or the sandbox's start) never holds up a multiple choice or a number."""
+    ada = sign_in_student(site, "ada")
+    ada_attempt = open_quiz(ada, "serve-practice")["attempt"]
+    ben = sign_in_student(site, "ben")
+    ben_attempt = open_quiz(ben, "serve-practice")["attempt"]
+    code = "def kl_divergence(mu, logvar):\n    return mu.sum()\n"
+    assert ada.post(f"/api/attempts/{ada_attempt}/grade", json={"answers": {"kl-divergence": code}}).status_code == 200
+    assert ben.post(f"/api/attempts/{ben_attempt}/grade", json={"answers": {"beta-loss-value": "2"}}).status_code == 200
+
+    def entry(client: Any, attempt: int, question: str) -> tuple[str, Any]:
+        found = client.get(f"/api/attempts/{attempt}/status").json()["questions"][question]
+        return found["state"], found["position"]
+
+    assert entry(ben, ben_attempt, "beta-loss-value") == ("queued", 1)
+    assert entry(ada, ada_attempt, "kl-divergence") == ("queued", 2)
+    worker = site.app.state.service.worker  # this site grades nothing by itself (0 threads)
+    first = worker.claim()
+    assert entry(ben, ben_attempt, "beta-loss-value") == ("running", None)
+    assert entry(ada, ada_attempt, "kl-divergence") == ("queued", 1)
+    worker.run(first)
+    assert entry(ben, ben_attempt, "beta-loss-value") == ("graded", None)

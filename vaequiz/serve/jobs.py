@@ -14,9 +14,9 @@ import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, case, false, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from vaequiz.bank.models import CodeQuestion
@@ -103,9 +103,21 @@ class QuestionState:
     result: Optional[ItemResult]
 
 
-def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
-    """Per question: the state of its newest grading job (position in the queue when queued)
-    and the newest result."""
+def code_questions(course: Course) -> frozenset[str]:
+    """Ids of the served questions whose answers run in the sandbox."""
+    return frozenset(q for served in course.quizzes.values() for q, question in served.questions.items()
+                     if isinstance(question, CodeQuestion))
+
+
+def dispatch_order(code: Collection[str]) -> tuple[Any, ...]:
+    """Answers that need no sandbox first, then code, each oldest first: a light answer takes
+    a millisecond, so it never waits behind a burst of code (or the sandbox's start)."""
+    return (case((revisions.c.question.in_(sorted(code)), 1), else_=0), jobs.c.id) if code else (jobs.c.id,)
+
+
+def attempt_states(db: Connection, attempt_id: int, code: Collection[str] = ()) -> dict[str, QuestionState]:
+    """Per question: the state of its newest grading job (position in the queue, in
+    :func:`dispatch_order` for the ``code`` questions given, when queued) and the newest result."""
     job_rows = db.execute(
         select(jobs.c.id, jobs.c.state, revisions.c.question)
         .join(revisions, revisions.c.id == jobs.c.revision_id)
@@ -117,16 +129,39 @@ def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
         select(results.c.question, results.c.item).where(results.c.attempt_id == attempt_id).order_by(results.c.id)
     ).all()
     newest_result = {row.question: ItemResult.model_validate_json(row.item) for row in result_rows}
+    positions = queue_positions(db, [job for job in newest_job.values() if job.state == "queued"], code)
     states: dict[str, QuestionState] = {}
     for question, job in newest_job.items():
-        position = None
-        if job.state == "queued":
-            position = db.execute(
-                select(func.count()).select_from(jobs).where(and_(jobs.c.state == "queued", jobs.c.id <= job.id))
-            ).scalar_one()
         state = "graded" if job.state == "done" else job.state
-        states[question] = QuestionState(state, position, newest_result.get(question) if state == "graded" else None)
+        states[question] = QuestionState(state, positions.get(job.id), newest_result.get(question) if state == "graded" else None)
     return states
+
+
+def queue_positions(db: Connection, queued: list[Any], code: Collection[str]) -> dict[int, int]:
+    """Job id -> place in the queue for one attempt's queued jobs, from one query over the queue
+    (a status poll must stay cheap while thousands of jobs wait)."""
+    if not queued:
+        return {}
+    first = min(job.id for job in queued)
+    is_code = revisions.c.question.in_(sorted(code)) if code else false()
+    light = ~is_code if code else true()
+    counts = db.execute(
+        select(
+            func.count().filter(and_(light, jobs.c.id < first)).label("light_before"),
+            func.count().filter(and_(is_code, jobs.c.id < first)).label("code_before"),
+            func.count().filter(light).label("light_all"),
+        ).select_from(jobs.join(revisions, revisions.c.id == jobs.c.revision_id)).where(jobs.c.state == "queued")
+    ).one()
+    positions: dict[int, int] = {}
+    light_rank = code_rank = 0
+    for job in sorted(queued, key=lambda job: job.id):
+        if job.question in code:
+            code_rank += 1
+            positions[job.id] = counts.light_all + counts.code_before + code_rank
+        else:
+            light_rank += 1
+            positions[job.id] = counts.light_before + light_rank
+    return positions
 
 
 class Worker:
@@ -149,6 +184,7 @@ class Worker:
         self._stack = ExitStack()
         self._sandbox_lock = threading.Lock()
         self.grader = Grader(None)
+        self.code = code_questions(course)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -178,11 +214,13 @@ class Worker:
             self.run(job)
 
     def claim(self) -> Optional[int]:
-        """Take the oldest queued job (queued -> running); None when there is none. Two servers
+        """Take the next queued job in :func:`dispatch_order` (queued -> running); None when there is none. Two servers
         on one PostgreSQL never take the same job (SKIP LOCKED, and the state check)."""
         with self.engine.begin() as db:
             row = db.execute(
-                select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(1).with_for_update(skip_locked=True)
+                select(jobs.c.id).join(revisions, revisions.c.id == jobs.c.revision_id)
+                .where(jobs.c.state == "queued").order_by(*dispatch_order(self.code)).limit(1)
+                .with_for_update(skip_locked=True, of=jobs)
             ).first()
             if row is None:
                 return None
