@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Optional
 
 from sqlalchemy import Connection, Engine, and_, case, false, func, insert, select, true, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vaequiz.bank.models import CodeQuestion
 from vaequiz.grading.batch import grade_reading
@@ -31,6 +31,10 @@ MAX_TRIES = 3
 """A job whose grading failed this often gets a result saying so instead of another try."""
 
 NULL = "null"
+
+BATCH = 32
+"""Answers without code one grading thread takes at once: one transaction claims them, one writes
+their results (per-answer transactions cost more than grading a multiple choice)."""
 
 
 def dump(value: Any) -> str:
@@ -206,29 +210,41 @@ class Worker:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
-            job = self.claim()
-            if job is None:
+            batch = self.claim_batch(BATCH)
+            if not batch:
                 self.wake.wait(timeout=1.0)
                 self.wake.clear()
                 continue
-            self.run(job)
+            self.run_batch(batch)
 
     def claim(self) -> Optional[int]:
-        """Take the next queued job in :func:`dispatch_order` (queued -> running); None when there is none. Two servers
-        on one PostgreSQL never take the same job (SKIP LOCKED, and the state check)."""
-        with self.engine.begin() as db:
-            row = db.execute(
-                select(jobs.c.id).join(revisions, revisions.c.id == jobs.c.revision_id)
-                .where(jobs.c.state == "queued").order_by(*dispatch_order(self.code)).limit(1)
-                .with_for_update(skip_locked=True, of=jobs)
-            ).first()
-            if row is None:
-                return None
-            taken = db.execute(
-                update(jobs).where(and_(jobs.c.id == row.id, jobs.c.state == "queued"))
-                .values(state="running", started_at=now(), tries=jobs.c.tries + 1)
-            ).rowcount
-            return row.id if taken == 1 else None
+        """Take the next queued job (see :meth:`claim_batch`); None when there is none."""
+        taken = self.claim_batch(1)
+        return taken[0] if taken else None
+
+    def claim_batch(self, limit: int) -> list[int]:
+        """Take up to ``limit`` queued jobs in :func:`dispatch_order` (queued -> running): answers
+        without code together, a code answer alone; [] when there is none. Two servers on one
+        PostgreSQL never take the same job (SKIP LOCKED, and the state check); a database busy
+        with another writer is tried again on the next round."""
+        try:
+            with self.engine.begin() as db:
+                rows = db.execute(
+                    select(jobs.c.id, revisions.c.question).join(revisions, revisions.c.id == jobs.c.revision_id)
+                    .where(jobs.c.state == "queued").order_by(*dispatch_order(self.code)).limit(limit)
+                    .with_for_update(skip_locked=True, of=jobs)
+                ).all()
+                if not rows:
+                    return []
+                wanted = [rows[0].id] if rows[0].question in self.code else [r.id for r in rows if r.question not in self.code]
+                taken = db.execute(
+                    update(jobs).where(and_(jobs.c.id.in_(wanted), jobs.c.state == "queued"))
+                    .values(state="running", started_at=now(), tries=jobs.c.tries + 1)
+                    .returning(jobs.c.id)
+                ).scalars().all()
+                return sorted(taken)
+        except OperationalError:
+            return []
 
     def _ensure_sandbox(self) -> None:
         with self._sandbox_lock:
@@ -236,63 +252,91 @@ class Worker:
                 self.grader.sandbox = self._stack.enter_context(self.sandbox_factory())
 
     def run(self, job_id: int) -> None:
+        self.run_batch([job_id])
+
+    def run_batch(self, job_ids: list[int]) -> None:
+        """Grade these claimed jobs; their results and ``done`` are written in one transaction."""
         with self.engine.connect() as db:
-            row = db.execute(
-                select(jobs.c.revision_id, jobs.c.tries, revisions.c.question, revisions.c.value,
+            rows = db.execute(
+                select(jobs.c.id.label("job_id"), jobs.c.revision_id, jobs.c.tries, revisions.c.question, revisions.c.value,
                        attempts.c.id.label("attempt_id"), attempts.c.quiz, users.c.name)
                 .join(revisions, revisions.c.id == jobs.c.revision_id)
                 .join(attempts, attempts.c.id == jobs.c.attempt_id)
                 .join(users, users.c.id == attempts.c.user_id)
-                .where(jobs.c.id == job_id)
-            ).one()
+                .where(jobs.c.id.in_(job_ids))
+                .order_by(jobs.c.id)
+            ).all()
+        graded = [(row, item) for row in rows if (item := self.grade(row)) is not None]
+        self.finish_all(graded)
+
+    def grade(self, row: Any) -> Optional[ItemResult]:
+        """The result of one claimed job, or None when it was queued again to retry."""
         served = self.course.get(row.quiz)
         question = served.questions.get(row.question) if served is not None else None
         if served is None or question is None:
-            item = ItemResult(
+            return ItemResult(
                 student=row.name, question=row.question, kind="unknown", passed=False, score=0, points=0,
                 max_points=0, error="this question is no longer served", quiz=row.quiz,
             )
-            self.finish(job_id, row.revision_id, row.attempt_id, item)
-            return
         reading = served.reading(row.name, row.question, json.loads(row.value))
         try:
             if isinstance(question, CodeQuestion) and reading.problem is None and not reading.unanswered:
                 self._ensure_sandbox()
             graded = grade_reading(self.grader, question, reading)
             if graded.retry and row.tries < MAX_TRIES:
-                self.requeue(job_id)
-                return
+                self.requeue(row.job_id)
+                return None
         except Exception as err:  # a grader bug must not stop the queue
             if row.tries < MAX_TRIES:
-                self.requeue(job_id)
-                return
+                self.requeue(row.job_id)
+                return None
             graded = refused(f"could not be graded ({type(err).__name__}); the instructor has been told")
-        item = item_result(row.name, question, reading.answer, graded, row.quiz).model_copy(
+        return item_result(row.name, question, reading.answer, graded, row.quiz).model_copy(
             update={
                 "fingerprint": served.fingerprints[row.question],
                 "grader_version": GRADER_VERSION,
                 "params": reading.params,
             }
         )
-        self.finish(job_id, row.revision_id, row.attempt_id, item)
 
     def requeue(self, job_id: int) -> None:
         with self.engine.begin() as db:
             db.execute(update(jobs).where(jobs.c.id == job_id).values(state="queued", started_at=None))
         self.stopping.wait(timeout=1.0)
 
+    def finish_all(self, graded: list[tuple[Any, ItemResult]]) -> None:
+        """Every result and ``done`` in one transaction; when one result is already there (a job
+        graded twice after a restart), each is written on its own and the one there is kept."""
+        if not graded:
+            return
+        moment = now()
+        try:
+            with self.engine.begin() as db:
+                db.execute(insert(results), [
+                    {"revision_id": row.revision_id, "attempt_id": row.attempt_id, "question": item.question,
+                     "item": result_line(item), "graded_at": moment}
+                    for row, item in graded
+                ])
+                db.execute(update(jobs).where(jobs.c.id.in_([row.job_id for row, _ in graded])).values(state="done", finished_at=moment))
+        except IntegrityError:
+            for row, item in graded:
+                self.finish(row.job_id, row.revision_id, row.attempt_id, item)
+
     def finish(self, job_id: int, revision_id: int, attempt_id: int, item: ItemResult) -> None:
         """The result and ``done`` in one transaction; a result already there is kept."""
-        line = json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
         try:
             with self.engine.begin() as db:
                 db.execute(insert(results).values(
-                    revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=line, graded_at=now()
+                    revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=result_line(item), graded_at=now()
                 ))
                 db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
         except IntegrityError:
             with self.engine.begin() as db:
                 db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
+
+
+def result_line(item: ItemResult) -> str:
+    return json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
 
 
 def hidden_paths(course: Course) -> list[Path]:
