@@ -119,9 +119,12 @@ def dispatch_order(code: Collection[str]) -> tuple[Any, ...]:
     return (case((revisions.c.question.in_(sorted(code)), 1), else_=0), jobs.c.id) if code else (jobs.c.id,)
 
 
-def attempt_states(db: Connection, attempt_id: int, code: Collection[str] = ()) -> dict[str, QuestionState]:
+def attempt_states(
+    db: Connection, attempt_id: int, code: Collection[str] = (), with_results: bool = True
+) -> dict[str, QuestionState]:
     """Per question: the state of its newest grading job (position in the queue, in
-    :func:`dispatch_order` for the ``code`` questions given, when queued) and the newest result."""
+    :func:`dispatch_order` for the ``code`` questions given, when queued) and, ``with_results``,
+    the newest result (an exam's are not read before release: a status poll must stay cheap)."""
     job_rows = db.execute(
         select(jobs.c.id, jobs.c.state, revisions.c.question)
         .join(revisions, revisions.c.id == jobs.c.revision_id)
@@ -131,7 +134,7 @@ def attempt_states(db: Connection, attempt_id: int, code: Collection[str] = ()) 
     newest_job = {row.question: row for row in job_rows}
     result_rows = db.execute(
         select(results.c.question, results.c.item).where(results.c.attempt_id == attempt_id).order_by(results.c.id)
-    ).all()
+    ).all() if with_results else []
     newest_result = {row.question: ItemResult.model_validate_json(row.item) for row in result_rows}
     positions = queue_positions(db, [job for job in newest_job.values() if job.state == "queued"], code)
     states: dict[str, QuestionState] = {}
@@ -193,6 +196,10 @@ class Worker:
 
     def start(self) -> None:
         requeue_interrupted(self.engine)
+        if self.code and self.threads:  # warm before the first code answer, which would otherwise wait for it
+            warming = threading.Thread(target=self._warm_sandbox, name="vaequiz-sandbox-start", daemon=True)
+            warming.start()
+            self._threads.append(warming)
         for number in range(self.threads):
             thread = threading.Thread(target=self._loop, name=f"vaequiz-grader-{number}", daemon=True)
             thread.start()
@@ -245,6 +252,12 @@ class Worker:
                 return sorted(taken)
         except OperationalError:
             return []
+
+    def _warm_sandbox(self) -> None:
+        try:
+            self._ensure_sandbox()
+        except Exception:  # noqa: BLE001 - the first code answer tries again and reports the failure
+            pass
 
     def _ensure_sandbox(self) -> None:
         with self._sandbox_lock:
