@@ -447,7 +447,7 @@ def test_answers_without_code_are_graded_first_and_the_positions_say_so(site: Si
     assert entry(ben, ben_attempt, "beta-loss-value") == ("graded", None)
 
 
-def test_a_grading_thread_takes_answers_without_code_together_and_a_code_answer_alone(site: Site) -> None:
+def test_a_grading_thread_takes_answers_without_code_together_and_code_answers_apart(site: Site) -> None:
     ada = sign_in_student(site, "ada")
     attempt = open_quiz(ada, "serve-practice")["attempt"]
     answers = {"kl-divergence": "def kl_divergence(mu, logvar):\n    return mu.sum()\n", "beta-loss-value": "2",

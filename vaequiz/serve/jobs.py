@@ -35,6 +35,9 @@ NULL = "null"
 BATCH = 32
 """Answers without code one grading thread takes at once: one transaction claims them, one writes
 their results (per-answer transactions cost more than grading a multiple choice)."""
+CODE_BATCH = 4
+"""Code answers one grading thread takes at once (their runs take longer: fewer, so that every
+thread gets some)."""
 
 
 def dump(value: Any) -> str:
@@ -231,7 +234,7 @@ class Worker:
 
     def claim_batch(self, limit: int) -> list[int]:
         """Take up to ``limit`` queued jobs in :func:`dispatch_order` (queued -> running): answers
-        without code together, a code answer alone; [] when there is none. Two servers on one
+        without code together, or up to :data:`CODE_BATCH` code answers; [] when there is none. Two servers on one
         PostgreSQL never take the same job (SKIP LOCKED, and the state check); a database busy
         with another writer is tried again on the next round."""
         try:
@@ -243,7 +246,10 @@ class Worker:
                 ).all()
                 if not rows:
                     return []
-                wanted = [rows[0].id] if rows[0].question in self.code else [r.id for r in rows if r.question not in self.code]
+                if rows[0].question in self.code:  # only code is left: a few at a time, the other threads take the rest
+                    wanted = [r.id for r in rows[:CODE_BATCH]]
+                else:
+                    wanted = [r.id for r in rows if r.question not in self.code]
                 taken = db.execute(
                     update(jobs).where(and_(jobs.c.id.in_(wanted), jobs.c.state == "queued"))
                     .values(state="running", started_at=now(), tries=jobs.c.tries + 1)
