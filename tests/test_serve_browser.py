@@ -186,6 +186,49 @@ def test_instructor_watches_releases_reads_revisions_regrades_and_downloads(brow
         expect(student.locator("#q-encoder-z-shape .serve-result")).to_contain_text("Graded: 3 of 3 points")
         teacher_context.close()
         student_context.close()
+
+
+def test_clearing_a_choice_is_saved_on_the_server_and_the_local_copy_takes_the_servers_answers(browser: Any, tmp_path: Path) -> None:
+    """serve.js hears every edit through quiz.js's window.vaequizPage hook, the "Clear my choice"
+    button included (it changes no input event), and the answers it restores from the server
+    are kept in the page's local copy too."""
+    from playwright.sync_api import expect
+
+    exam, practice = write_quizzes(tmp_path)
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    port = _free_port()
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student\nben\n", encoding="utf-8")
+    made = run_vaequiz("links", roster, "--quiz", exam, "--db", url, "--base-url", f"http://127.0.0.1:{port}")
+    assert made.returncode == 0, made.stderr
+    link = next(csv.DictReader(io.StringIO(made.stdout)))["link"]
+    server = start_server(["--quiz", str(exam), "--practice", str(practice)], url, port, tmp_path / "server.log")
+    problems: list[str] = []
+    try:
+        context, page = watched(browser, problems)
+        page.goto(link)
+        page.click("#sign-in")
+        page.wait_for_url("**/quiz/serve-exam")
+        page.check("#q-decoder-for-28x28 input[value='B']")
+        expect(page.locator("#server-status")).to_contain_text("Saved on the server")
+        page.evaluate("() => { document.getElementById('server-status').textContent = ''; }")
+        page.click("[data-clear='decoder-for-28x28']")
+        expect(page.locator("#server-status")).to_contain_text("Saved on the server")
+        assert page.evaluate("() => window.vaequizPage.answers()['decoder-for-28x28']") is None
+
+        other, fresh = watched(browser, problems)  # answered elsewhere: this profile gets it from the server
+        fresh.goto(link)
+        fresh.click("#sign-in")
+        fresh.wait_for_url("**/quiz/serve-exam")
+        assert not fresh.is_checked("#q-decoder-for-28x28 input[value='B']")
+        fresh.fill("#q-linear-layer-parameters input", "262400")
+        expect(fresh.locator("#server-status")).to_contain_text("Saved on the server")
+        other.close()
+        page.reload()
+        assert page.input_value("#q-linear-layer-parameters input") == "262400"
+        stored = page.evaluate("() => JSON.stringify(Object.keys(localStorage).map(k => localStorage.getItem(k)))")
+        assert "262400" in stored  # the server's answer is in this browser's own copy now
+        context.close()
     finally:
         kill(server)
     assert not problems, problems

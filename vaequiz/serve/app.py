@@ -485,7 +485,7 @@ class Service:
         released = self.released(served.id)
         show = served.mode is Mode.practice or released
         with self.engine.connect() as db:
-            states = jobs.attempt_states(db, row.id)
+            states = jobs.attempt_states(db, row.id, self.worker.code, with_results=show)
         questions = {}
         for question, state in states.items():
             entry: dict[str, Any] = {"state": state.state, "position": state.position, "result": None}

@@ -14,10 +14,10 @@ import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, and_, case, false, func, insert, select, true, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vaequiz.bank.models import CodeQuestion
 from vaequiz.grading.batch import grade_reading
@@ -31,6 +31,13 @@ MAX_TRIES = 3
 """A job whose grading failed this often gets a result saying so instead of another try."""
 
 NULL = "null"
+
+BATCH = 32
+"""Answers without code one grading thread takes at once: one transaction claims them, one writes
+their results (per-answer transactions cost more than grading a multiple choice)."""
+CODE_BATCH = 4
+"""Code answers one grading thread takes at once (their runs take longer: fewer, so that every
+thread gets some)."""
 
 
 def dump(value: Any) -> str:
@@ -103,9 +110,24 @@ class QuestionState:
     result: Optional[ItemResult]
 
 
-def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
-    """Per question: the state of its newest grading job (position in the queue when queued)
-    and the newest result."""
+def code_questions(course: Course) -> frozenset[str]:
+    """Ids of the served questions whose answers run in the sandbox."""
+    return frozenset(q for served in course.quizzes.values() for q, question in served.questions.items()
+                     if isinstance(question, CodeQuestion))
+
+
+def dispatch_order(code: Collection[str]) -> tuple[Any, ...]:
+    """Answers that need no sandbox first, then code, each oldest first: a light answer takes
+    a millisecond, so it never waits behind a burst of code (or the sandbox's start)."""
+    return (case((revisions.c.question.in_(sorted(code)), 1), else_=0), jobs.c.id) if code else (jobs.c.id,)
+
+
+def attempt_states(
+    db: Connection, attempt_id: int, code: Collection[str] = (), with_results: bool = True
+) -> dict[str, QuestionState]:
+    """Per question: the state of its newest grading job (position in the queue, in
+    :func:`dispatch_order` for the ``code`` questions given, when queued) and, ``with_results``,
+    the newest result (an exam's are not read before release: a status poll must stay cheap)."""
     job_rows = db.execute(
         select(jobs.c.id, jobs.c.state, revisions.c.question)
         .join(revisions, revisions.c.id == jobs.c.revision_id)
@@ -116,18 +138,41 @@ def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
     result_rows = db.execute(
         select(results.c.question, results.c.item).where(results.c.attempt_id == attempt_id)
         .order_by(results.c.revision_id, results.c.id)  # a regrade of an older answer never wins
-    ).all()
+    ).all() if with_results else []
     newest_result = {row.question: ItemResult.model_validate_json(row.item) for row in result_rows}
+    positions = queue_positions(db, [job for job in newest_job.values() if job.state == "queued"], code)
     states: dict[str, QuestionState] = {}
     for question, job in newest_job.items():
-        position = None
-        if job.state == "queued":
-            position = db.execute(
-                select(func.count()).select_from(jobs).where(and_(jobs.c.state == "queued", jobs.c.id <= job.id))
-            ).scalar_one()
         state = "graded" if job.state == "done" else job.state
-        states[question] = QuestionState(state, position, newest_result.get(question) if state == "graded" else None)
+        states[question] = QuestionState(state, positions.get(job.id), newest_result.get(question) if state == "graded" else None)
     return states
+
+
+def queue_positions(db: Connection, queued: list[Any], code: Collection[str]) -> dict[int, int]:
+    """Job id -> place in the queue for one attempt's queued jobs, from one query over the queue
+    (a status poll must stay cheap while thousands of jobs wait)."""
+    if not queued:
+        return {}
+    first = min(job.id for job in queued)
+    is_code = revisions.c.question.in_(sorted(code)) if code else false()
+    light = ~is_code if code else true()
+    counts = db.execute(
+        select(
+            func.count().filter(and_(light, jobs.c.id < first)).label("light_before"),
+            func.count().filter(and_(is_code, jobs.c.id < first)).label("code_before"),
+            func.count().filter(light).label("light_all"),
+        ).select_from(jobs.join(revisions, revisions.c.id == jobs.c.revision_id)).where(jobs.c.state == "queued")
+    ).one()
+    positions: dict[int, int] = {}
+    light_rank = code_rank = 0
+    for job in sorted(queued, key=lambda job: job.id):
+        if job.question in code:
+            code_rank += 1
+            positions[job.id] = counts.light_all + counts.code_before + code_rank
+        else:
+            light_rank += 1
+            positions[job.id] = counts.light_before + light_rank
+    return positions
 
 
 class Worker:
@@ -150,10 +195,15 @@ class Worker:
         self._stack = ExitStack()
         self._sandbox_lock = threading.Lock()
         self.grader = Grader(None)
+        self.code = code_questions(course)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         requeue_interrupted(self.engine)
+        if self.code and self.threads:  # warm before the first code answer, which would otherwise wait for it
+            warming = threading.Thread(target=self._warm_sandbox, name="vaequiz-sandbox-start", daemon=True)
+            warming.start()
+            self._threads.append(warming)
         for number in range(self.threads):
             thread = threading.Thread(target=self._loop, name=f"vaequiz-grader-{number}", daemon=True)
             thread.start()
@@ -171,27 +221,50 @@ class Worker:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
-            job = self.claim()
-            if job is None:
+            batch = self.claim_batch(BATCH)
+            if not batch:
                 self.wake.wait(timeout=1.0)
                 self.wake.clear()
                 continue
-            self.run(job)
+            self.run_batch(batch)
 
     def claim(self) -> Optional[int]:
-        """Take the oldest queued job (queued -> running); None when there is none. Two servers
-        on one PostgreSQL never take the same job (SKIP LOCKED, and the state check)."""
-        with self.engine.begin() as db:
-            row = db.execute(
-                select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(1).with_for_update(skip_locked=True)
-            ).first()
-            if row is None:
-                return None
-            taken = db.execute(
-                update(jobs).where(and_(jobs.c.id == row.id, jobs.c.state == "queued"))
-                .values(state="running", started_at=now(), tries=jobs.c.tries + 1)
-            ).rowcount
-            return row.id if taken == 1 else None
+        """Take the next queued job (see :meth:`claim_batch`); None when there is none."""
+        taken = self.claim_batch(1)
+        return taken[0] if taken else None
+
+    def claim_batch(self, limit: int) -> list[int]:
+        """Take up to ``limit`` queued jobs in :func:`dispatch_order` (queued -> running): answers
+        without code together, or up to :data:`CODE_BATCH` code answers; [] when there is none. Two servers on one
+        PostgreSQL never take the same job (SKIP LOCKED, and the state check); a database busy
+        with another writer is tried again on the next round."""
+        try:
+            with self.engine.begin() as db:
+                rows = db.execute(
+                    select(jobs.c.id, revisions.c.question).join(revisions, revisions.c.id == jobs.c.revision_id)
+                    .where(jobs.c.state == "queued").order_by(*dispatch_order(self.code)).limit(limit)
+                    .with_for_update(skip_locked=True, of=jobs)
+                ).all()
+                if not rows:
+                    return []
+                if rows[0].question in self.code:  # only code is left: a few at a time, the other threads take the rest
+                    wanted = [r.id for r in rows[:CODE_BATCH]]
+                else:
+                    wanted = [r.id for r in rows if r.question not in self.code]
+                taken = db.execute(
+                    update(jobs).where(and_(jobs.c.id.in_(wanted), jobs.c.state == "queued"))
+                    .values(state="running", started_at=now(), tries=jobs.c.tries + 1)
+                    .returning(jobs.c.id)
+                ).scalars().all()
+                return sorted(taken)
+        except OperationalError:
+            return []
+
+    def _warm_sandbox(self) -> None:
+        try:
+            self._ensure_sandbox()
+        except Exception:  # noqa: BLE001 - the first code answer tries again and reports the failure
+            pass
 
     def _ensure_sandbox(self) -> None:
         with self._sandbox_lock:
@@ -199,64 +272,93 @@ class Worker:
                 self.grader.sandbox = self._stack.enter_context(self.sandbox_factory())
 
     def run(self, job_id: int) -> None:
+        self.run_batch([job_id])
+
+    def run_batch(self, job_ids: list[int]) -> None:
+        """Grade these claimed jobs; their results and ``done`` are written in one transaction."""
         with self.engine.connect() as db:
-            row = db.execute(
-                select(jobs.c.revision_id, jobs.c.tries, revisions.c.question, revisions.c.value,
+            rows = db.execute(
+                select(jobs.c.id.label("job_id"), jobs.c.revision_id, jobs.c.tries, revisions.c.question, revisions.c.value,
                        attempts.c.id.label("attempt_id"), attempts.c.quiz, users.c.name)
                 .join(revisions, revisions.c.id == jobs.c.revision_id)
                 .join(attempts, attempts.c.id == jobs.c.attempt_id)
                 .join(users, users.c.id == attempts.c.user_id)
-                .where(jobs.c.id == job_id)
-            ).one()
+                .where(jobs.c.id.in_(job_ids))
+                .order_by(jobs.c.id)
+            ).all()
+        graded = [(row, item) for row in rows if (item := self.grade(row)) is not None]
+        self.finish_all(graded)
+
+    def grade(self, row: Any) -> Optional[ItemResult]:
+        """The result of one claimed job, or None when it was queued again to retry."""
         served = self.course.get(row.quiz)
         question = served.questions.get(row.question) if served is not None else None
         if served is None or question is None:
-            item = ItemResult(
+            return ItemResult(
                 student=row.name, question=row.question, kind="unknown", passed=False, score=0, points=0,
                 max_points=0, error="this question is no longer served", quiz=row.quiz,
             )
-            self.finish(job_id, row.revision_id, row.attempt_id, item)
-            return
         reading = served.reading(row.name, row.question, json.loads(row.value))
         try:
             if isinstance(question, CodeQuestion) and reading.problem is None and not reading.unanswered:
                 self._ensure_sandbox()
             graded = grade_reading(self.grader, question, reading)
             if graded.retry and row.tries < MAX_TRIES:
-                self.requeue(job_id)
-                return
+                self.requeue(row.job_id)
+                return None
         except Exception as err:  # a grader bug must not stop the queue
             if row.tries < MAX_TRIES:
-                self.requeue(job_id)
-                return
+                self.requeue(row.job_id)
+                return None
             graded = refused(f"could not be graded ({type(err).__name__}); the instructor has been told")
-        item = item_result(row.name, question, reading.answer, graded, row.quiz).model_copy(
+        return item_result(row.name, question, reading.answer, graded, row.quiz).model_copy(
             update={
                 "fingerprint": served.fingerprints[row.question],
                 "grader_version": GRADER_VERSION,
                 "params": reading.params,
             }
         )
-        self.finish(job_id, row.revision_id, row.attempt_id, item)
 
     def requeue(self, job_id: int) -> None:
         with self.engine.begin() as db:
             db.execute(update(jobs).where(jobs.c.id == job_id).values(state="queued", started_at=None))
         self.stopping.wait(timeout=1.0)
 
+    def finish_all(self, graded: list[tuple[Any, ItemResult]]) -> None:
+        """Every result and ``done`` in one transaction; when one result is already there (a job
+        graded twice after a restart), each is written on its own and the one there is kept."""
+        if not graded:
+            return
+        moment = now()
+        try:
+            with self.engine.begin() as db:
+                db.execute(insert(results), [
+                    {"revision_id": row.revision_id, "attempt_id": row.attempt_id, "question": item.question,
+                     "item": result_line(item), "graded_at": moment,
+                     "grader": grader_key(item.fingerprint, item.grader_version)}
+                    for row, item in graded
+                ])
+                db.execute(update(jobs).where(jobs.c.id.in_([row.job_id for row, _ in graded])).values(state="done", finished_at=moment))
+        except IntegrityError:
+            for row, item in graded:
+                self.finish(row.job_id, row.revision_id, row.attempt_id, item)
+
     def finish(self, job_id: int, revision_id: int, attempt_id: int, item: ItemResult) -> None:
         """The result and ``done`` in one transaction; a result already there is kept."""
-        line = json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
         try:
             with self.engine.begin() as db:
                 db.execute(insert(results).values(
-                    revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=line, graded_at=now(),
-                    grader=grader_key(item.fingerprint, item.grader_version),
+                    revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=result_line(item),
+                    graded_at=now(), grader=grader_key(item.fingerprint, item.grader_version),
                 ))
                 db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
         except IntegrityError:
             with self.engine.begin() as db:
                 db.execute(update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=now()))
+
+
+def result_line(item: ItemResult) -> str:
+    return json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
 
 
 def hidden_paths(course: Course) -> list[Path]:
