@@ -503,6 +503,7 @@
     state.answers[item.id] = { value: value === undefined ? null : value, at: Date.now() };
     unsaved = true;
     store();
+    changed(item.id);
     if (capped) {
       showReading(item, capped);
     } else if (item.kind === "shape" || item.kind === "numeric") {
@@ -530,6 +531,7 @@
     unsaved = true;
     store();
     refresh();
+    changed(id);
     var first = $("input", itemElement(id));
     if (first) { first.focus(); }
   }
@@ -539,14 +541,52 @@
   function safeFilePart(text) { return text.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^[._]+/, "") || "student"; }
 
   function collectAnswers() {
+    var all = allAnswers();
+    var answers = {};
+    Object.keys(all).forEach(function (id) { if (all[id] !== null) { answers[id] = all[id]; } });
+    return answers;
+  }
+
+  /* ================================================================== the page's answers, for a script that adds to it
+     (vaequiz serve's serve.js saves them to the server): every graded question's answer (null
+     when unanswered), answers written in as if typed (kept in this browser too), and a hook
+     called after every edit, clearing a choice included. */
+
+  var changeHooks = [];
+
+  function allAnswers() {
     var answers = {};
     data.items.forEach(function (item) {
+      if (item.kind === "flashcard") { return; }
       var value = readAnswer(item);
-      if (value === undefined) { return; }
-      answers[item.id] = item.kind === "mcq" && item.multiple && !Array.isArray(value) ? [value] : value;
+      answers[item.id] = value === undefined ? null : item.kind === "mcq" && item.multiple && !Array.isArray(value) ? [value] : value;
     });
     return answers;
   }
+
+  function restoreAnswers(answers) {
+    if (!state) { return; }
+    Object.keys(answers).forEach(function (id) {
+      var item = itemsById[id];
+      var value = answers[id];
+      if (!item || item.kind === "flashcard" || value === undefined || value === null) { return; }
+      writeAnswer(item, value);
+      state.answers[id] = { value: value, at: Date.now() };
+    });
+    store();
+    refresh();
+  }
+
+  function changed(id) {
+    changeHooks.forEach(function (hook) { hook(id); });
+  }
+
+  window.vaequizPage = Object.freeze({
+    items: Object.freeze(data.items.map(function (item) { return Object.freeze({ id: item.id, kind: item.kind }); })),
+    answers: allAnswers,
+    restore: restoreAnswers,
+    onChange: function (hook) { changeHooks.push(hook); }
+  });
 
   function saveSheet(automatic) {
     if (state && practiceWithoutStudent()) { state.student = studentField.value.trim(); }

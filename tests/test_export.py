@@ -362,11 +362,11 @@ def test_every_bundled_mcq_key_round_trips_through_every_format(tmp_path: Path) 
         assert moodle_key(moodle[question.id], question) == question.answer, question.id
         assert gift_key(gift[question.id], question) == question.answer, question.id
         assert qti_key(qti[question.id]) == question.answer, question.id
-    from vaequiz.bank.parametric import bind, draw_for, is_parametric
+    from vaequiz.bank.parametric import is_parametric
 
     for question in bank.questions:
-        if is_parametric(question):  # exported as one fixed draw: the anonymous page's numbers
-            question = bind(question, draw_for(question, BUNDLED.resolve().stem, 0, ""))
+        if is_parametric(question):  # fixed variants, each checked in tests/test_export_params.py
+            continue
         if isinstance(question, NumericAnswer):
             assert gift[question.id]["numeric"][0] == question.answer
         if isinstance(question, ShapeAnswer):

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -57,7 +58,8 @@ def test_zip_layout_and_setup_script(tmp_path: Path) -> None:
     assert "TORCH_INDEX=https://download.pytorch.org/whl/cpu\n" in setup and "TORCH='torch>=2.2'\n" in setup
     assert '--index-url "${VAEQUIZ_TORCH_INDEX:-$TORCH_INDEX}" "${VAEQUIZ_TORCH:-$TORCH}"' in setup
     assert "'numpy" in setup and "'pydantic" in setup and "-m vaequiz validate bank" in setup
-    assert config["questions"] == [{"id": q, "points": 3.0} for q in ("kl-a", "kl-b", "kl-c")]
+    assert config["questions"] == [{"id": q, "points": 3.0, "file": f"{q}.py"} for q in ("kl-a", "kl-b", "kl-c")]
+    assert (config["quiz_id"], config["seed"], config["student_field"]) == ("question-bank", 0, "email")
     script = tmp_path / "setup.sh"
     script.write_text(setup)
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
@@ -102,13 +104,21 @@ def autograder_environment(setup: Path) -> Path:
     return venv
 
 
-def run_autograder(root: Path, venv: Path, files: dict[str, str]) -> dict:
-    """Gradescope's run: a fresh submission folder and ``/autograder/run_autograder`` executed
-    as a program (its ``python3`` is the environment's)."""
+def run_autograder(root: Path, venv: Path, files: dict[str, str], email: str = "student@example.com") -> dict:
+    """Gradescope's run: a fresh submission folder, ``submission_metadata.json`` naming the
+    submitter as Gradescope writes it, and ``/autograder/run_autograder`` executed as a program
+    (its ``python3`` is the environment's)."""
     submission, results = root / "submission", root / "results"
     shutil.rmtree(submission, ignore_errors=True)
     shutil.rmtree(results, ignore_errors=True)
     submission.mkdir()
+    (root / "submission_metadata.json").write_text(json.dumps({
+        "id": 123456, "created_at": "2026-12-01T14:22:32.365935-07:00",
+        "assignment": {"id": 25828, "title": "VAE week", "total_points": "20.0", "group_submission": False},
+        "submission_method": "upload",
+        "users": [{"email": email, "id": 1234, "name": email.split("@")[0].title()}],
+        "previous_submissions": [],
+    }))
     for name, text in files.items():
         (submission / name).write_text(text)
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -239,3 +249,104 @@ def test_the_str_enum_stand_in_prints_as_its_value_like_enum_str_enum() -> None:
     assert (str(exam), f"{exam}", f"{exam:>6}", format(exam), exam + "!", json.dumps(exam)) == \
            ("exam", "exam", "  exam", "exam", "exam!", '"exam"')
     assert exam == "exam" and isinstance(exam, str) and mode["key"] is mode("key")
+
+
+LAYER = {
+    "id": "layer-params", "kind": "numeric", "topics": ["architecture"], "difficulty": "beginner",
+    "source": "original", "params": {"I": [784, 1024, 3072], "O": [128, 256, 400, 512]},
+    "prompt": "How many parameters does `nn.Linear({{ I }}, {{ O }})` have?",
+    "answer": "I * O + O", "explanation": "{{ I }} x {{ O }} weights plus {{ O }} biases.",
+}
+
+
+def _parametric_bank(tmp_path: Path) -> Path:
+    bank = tmp_path / "bank"
+    done = runner.invoke(app, ["new", "code", "--id", "kl-a", "--file", str(bank / "code.yaml")])
+    assert done.exit_code == 0, done.stderr
+    [code] = yaml.safe_load((bank / "code.yaml").read_text())
+    code["params"] = {"N": [2, 4]}  # a code question showing the student's example size
+    code["prompt"] += "\n\nFor example, a batch of {{ N }} rows."
+    (bank / "code.yaml").write_text(yaml.safe_dump([code], sort_keys=False))
+    (bank / "params.yaml").write_text(json.dumps([LAYER]))
+    return bank
+
+
+def _two_students(bank: Path) -> dict[str, float]:
+    """Two emails whose numbers differ, with each one's right answer."""
+    from vaequiz.bank.parametric import bind, draw_for
+
+    question = load_bank(bank).get("layer-params")
+    answers: dict[str, float] = {}
+    for n in range(50):
+        email = f"student{n}@example.com"
+        answer = bind(question, draw_for(question, "question-bank", 0, email)).answer
+        if answer not in answers.values():
+            answers[email] = answer
+        if len(answers) == 2:
+            return answers
+    raise AssertionError("no two students with different numbers")
+
+
+def test_grade_with_a_students_numbers_on_the_command_line(cli, tmp_path: Path) -> None:
+    """`vaequiz grade --student` (what the autograder runs) grades a parametric question with
+    the numbers that student's page shows; without --student it says how to give them."""
+    bank = _parametric_bank(tmp_path)
+    (ada, ada_answer), (bob, bob_answer) = _two_students(bank).items()
+    answer = tmp_path / "answer.txt"
+    answer.write_text(f"{ada_answer:g}")
+    done = cli("grade", "layer-params", str(answer), "--bank", str(bank), "--student", ada, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["passed"] and set(result["params"]) == {"I", "O"}
+    done = cli("grade", "layer-params", str(answer), "--bank", str(bank), "--student", bob, "--json")
+    assert done.returncode == 1 and "for your numbers, I = " in json.loads(done.stdout)["checks"][0]["message"]
+    done = cli("grade", "layer-params", str(answer), "--bank", str(bank))
+    assert done.returncode == 1 and "give --student" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_export_carries_parametric_questions_to_the_autograder(tmp_path: Path) -> None:
+    bank = _parametric_bank(tmp_path)
+    out = tmp_path / "autograder.zip"
+    done = runner.invoke(app, ["export", "--format", "gradescope", "--bank", str(bank), "-o", str(out)])
+    assert done.exit_code == 0, done.stderr
+    assert "layer-params: parametric; the autograder grades each student with their own numbers" in done.stderr
+    assert "fixed draw" not in done.stderr
+    with zipfile.ZipFile(out) as archive:
+        config = json.loads(archive.read("vaequiz_autograder.json"))
+    assert config["questions"] == [
+        {"id": "kl-a", "points": 3.0, "parametric": True, "file": "kl-a.py"},
+        {"id": "layer-params", "points": 1.0, "parametric": True, "file": "layer-params.txt"},
+    ]
+
+
+@pytest.mark.slow
+def test_autograder_grades_each_student_with_their_own_numbers(tmp_path: Path) -> None:
+    """Two students with different numbers: each one's right answer scores full marks for them
+    and zero for the other, because run_autograder draws the submitter's numbers (from
+    submission_metadata.json) exactly as their page did."""
+    bank = _parametric_bank(tmp_path)
+    out = tmp_path / "autograder.zip"
+    done = runner.invoke(app, ["export", "--format", "gradescope", "--bank", str(bank), "-o", str(out)])
+    assert done.exit_code == 0, done.stderr
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(out) as archive:
+        archive.extractall(root / "source")
+    venv = autograder_environment(root / "source" / "setup.sh")
+    students = _two_students(bank)
+    reference = skeleton_data("code", "x")["reference"]
+    for email, own in students.items():
+        [other] = [answer for student, answer in students.items() if student != email]
+        right = by_question(run_autograder(root, venv, {"layer-params.txt": f"{own:g}", "kl-a.py": reference}, email))
+        assert [t["score"] for t in right["layer-params"]] == [1.0], right["layer-params"]
+        assert "graded with your numbers: I = " in right["layer-params"][0]["output"]
+        assert round(sum(t["score"] for t in right["kl-a"]), 6) == 3.0  # a parametric code question too
+        assert "graded with your numbers: N = " in right["kl-a"][0]["output"]
+        wrong = by_question(run_autograder(root, venv, {"layer-params.txt": f"{other:g}"}, email))
+        assert [t["score"] for t in wrong["layer-params"]] == [0.0], wrong["layer-params"]
+        assert "for your numbers, I = " in wrong["layer-params"][0]["output"]
+    (root / "submission_metadata.json").unlink()
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    environment.update(AUTOGRADER_ROOT=str(root), PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run([str(root / "source" / "run_autograder")], env=environment, check=True, timeout=900)
+    unknown = by_question(json.loads((root / "results" / "results.json").read_text()))
+    assert unknown["layer-params"][0]["score"] == 0 and "your numbers are unknown" in unknown["layer-params"][0]["output"]

@@ -154,7 +154,7 @@ def test_the_fingerprint_covers_what_grades_and_nothing_that_only_presents(tmp_p
     graded_changes = {
         "pick": [{"answer": ["B"]}, {"points": 3}, {"multiple": False, "answer": ["C"]}],
         "z-shape": [{"answer": [64, 21]}, {"points": 0.5}],
-        "params": [{"answer": 313601}, {"tolerance": 1.0}, {"relative_tolerance": 0.01}],
+        "params": [{"answer": 313601.0}, {"tolerance": 1.0}, {"relative_tolerance": 0.01}],
     }
     for qid, updates in graded_changes.items():
         for update in updates:

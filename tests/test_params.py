@@ -381,14 +381,18 @@ def test_a_sheet_from_before_the_params_changed_is_told_apart_from_an_edited_one
     assert problem is None and numbers == draw_for(question, "course", 0, "ada")
 
 
-def test_exports_carry_one_fixed_draw_and_say_so(write_yaml, cli, tmp_path) -> None:
+def test_gift_carries_fixed_variants_and_says_so(write_yaml, cli, tmp_path) -> None:
+    from vaequiz.export.common import distinct_draws
+
     bank = _bank(write_yaml)
-    result = cli("export", "--format", "gift", "--bank", bank, "-o", tmp_path / "bank.gift")
+    result = cli("export", "--format", "gift", "--bank", bank, "--variants", "3", "-o", tmp_path / "bank.gift")
     assert result.returncode == 0, result.stderr
-    numbers = draw_for(load_bank(bank).get("z-shape"), "bank", 0, "")
-    assert f"z-shape: parametric; exported with one fixed draw (B = {numbers['B']}" in result.stderr
+    assert "z-shape: parametric; written as 3 fixed variant(s)" in result.stderr
     text = (tmp_path / "bank.gift").read_text(encoding="utf-8")
-    assert f"A batch of {numbers['B']} inputs" in text and "{{" not in text
+    draws = distinct_draws(load_bank(bank).get("z-shape"), 3, "question-bank", 0)  # the page's quiz id
+    assert len(draws) == 3 and "{{" not in text
+    for numbers in draws:
+        assert f"A batch of {numbers['B']} inputs" in text
 
 
 @pytest.mark.parametrize(

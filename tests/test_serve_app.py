@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,6 +33,7 @@ from vaequiz.grading.reports import write_grades_csv
 from vaequiz.serve.app import Settings
 from vaequiz.serve.course import load_course
 from vaequiz.serve.db import attempts, now, revisions
+from vaequiz.serve.db import jobs as jobs_table
 from vaequiz.serve.server import build_app, database
 
 BANK = load_bank(BUNDLED_BANK)
@@ -127,6 +129,11 @@ def test_exam_flow_keeps_revisions_hides_the_key_until_release_and_downloads_gra
         late = student.post(f"/api/attempts/{attempt}/answers", json={"answers": {"encoder-z-shape": "1"}})
         assert late.status_code == 409 and "already submitted" in late.json()["error"]
         responses += [student.get("/").text, student.get("/quiz/serve-exam").text]
+        for path in ("/instructor", f"/instructor/attempts/{attempt}", "/instructor/quiz/serve-exam/stats",
+                     "/instructor/quiz/serve-exam/gradescope.zip", "/instructor/quiz/serve-exam/results.jsonl"):
+            responses.append(student.get(path).text)  # instructor pages: refused, nothing of the key in the refusal
+        for path in ("/instructor/quiz/serve-exam/regrade", "/instructor/quiz/serve-exam/regrade/apply"):
+            responses.append(student.post(path, data={"csrf": student.headers["X-CSRF-Token"]}).text)
         for text in responses:
             for secret in key_material():
                 assert secret not in text, f"key material {secret!r} sent before release"
@@ -134,7 +141,7 @@ def test_exam_flow_keeps_revisions_hides_the_key_until_release_and_downloads_gra
         teacher = sign_in_instructor(site)
         board = teacher.get("/instructor")
         assert board.status_code == 200
-        row = re.search(r"<tr><td>ada</td>(.*?)</tr>", board.text, re.S).group(1)
+        row = re.search(r'<tr><td><a href="/instructor/attempts/\d+">ada</a></td>(.*?)</tr>', board.text, re.S).group(1)
         cells = re.findall(r"<td>(.*?)</td>", row)
         assert cells[2] == "4 of 5" and cells[3:] == ["1", "1", "1", "0", "4", "7"], cells
         assert "1 started, 1 submitted" in board.text and "Release feedback" in board.text
@@ -419,3 +426,61 @@ def test_a_parametric_question_is_graded_with_the_students_own_numbers(tmp_path:
         assert result["points"] == result["max_points"], result
     finally:
         site.close()
+
+
+def test_answers_without_code_are_graded_first_and_the_positions_say_so(site: Site) -> None:
+    """A burst of code (or the sandbox's start) never holds up a multiple choice or a number."""
+    ada = sign_in_student(site, "ada")
+    ada_attempt = open_quiz(ada, "serve-practice")["attempt"]
+    ben = sign_in_student(site, "ben")
+    ben_attempt = open_quiz(ben, "serve-practice")["attempt"]
+    code = "def kl_divergence(mu, logvar):\n    return mu.sum()\n"
+    assert ada.post(f"/api/attempts/{ada_attempt}/grade", json={"answers": {"kl-divergence": code}}).status_code == 200
+    assert ben.post(f"/api/attempts/{ben_attempt}/grade", json={"answers": {"beta-loss-value": "2"}}).status_code == 200
+
+    def entry(client: Any, attempt: int, question: str) -> tuple[str, Any]:
+        found = client.get(f"/api/attempts/{attempt}/status").json()["questions"][question]
+        return found["state"], found["position"]
+
+    assert entry(ben, ben_attempt, "beta-loss-value") == ("queued", 1)
+    assert entry(ada, ada_attempt, "kl-divergence") == ("queued", 2)
+    worker = site.app.state.service.worker  # this site grades nothing by itself (0 threads)
+    first = worker.claim()
+    assert entry(ben, ben_attempt, "beta-loss-value") == ("running", None)
+    assert entry(ada, ada_attempt, "kl-divergence") == ("queued", 1)
+    worker.run(first)
+    assert entry(ben, ben_attempt, "beta-loss-value") == ("graded", None)
+
+
+def test_a_grading_thread_takes_answers_without_code_together_and_code_answers_apart(site: Site) -> None:
+    ada = sign_in_student(site, "ada")
+    attempt = open_quiz(ada, "serve-practice")["attempt"]
+    answers = {"kl-divergence": "def kl_divergence(mu, logvar):\n    return mu.sum()\n", "beta-loss-value": "2",
+               "decoder-block-bce": "A"}
+    assert ada.post(f"/api/attempts/{attempt}/grade", json={"answers": answers}).status_code == 200
+    worker = site.app.state.service.worker  # this site grades nothing by itself (0 threads)
+    light = worker.claim_batch(32)
+    with site.engine.connect() as db:
+        taken = {row.question for row in db.execute(
+            select(revisions.c.question).join(jobs_table, jobs_table.c.revision_id == revisions.c.id).where(jobs_table.c.id.in_([job for job, _ in light])))}
+    assert taken == {"beta-loss-value", "decoder-block-bce"}
+    code = worker.claim_batch(32)
+    assert len(code) == 1 and worker.claim_batch(32) == []
+    worker.run_batch(light)
+    states = ada.get(f"/api/attempts/{attempt}/status").json()["questions"]
+    assert states["beta-loss-value"]["state"] == states["decoder-block-bce"]["state"] == "graded"
+    assert states["kl-divergence"]["state"] == "running"
+
+
+def test_the_sandbox_starts_with_the_server_when_a_served_quiz_has_code(tmp_path: Path, db_url: str) -> None:  # noqa: F811
+    """Not with the first code answer: that answer (and every thread that took one) would wait for it."""
+    made = make_site(tmp_path, db_url, threads=1)
+    try:
+        made.client()  # starts the app, and so the worker
+        worker = made.app.state.service.worker
+        deadline = time.monotonic() + 300  # a hang guard, not a timing
+        while worker.grader.sandbox is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        made.close()

@@ -82,3 +82,39 @@ def test_nothing_else_in_vaequiz_imports_the_service() -> None:
         and path != REPO / "vaequiz" / "cli" / "serve.py"
     ]
     assert importing == []
+
+
+def test_the_results_migration_keeps_old_results_and_lets_a_regrade_add_a_row(db_url: str) -> None:  # noqa: F811
+    import json
+
+    import pytest
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import column, select, table
+    from sqlalchemy.exc import IntegrityError
+
+    from vaequiz.serve.db import grader_key, results, revisions
+
+    engine = open_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", str(REPO / "vaequiz" / "serve" / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")  # a database of the first release, with a graded answer
+    item = {"student": "ada", "question": "q", "kind": "numeric", "passed": True, "score": 1, "points": 1,
+            "max_points": 1, "fingerprint": "f1", "grader_version": "v1"}
+    with engine.begin() as db:
+        user = db.execute(insert(users).values(name="ada", role="student", created_at=now())).inserted_primary_key[0]
+        attempt = db.execute(insert(attempts).values(user_id=user, quiz="q", mode="exam", started_at=now())).inserted_primary_key[0]
+        revision = db.execute(insert(revisions).values(attempt_id=attempt, question="q", value='"1"', saved_at=now())).inserted_primary_key[0]
+        first_release = table("results", *(column(name) for name in ("revision_id", "attempt_id", "question", "item", "graded_at")))
+        db.execute(insert(first_release).values(revision_id=revision, attempt_id=attempt, question="q", item=json.dumps(item), graded_at=now()))
+    migrate(engine)
+    with engine.connect() as db:
+        assert db.execute(select(results.c.grader)).scalar_one() == grader_key("f1", "v1") == "f1/v1"
+    row = {"revision_id": revision, "attempt_id": attempt, "question": "q", "item": "{}", "graded_at": now()}
+    with engine.begin() as db:
+        db.execute(insert(results).values(**row, grader="f2/v1"))  # a regrade: the question changed
+    with pytest.raises(IntegrityError), engine.begin() as db:
+        db.execute(insert(results).values(**row, grader="f2/v1"))  # the same grading twice: refused
+    engine.dispose()

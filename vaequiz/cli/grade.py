@@ -220,11 +220,19 @@ def grade(
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
     device: DeviceOpt = Device.cpu,
     bank: BankOption = None,
+    student: Annotated[Optional[str], typer.Option(
+        "--student", help="A parametric question is graded with this student's numbers.")] = None,
+    quiz_id: Annotated[str, typer.Option(
+        "--quiz-id", help="With --student: the quiz id the pages were built with.")] = "question-bank",  # a whole-bank build's
+    seed: Annotated[int, typer.Option("--seed", min=0, help="With --student: the seed the pages were built with.")] = 0,
 ) -> None:
     """Grade one answer. Exit 0 passed, 1 not passed, 2 usage error."""
+    from vaequiz.bank.parametric import bind, draw_for, is_parametric
     from vaequiz.grading.answers import read_answer
     from vaequiz.grading.grader import Grader, refused
+    from vaequiz.grading.parametric import grade_with_params
     from vaequiz.grading.sandbox import source_problem
+    from vaequiz.params import ParamError
 
     check_device(device)
     check_semantic()
@@ -232,6 +240,18 @@ def grade(
     question = _find_question(loaded, question_id)
     if not file.is_file():
         fail(f"answer file {file} does not exist" if not file.exists() else f"{file} is not a file")
+    params = None
+    if is_parametric(question) and student is not None:
+        try:
+            params = draw_for(question, quiz_id, seed, student)
+            bound = bind(question, params)
+        except ParamError as err:
+            fail(f"cannot draw {question.id}'s numbers for {student!r}: {err}", EXIT_INVALID)
+    elif is_parametric(question):
+        fail(f"{question.id} is parametric: give --student (and --quiz-id and --seed, as the pages "
+             "were built) to grade with that student's numbers", EXIT_INVALID)
+    else:
+        bound = question
     raw = file.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -241,18 +261,28 @@ def grade(
         graded = refused(f"the answer is not UTF-8 text (byte {err.start}); save it as UTF-8")
     if graded is None and isinstance(question, CodeQuestion) and (problem := source_problem(raw)):
         graded = refused(problem)
-    reading = read_answer(text, question)
+    reading = read_answer(text, bound)
     if graded is None and reading.problem is not None:
         graded = refused(reading.problem)
     if graded is None:
         if isinstance(question, CodeQuestion):
             with open_sandbox(1, device, hidden_paths(loaded, file.parent)) as sandbox:
-                graded = Grader(sandbox, device.value).grade(question, text)
+                grader = Grader(sandbox, device.value)
+                graded = grade_with_params(lambda q: grader.grade(q, text), question, params)
         else:
-            graded = Grader(None, device.value).grade(question, reading.answer)  # type: ignore[arg-type]
+            grader = Grader(None, device.value)
+            graded = grade_with_params(lambda q: grader.grade(q, reading.answer), question, params)  # type: ignore[arg-type]
     if as_json:
-        typer.echo(json.dumps(_result_json(question, graded)))
+        result = _result_json(question, graded)
+        if params is not None:
+            result["params"] = {name: params[name] for name in question.params or {}}
+        typer.echo(json.dumps(result))
     else:
+        if params is not None:
+            from vaequiz.params import describe
+
+            typer.echo(f"{question.id}: graded with {student}'s numbers, "
+                       f"{describe({name: params[name] for name in question.params or {}})}")
         _print_report(question, graded)
     raise typer.Exit(0 if graded.passed else EXIT_INVALID)
 

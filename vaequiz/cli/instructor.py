@@ -27,6 +27,7 @@ from vaequiz.cli.app import (
     resolve_bank,
 )
 from vaequiz.compat import StrEnum
+from vaequiz.export.common import DEFAULT_VARIANTS
 
 if TYPE_CHECKING:
     from vaequiz.stats.analysis import StatsReport
@@ -160,6 +161,11 @@ def export(
     quiz: Annotated[
         Optional[Path], typer.Option("--quiz", help="Quiz spec (*.quiz.yaml) selecting questions.")
     ] = None,
+    variants: Annotated[
+        int, typer.Option("--variants", min=1, max=100,
+                          help="Fixed draws written for each parametric question a format "
+                               "cannot carry with its own variables.")
+    ] = DEFAULT_VARIANTS,
 ) -> None:
     """Export the bank, or one quiz, to Moodle XML, GIFT, a QTI 3.0 package or a Gradescope
     autograder."""
@@ -172,7 +178,7 @@ def export(
     if quiz is not None and not quiz.is_file():
         fail(f"--quiz {quiz} does not exist")
     try:
-        selection = load_export_set(resolve_bank(bank), quiz)
+        selection = load_export_set(resolve_bank(bank), quiz, variants)
         writer = importlib.import_module(f"vaequiz.export.{export_format.value}")
         result = writer.export(selection, out)
     except ExportError as err:

@@ -6,10 +6,15 @@ import re
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import AnyQuestion, CodeQuestion, NumericAnswer, ShortAnswer
 from vaequiz.render.markdown import render_code, render_markdown
+
+
+DEFAULT_VARIANTS = 5
+"""How many fixed draws a format that lists draws writes for each parametric question."""
 
 
 class ExportError(ValueError):
@@ -26,7 +31,17 @@ class ExportSet:
     points: dict[str, float]
     bank: Bank
     fixed_draws: dict[str, str] = field(default_factory=dict)
-    """Parametric questions exported as one fixed draw: question id -> its numbers."""
+    """Parametric questions exported as one fixed draw: question id -> its numbers. A format
+    that carries a question's params itself removes its id (the command reports the rest)."""
+    quiz_id: str = ""
+    """The quiz id pages are built with (the whole bank's is ``question-bank``): with ``seed``
+    it keys every draw, so an export's numbers are the ones `vaequiz build` gives."""
+    seed: int = 0
+    """The quiz's seed (0 for the whole bank)."""
+    parametric: dict[str, AnyQuestion] = field(default_factory=dict)
+    """Parametric questions as the bank has them, before the fixed draw bound them."""
+    variants: int = DEFAULT_VARIANTS
+    """How many fixed draws a format that lists draws writes (``vaequiz export --variants``)."""
 
 
 @dataclass
@@ -119,9 +134,11 @@ def code_prompt_html(question: CodeQuestion) -> str:
     return text
 
 
-def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet:
+def load_export_set(bank_path: Path, quiz_path: Path | None = None,
+                    variants: int = DEFAULT_VARIANTS) -> ExportSet:
     """The whole bank, or the questions a quiz spec selects (same draw as `vaequiz build`)."""
     from vaequiz.bank.loader import load_bank
+    from vaequiz.render.selection import WHOLE_BANK_ID
 
     bank = load_bank(bank_path)
     if bank.problems:
@@ -134,7 +151,9 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
             questions=list(bank.questions),
             points={q.id: q.points for q in bank.questions},
             bank=bank,
-        ), 0)
+            quiz_id=WHOLE_BANK_ID,
+            variants=variants,
+        ))
     from vaequiz.render.quiz_spec import QuizSpecError
     from vaequiz.render.selection import quiz_for
 
@@ -142,10 +161,11 @@ def load_export_set(bank_path: Path, quiz_path: Path | None = None) -> ExportSet
         quiz = quiz_for(bank, quiz_path)
     except QuizSpecError as err:
         raise ExportError("the quiz spec has problems:\n" + str(err)) from None
-    return _fixed_draws(ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank), quiz.seed)
+    return _fixed_draws(ExportSet(quiz.id, quiz.title, list(quiz.questions), dict(quiz.points), bank,
+                                  quiz_id=quiz.id, seed=quiz.seed, variants=variants))
 
 
-def _fixed_draws(selection: ExportSet, seed: int) -> ExportSet:
+def _fixed_draws(selection: ExportSet) -> ExportSet:
     """Parametric questions bound to the anonymous page's draw: the formats carry one set of
     numbers for everyone (the command says so for each)."""
     from vaequiz.bank.parametric import bind, draw_for, is_parametric
@@ -155,11 +175,53 @@ def _fixed_draws(selection: ExportSet, seed: int) -> ExportSet:
     for question in selection.questions:
         if is_parametric(question):
             try:
-                values = draw_for(question, selection.name, seed, "")
+                values = draw_for(question, selection.quiz_id, selection.seed, "")
                 selection.fixed_draws[question.id] = describe({k: values[k] for k in question.params or {}})
+                selection.parametric[question.id] = question
                 question = bind(question, values)
             except ParamError as err:
                 raise ExportError(f"parametric question {question.id!r} cannot be drawn: {err}") from None
         questions.append(question)
     selection.questions[:] = questions
     return selection
+
+
+def distinct_draws(question: AnyQuestion, count: int, quiz_id: str, seed: int) -> list[dict[str, Any]]:
+    """Up to ``count`` different draws of a parametric question, stable for (quiz, seed), for
+    formats that export fixed variants. Fewer when the question has fewer distinct draws."""
+    from vaequiz.bank.parametric import draw_for
+
+    draws: list[dict[str, Any]] = []
+    seen: set[tuple[tuple[str, Any], ...]] = set()
+    for n in range(count * 20):
+        values = draw_for(question, quiz_id, seed, f"variant-{n + 1}")
+        numbers = tuple((name, values[name]) for name in question.params or {})
+        if numbers not in seen:
+            seen.add(numbers)
+            draws.append(values)
+            if len(draws) == count:
+                break
+    return draws
+
+
+def fixed_variants(selection: ExportSet, question: AnyQuestion) -> list[tuple[str, AnyQuestion]]:
+    """A parametric question as ``selection.variants`` fixed draws (fewer when it has fewer),
+    each bound and with its numbers as text (``B = 32 and D = 8``), for formats that list draws."""
+    from vaequiz.bank.parametric import bind
+    from vaequiz.params import ParamError, describe
+
+    original = selection.parametric.get(question.id, question)
+    try:
+        return [
+            (describe({k: values[k] for k in original.params or {}}), bind(original, values))
+            for values in distinct_draws(original, selection.variants, selection.quiz_id, selection.seed)
+        ]
+    except ParamError as err:
+        raise ExportError(f"parametric question {question.id!r} cannot be drawn: {err}") from None
+
+
+def carried(selection: ExportSet, result: ExportResult, question_id: str, how: str) -> None:
+    """A format carried a parametric question its own way: stderr says how, instead of the
+    one-fixed-draw note."""
+    selection.fixed_draws.pop(question_id, None)
+    result.lost.append(f"{question_id}: parametric; {how}")

@@ -22,7 +22,17 @@ from vaequiz.bank.models import (
     ShapeAnswer,
     ShortAnswer,
 )
-from vaequiz.export.common import code_html, ExportResult, ExportSet, absolute_tolerance, code_prompt_html, html, shape_spellings
+from vaequiz.export.common import (
+    ExportResult,
+    ExportSet,
+    absolute_tolerance,
+    carried,
+    code_html,
+    code_prompt_html,
+    fixed_variants,
+    html,
+    shape_spellings,
+)
 from vaequiz.export.moodle import moodle_fraction
 
 GIFT_SPECIAL = "\\~=#{}:"
@@ -81,15 +91,40 @@ def _stem(question: AnyQuestion) -> str:
     return html(question.text)
 
 
-def question_gift(question: AnyQuestion) -> str | None:
-    """One GIFT question (``::id::[html]stem {answers ####explanation}``), or None."""
+def question_gift(question: AnyQuestion, title: str | None = None) -> str | None:
+    """One GIFT question (``::title::[html]stem {answers ####explanation}``, titled with its
+    id unless ``title`` says otherwise), or None."""
     answers = _answers(question)
     if answers is None:
         return None
     if question.explanation:
         answers += f"####{escape_gift(html(question.explanation))}"
         answers += "\n" if answers.startswith("\n") else ""
-    return f"::{escape_gift(question.id)}::[html]{escape_gift(_stem(question))} {{{answers}}}"
+    return f"::{escape_gift(title or question.id)}::[html]{escape_gift(_stem(question))} {{{answers}}}"
+
+
+def variant_title(question_id: str, numbers: str) -> str:
+    """The title of one fixed draw: the question's id and the numbers it shows."""
+    return f"{question_id} ({numbers})"
+
+
+def _variants(selection: ExportSet, question: AnyQuestion, result: ExportResult) -> list[str] | None:
+    """A parametric question as fixed draws in a category of its own, then back to the quiz's
+    category; None for kinds GIFT cannot hold."""
+    category = f"$course$/top/{selection.name}/{question.id}"
+    blocks = [f"$CATEGORY: {category}"]
+    variants = fixed_variants(selection, question)
+    for numbers, bound in variants:
+        text = question_gift(bound, variant_title(question.id, numbers))
+        if text is None:
+            return None
+        blocks.append(text)
+    blocks.append(f"$CATEGORY: $course$/top/{selection.name}")
+    carried(selection, result, question.id,
+            f"written as {len(variants)} fixed variant(s), each titled with its numbers, in category "
+            f"{category}: in a Moodle quiz, add a random question from that category so each student "
+            "gets one (GIFT has no variables)")
+    return blocks
 
 
 def export(selection: ExportSet, out: Path) -> ExportResult:
@@ -98,11 +133,15 @@ def export(selection: ExportSet, out: Path) -> ExportResult:
     title = " ".join(selection.title.split())
     blocks = [f"// vaequiz export: {title}", f"$CATEGORY: $course$/top/{selection.name}"]
     for question in selection.questions:
-        text = question_gift(question)
-        if text is None:
+        if question.id in selection.parametric:
+            written = _variants(selection, question, result)
+        else:
+            text = question_gift(question)
+            written = None if text is None else [text]
+        if written is None:
             result.skipped.append((question.id, f"{question.kind} questions are not graded"))
             continue
-        blocks.append(text)
+        blocks.extend(written)
         result.written.append(question.id)
     unlike = [f"{qid}: {selection.points[qid]:g}" for qid in result.written
               if selection.points[qid] != MOODLE_DEFAULT_MARK]

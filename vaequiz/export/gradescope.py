@@ -5,8 +5,10 @@ and ``vaequiz_autograder.json`` naming the code questions and their points. ``se
 installs CPU-only torch and vaequiz's other dependencies, and validates the bank with the
 shipped vaequiz; ``run_autograder`` (vaequiz/export/gradescope_run.py) grades each
 ``<question id>.py`` of the submission with `vaequiz grade --json` and writes Gradescope's
-``results.json``, one test per check. Only code questions are exported; the other kinds belong
-in the LMS exports.
+``results.json``, one test per check. Code questions are exported, and parametric questions of
+the other graded kinds (answered in ``<question id>.txt``): the autograder derives each
+student's numbers from the submission's student (``submission_metadata.json``) with the same
+SHA-256 draw as their page, which no LMS format can. Other kinds belong in the LMS exports.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from importlib import metadata
 from pathlib import Path
 
 import vaequiz
-from vaequiz.bank.models import CodeQuestion
+from vaequiz.bank.models import CodeQuestion, MultipleChoice, NumericAnswer, ShapeAnswer
 from vaequiz.export import gradescope_run
 from vaequiz.export.common import ExportError, ExportResult, ExportSet
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 _PACKAGES = ("vaequiz", "reference_impl")
+STUDENT_FIELD = "email"
+"""Which field of the submission's user is the student id the pages were built for
+(``submission_metadata.json`` users have ``email``, ``id``, ``name`` and, where the course
+records it, ``sid``); `vaequiz_autograder.json` names it, so it can be changed there."""
 
 
 def dependencies() -> list[str]:
@@ -100,19 +106,31 @@ def _writestr_executable(archive: zipfile.ZipFile, name: str, text: str) -> None
 
 
 def export(selection: ExportSet, out: Path) -> ExportResult:
-    """Write the autograder zip for every code question in the selection."""
+    """Write the autograder zip for the code questions and the parametric graded questions."""
     result = ExportResult(out)
     questions = []
     for question in selection.questions:
-        if isinstance(question, CodeQuestion):
-            questions.append({"id": question.id, "points": selection.points[question.id]})
-            result.written.append(question.id)
+        original = selection.parametric.get(question.id)
+        entry: dict[str, object] = {"id": question.id, "points": selection.points[question.id]}
+        if original is not None and isinstance(original, (CodeQuestion, NumericAnswer, ShapeAnswer, MultipleChoice)):
+            entry.update(parametric=True, file=f"{question.id}{'.py' if isinstance(original, CodeQuestion) else '.txt'}")
+            selection.fixed_draws.pop(question.id, None)
+            result.lost.append(f"{question.id}: parametric; the autograder grades each student with their "
+                               f"own numbers (quiz {selection.quiz_id!r}, seed {selection.seed}, student = "
+                               f"the submitter's {STUDENT_FIELD})")
+        elif isinstance(question, CodeQuestion):
+            entry["file"] = f"{question.id}.py"
         else:
-            result.skipped.append((question.id, "Gradescope's autograder grades code questions only"))
+            result.skipped.append((question.id, "Gradescope's autograder grades code questions, and "
+                                                "parametric ones (their numbers differ per student)"))
+            continue
+        questions.append(entry)
+        result.written.append(question.id)
     if not questions:
-        raise ExportError("no code questions to export; the Gradescope autograder grades code "
-                          "questions (use --quiz to pick some, or another --format)")
-    config = {"questions": questions, "bank": "bank", "vaequiz_version": vaequiz.__dict__.get("__version__", "")}
+        raise ExportError("no code questions and no parametric ones to export; the Gradescope autograder grades "
+                          "those (use --quiz to pick some, or another --format)")
+    config = {"questions": questions, "bank": "bank", "quiz_id": selection.quiz_id, "seed": selection.seed,
+              "student_field": STUDENT_FIELD, "vaequiz_version": vaequiz.__dict__.get("__version__", "")}
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         _writestr_executable(archive, "setup.sh", setup_script(dependencies()))

@@ -7,6 +7,11 @@ model answer, rubric or reference sit in a scorer-only qti-rubric-block), shape 
 qti-text-entry-interaction mapping every accepted spelling, numeric -> text entry accepted
 within an absolute tolerance (two comparisons). Flashcards are skipped. Math is MathML in the
 MathML namespace; option feedback and hints are not carried.
+
+Parametric questions carry their params as template variables where QTI can compute everything
+the question needs (:mod:`vaequiz.export.qti_params`): each attempt draws its own numbers and a
+numeric answer is computed for them. Otherwise they become ``--variants`` fixed variants, one
+item each (``<id>-v1`` ...), with different numbers.
 """
 
 from __future__ import annotations
@@ -25,20 +30,23 @@ from vaequiz.bank.models import (
     ShapeAnswer,
     ShortAnswer,
 )
+from vaequiz.bank.parametric import bind
 from vaequiz.export.common import (
+    ExportError,
     ExportResult,
     ExportSet,
     absolute_tolerance,
     canonical_shape,
+    distinct_draws,
     code_html,
     code_prompt_html,
     grader_info_html,
     html,
     shape_spellings,
 )
+from vaequiz.export.qti_params import ANSWER, MATHML_NS, QTI_NS, TOLERANCE, Untranslatable, q, template_parts
+from vaequiz.params import ParamError
 
-QTI_NS = "http://www.imsglobal.org/xsd/imsqtiasi_v3p0"
-MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 CP_NS = "http://www.imsglobal.org/xsd/qti/qtiv3p0/imscp_v1p1"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 TEMPLATES = "https://purl.imsglobal.org/spec/qti/v3p0/rptemplates/"
@@ -47,10 +55,6 @@ _HTML_ATTRIBUTES = {"class", "lang", "title", "href", "colspan", "rowspan", "sta
 
 ET.register_namespace("", QTI_NS)
 ET.register_namespace("m", MATHML_NS)
-
-
-def q(tag: str) -> str:
-    return f"{{{QTI_NS}}}{tag}"
 
 
 class _XhtmlBuilder(HTMLParser):
@@ -210,6 +214,27 @@ def _numeric_item(item: ET.Element, question: NumericAnswer, points: float) -> N
         ET.SubElement(outcome, q("qti-base-value"), {"base-type": "float"}).text = value
 
 
+def _computed_numeric_item(item: ET.Element, question: NumericAnswer, points: float) -> None:
+    """A numeric item whose answer and tolerance are template variables: accepted when
+    ANSWER - TOLERANCE <= RESPONSE <= ANSWER + TOLERANCE."""
+    _declaration(item, "single", "float")
+    _outcomes(item, points)
+    _text_entry(_body(item, html(question.prompt)), "Answer:")
+    processing = ET.SubElement(item, q("qti-response-processing"))
+    condition = ET.SubElement(processing, q("qti-response-condition"))
+    branch = ET.SubElement(condition, q("qti-response-if"))
+    within = ET.SubElement(branch, q("qti-and"))
+    for operator, bound in (("qti-gte", "qti-subtract"), ("qti-lte", "qti-sum")):
+        comparison = ET.SubElement(within, q(operator))
+        ET.SubElement(comparison, q("qti-variable"), {"identifier": "RESPONSE"})
+        limit = ET.SubElement(comparison, q(bound))
+        for name in (ANSWER, TOLERANCE):
+            ET.SubElement(limit, q("qti-variable"), {"identifier": name})
+    for parent, value in ((branch, "1"), (ET.SubElement(condition, q("qti-response-else")), "0")):
+        outcome = ET.SubElement(parent, q("qti-set-outcome-value"), {"identifier": "SCORE"})
+        ET.SubElement(outcome, q("qti-base-value"), {"base-type": "float"}).text = value
+
+
 def item_element(question: AnyQuestion, points: float) -> ET.Element | None:
     """One ``qti-assessment-item``, or None for kinds QTI export does not hold."""
     item = ET.Element(q("qti-assessment-item"), {
@@ -224,11 +249,48 @@ def item_element(question: AnyQuestion, points: float) -> ET.Element | None:
         _extended_item(item, question, points, code_prompt_html(question))
     elif isinstance(question, ShapeAnswer):
         _shape_item(item, question, points)
+    elif isinstance(question, NumericAnswer) and isinstance(question.answer, str):
+        _computed_numeric_item(item, question, points)
     elif isinstance(question, NumericAnswer):
         _numeric_item(item, question, points)
     else:
         return None
     return item
+
+
+def parametric_items(question: AnyQuestion, points: float, quiz_id: str, seed: int,
+                     variants: int) -> tuple[list[tuple[str, ET.Element]], str]:
+    """The items of a parametric question (item id, element) and what stderr should say: one
+    templated item, or fixed variants when QTI cannot compute what the question needs."""
+    try:
+        plain, finish = template_parts(question)
+        element = item_element(plain, points)
+        if element is not None:
+            finish(element)
+            return [(question.id, element)], (
+                f"{question.id}: parametric; exported with QTI template variables (each attempt "
+                "draws its own numbers, not the ones vaequiz gives a student)")
+        reason = f"{question.kind} questions are not graded"
+    except Untranslatable as err:
+        reason = str(err)
+    except ParamError as err:
+        raise ExportError(f"parametric question {question.id!r} cannot be drawn: {err}") from None
+    items = []
+    try:
+        draws = distinct_draws(question, variants, quiz_id, seed)
+        for number, values in enumerate(draws, start=1):
+            element = item_element(bind(question, values), points)
+            if element is None:
+                return [], reason
+            item_id = f"{question.id}-v{number}"
+            element.set("identifier", identifier(item_id))
+            element.set("title", f"{question.id} (variant {number})")
+            items.append((item_id, element))
+    except ParamError as err:
+        raise ExportError(f"parametric question {question.id!r} cannot be drawn: {err}") from None
+    first, last = items[0][0], items[-1][0]
+    return items, (f"{question.id}: parametric; QTI cannot compute it ({reason}), so it is exported "
+                   f"as {len(items)} fixed variants, separate items {first} ... {last}")
 
 
 def _test_element(name: str, title: str, item_ids: list[str]) -> ET.Element:
@@ -279,17 +341,30 @@ def export(selection: ExportSet, out: Path) -> ExportResult:
     """Write the content package zip."""
     result = ExportResult(out)
     files: dict[str, bytes] = {}
+    item_ids: list[str] = []
     for question in selection.questions:
-        element = item_element(question, selection.points[question.id])
-        if element is None:
+        points = selection.points[question.id]
+        original = selection.parametric.get(question.id)
+        if original is not None:
+            items, note = parametric_items(original, points, selection.quiz_id, selection.seed,
+                                           selection.variants)
+            if items:
+                selection.fixed_draws.pop(question.id, None)
+                result.lost.append(note)
+        else:
+            element = item_element(question, points)
+            items = [(question.id, element)] if element is not None else []
+        if not items:
             result.skipped.append((question.id, f"{question.kind} questions are not graded"))
             continue
-        files[f"items/{question.id}.xml"] = _xml_bytes(element)
+        for item_id, element in items:
+            files[f"items/{item_id}.xml"] = _xml_bytes(element)
+            item_ids.append(item_id)
         result.written.append(question.id)
     ET.register_namespace("", CP_NS)
-    manifest = _xml_bytes(_manifest(selection.name, result.written), indent=True)
+    manifest = _xml_bytes(_manifest(selection.name, item_ids), indent=True)
     ET.register_namespace("", QTI_NS)
-    files["tests/test.xml"] = _xml_bytes(_test_element(selection.name, selection.title, result.written), indent=True)
+    files["tests/test.xml"] = _xml_bytes(_test_element(selection.name, selection.title, item_ids), indent=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("imsmanifest.xml", manifest)

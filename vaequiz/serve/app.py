@@ -32,15 +32,21 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from starlette.concurrency import run_in_threadpool
+
+from vaequiz.bank.loader import Bank
 from vaequiz.bank.models import CodeQuestion
 from vaequiz.grading.answers import MAX_ANSWER_BYTES
 from vaequiz.grading.models import ItemResult
-from vaequiz.grading.reports import visible_message, write_grades_csv
+from vaequiz.grading.reports import visible_message, write_gradescope, write_grades_csv
 from vaequiz.render.fragments import Mode
-from vaequiz.serve import accounts, jobs
+from vaequiz.serve import accounts, jobs, regrade
 from vaequiz.serve.accounts import AccountError, User
 from vaequiz.serve.course import Course, ServedQuiz
 from vaequiz.serve.db import attempts, aware, now, releases, results, revisions, users
+from vaequiz.serve.regrade import Current
+from vaequiz.stats.analysis import StatsInputError, StatsReport, analyse
+from vaequiz.stats.report import render_html
 
 SESSION_COOKIE = "vaequiz_session"
 CSRF_COOKIE = "vaequiz_csrf"
@@ -156,6 +162,8 @@ class Service:
         self.limiter = RateLimiter(settings.code_per_minute)
         self.templates = _templates()
         self.serve_js = (_HERE / "static" / "serve.js").read_text(encoding="utf-8")
+        self.dashboard_js = (_HERE / "static" / "dashboard.js").read_text(encoding="utf-8")
+        self.plans = regrade.Plans()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -176,6 +184,7 @@ class Service:
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("user", self.user(request))
         context.setdefault("error", None)
+        context.setdefault("nonce", request.state.nonce)
         html = self.templates.get_template(template).render(csrf=self.csrf_token(request), **context)
         return self.finish(request, HTMLResponse(html, status_code=status))
 
@@ -476,7 +485,7 @@ class Service:
         released = self.released(served.id)
         show = served.mode is Mode.practice or released
         with self.engine.connect() as db:
-            states = jobs.attempt_states(db, row.id)
+            states = jobs.attempt_states(db, row.id, self.worker.code, with_results=show)
         questions = {}
         for question, state in states.items():
             entry: dict[str, Any] = {"state": state.state, "position": state.position, "result": None}
@@ -497,26 +506,47 @@ class Service:
 
     # ------------------------------------------------------------------ instructor
 
-    def latest_results(self, served: ServedQuiz) -> list[ItemResult]:
-        """The newest result per (student, question) of this quiz: the gradebook."""
-        with self.engine.connect() as db:
-            newest = (
-                select(func.max(results.c.id).label("id"))
-                .select_from(results.join(attempts, attempts.c.id == results.c.attempt_id))
-                .where(and_(attempts.c.quiz == served.id, attempts.c.mode == served.mode.value))
-                .group_by(results.c.attempt_id, results.c.question)
-                .subquery()
+    def current_results(self, served: ServedQuiz) -> list[Current]:
+        """The result that counts per (student, question) of this quiz: the newest result of
+        the newest graded revision (a regrade adds a newer result for the same revision)."""
+        ranked = (
+            select(
+                results.c.id, results.c.item, results.c.revision_id, results.c.attempt_id,
+                func.row_number().over(
+                    partition_by=(results.c.attempt_id, results.c.question),
+                    order_by=(results.c.revision_id.desc(), results.c.id.desc()),
+                ).label("rank"),
             )
-            rows = db.execute(select(results.c.item).join(newest, newest.c.id == results.c.id).order_by(results.c.id)).all()
-        return [ItemResult.model_validate_json(row.item) for row in rows]
+            .select_from(results.join(attempts, attempts.c.id == results.c.attempt_id))
+            .where(and_(attempts.c.quiz == served.id, attempts.c.mode == served.mode.value))
+            .subquery()
+        )
+        with self.engine.connect() as db:
+            rows = db.execute(select(ranked).where(ranked.c.rank == 1).order_by(ranked.c.id)).all()
+        return [Current(ItemResult.model_validate_json(row.item), row.revision_id, row.attempt_id) for row in rows]
+
+    def latest_results(self, served: ServedQuiz) -> list[ItemResult]:
+        """The gradebook: the result that counts per (student, question)."""
+        return [current.item for current in self.current_results(served)]
+
+    def quiz_stats(self, served: ServedQuiz, items: list[ItemResult]) -> Optional[StatsReport]:
+        """`vaequiz stats` of the current results (None before anything is graded)."""
+        order = {q: i for i, q in enumerate(served.graded_ids)}
+        ordered = sorted(items, key=lambda i: (order.get(i.question, len(order)), i.student))
+        bank = Bank(root=self.course.bank_root, questions=list(served.questions.values()))
+        try:
+            return analyse(ordered, served.id, bank, title=served.quiz.title)
+        except StatsInputError:
+            return None
 
     async def dashboard(self, request: Request) -> Response:
         self.instructor(request)
         listed = []
         for served in self.course.quizzes.values():
             questions = served.graded_ids
+            items = self.latest_results(served)
             gradebook: dict[str, dict[str, ItemResult]] = defaultdict(dict)
-            for item in self.latest_results(served):
+            for item in items:
                 gradebook[item.student][item.question] = item
             with self.engine.connect() as db:
                 rows = db.execute(
@@ -533,22 +563,108 @@ class Service:
                 released = db.execute(select(releases.c.released_at).where(releases.c.quiz == served.id)).first()
             table = []
             for row in rows:
-                items = gradebook.get(row.name, {})
+                graded = gradebook.get(row.name, {})
                 table.append({
                     "student": row.name,
+                    "attempt": row.id,
                     "started": aware(row.started_at).strftime("%Y-%m-%d %H:%M"),
                     "submitted": aware(row.submitted_at).strftime("%Y-%m-%d %H:%M") if row.submitted_at else None,
                     "answered": f"{answered.get(row.id, 0)} of {len(questions)}",
-                    "cells": [f"{items[q].points:g}" if q in items else "" for q in questions],
-                    "total": f"{sum(i.points for i in items.values()):g}" if items else "",
+                    "cells": [f"{graded[q].points:g}" if q in graded else "" for q in questions],
+                    "total": f"{sum(i.points for i in graded.values()):g}" if graded else "",
                 })
             listed.append({
                 "id": served.id, "title": served.quiz.title, "mode": served.mode.value, "questions": questions,
                 "rows": table, "started": len(rows), "submitted": sum(1 for r in rows if r.submitted_at),
                 "released": aware(released.released_at).strftime("%Y-%m-%d %H:%M") if released else None,
+                "stats": self.quiz_stats(served, items),
             })
         return self.page(request, "dashboard.html.j2", title="Dashboard", quizzes=listed,
-                         join_code=accounts.join_code(self.engine))
+                         join_code=accounts.join_code(self.engine), script=self.dashboard_js)
+
+    async def stats_page(self, request: Request) -> Response:
+        """The whole `vaequiz stats` report of the current results, as `vaequiz stats --html`."""
+        self.instructor(request)
+        served = self.served(request.path_params["quiz"])
+        report = self.quiz_stats(served, self.latest_results(served))
+        if report is None:
+            return self.page(request, "message.html.j2", status=404, title="Statistics",
+                             error="Nothing is graded yet; statistics appear with the first results.")
+        return self.finish(request, HTMLResponse(render_html(report)))
+
+    async def attempt_page(self, request: Request) -> Response:
+        """One student's attempt: every saved revision of every question, which revisions were
+        graded, and every result (the one that counts marked), check messages included."""
+        self.instructor(request)
+        attempt_id = request.path_params["attempt"]
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(attempts, users.c.name).join(users, users.c.id == attempts.c.user_id).where(attempts.c.id == attempt_id)
+            ).first()
+            if row is None:
+                raise HttpError(404, "no such attempt")
+            saved = db.execute(
+                select(revisions).where(revisions.c.attempt_id == attempt_id).order_by(revisions.c.id)
+            ).all()
+            graded = db.execute(
+                select(results.c.id, results.c.revision_id, results.c.item, results.c.graded_at)
+                .where(results.c.attempt_id == attempt_id).order_by(results.c.revision_id, results.c.id)
+            ).all()
+        served = self.course.get(row.quiz)
+        parsed = [(result, ItemResult.model_validate_json(result.item)) for result in graded]
+        counting = {item.question: result.id for result, item in parsed}  # rows run oldest revision first
+        per_revision: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for result, item in parsed:
+            per_revision[result.revision_id].append({
+                "id": result.id,
+                "graded_at": aware(result.graded_at).strftime("%Y-%m-%d %H:%M:%S"),
+                "points": f"{item.points:g}", "max_points": f"{item.max_points:g}",
+                "error": item.error, "counts": counting[item.question] == result.id,
+                "checks": [{"name": c.name, "passed": c.passed, "message": c.message, "hidden": c.hidden} for c in item.checks],
+            })
+        order = served.graded_ids if served else []
+        questions: dict[str, list[dict[str, Any]]] = {q: [] for q in order}
+        for revision in saved:
+            value = json.loads(revision.value)
+            questions.setdefault(revision.question, []).append({
+                "id": revision.id,
+                "saved_at": aware(revision.saved_at).strftime("%Y-%m-%d %H:%M:%S"),
+                "value": "(no answer)" if value is None else " ".join(value) if isinstance(value, list) else value,
+                "results": per_revision.get(revision.id, []),
+            })
+        return self.page(
+            request, "attempt.html.j2", title=f"{row.name}: {served.quiz.title if served else row.quiz}",
+            student=row.name, quiz=row.quiz, mode=row.mode,
+            started=aware(row.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+            submitted=aware(row.submitted_at).strftime("%Y-%m-%d %H:%M:%S") if row.submitted_at else None,
+            questions=questions,
+        )
+
+    async def regrade_dry_run(self, request: Request) -> Response:
+        """Grade again, writing nothing, what went stale; the page lists old and new points and
+        asks to confirm."""
+        self.instructor(request)
+        await self.form(request)
+        served = self.served(request.path_params["quiz"])
+        current = self.current_results(served)
+        plan = await run_in_threadpool(
+            regrade.dry_run, served, self.course.bank_root, current, self.worker.sandbox_factory,
+            max(1, self.settings.grading_threads),
+        )
+        self.plans.keep(plan)
+        return self.page(request, "regrade.html.j2", title=f"Regrade {served.quiz.title}: dry run", quiz=served.id,
+                         plan=plan, students=len({c.item.student for c in current}))
+
+    async def regrade_apply(self, request: Request) -> Response:
+        self.instructor(request)
+        fields = await self.form(request)
+        served = self.served(request.path_params["quiz"])
+        plan = self.plans.take(fields.get("plan", ""), served.id)
+        if plan is None:
+            return self.page(request, "message.html.j2", status=409, title="Regrade",
+                             error="This dry run is no longer here (applied already, or the server restarted); run the dry run again.")
+        regrade.apply(self.engine, plan)
+        return RedirectResponse("/instructor", status_code=303)
 
     async def release(self, request: Request) -> Response:
         self.instructor(request)
@@ -578,6 +694,16 @@ class Service:
                                  headers={"content-disposition": f'attachment; filename="{served.id}-results.jsonl"'})
 
 
+    async def gradescope_zip(self, request: Request) -> Response:
+        """Gradescope's autograder results.json per student, as `grade-sheets --format
+        gradescope` writes them (``<student>/results.json``), in one zip."""
+        self.instructor(request)
+        served = self.served(request.path_params["quiz"])
+        data = gradescope_zip_bytes(self.latest_results(served), served.graded_ids)
+        return Response(data, media_type="application/zip",
+                        headers={"content-disposition": f'attachment; filename="{served.id}-gradescope.zip"'})
+
+
 def student_view(item: ItemResult) -> dict[str, Any]:
     """A result as its student may read it: hidden checks say only pass or fail."""
     return {
@@ -596,6 +722,19 @@ def grades_csv_text(items: list[ItemResult], questions: list[str]) -> str:
         path = Path(folder) / "grades.csv"
         write_grades_csv(path, items, questions)
         return path.read_text(encoding="utf-8")
+
+
+def gradescope_zip_bytes(items: list[ItemResult], questions: list[str]) -> bytes:
+    """grade-sheets' gradescope/ folder (its own writer, through a temporary folder), zipped."""
+    import io
+    import tempfile
+    import zipfile
+
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(write_gradescope(Path(folder), items, questions).values()):
+            archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
 
 
 def create_app(engine: Engine, course: Course, worker: jobs.Dispatch, settings: Settings) -> Starlette:
@@ -629,6 +768,11 @@ def create_app(engine: Engine, course: Course, worker: jobs.Dispatch, settings: 
         Route("/instructor/quiz/{quiz}/release", handle(service.release), methods=["POST"]),
         Route("/instructor/quiz/{quiz}/grades.csv", handle(service.grades_csv)),
         Route("/instructor/quiz/{quiz}/results.jsonl", handle(service.results_jsonl)),
+        Route("/instructor/quiz/{quiz}/gradescope.zip", handle(service.gradescope_zip)),
+        Route("/instructor/quiz/{quiz}/stats", handle(service.stats_page)),
+        Route("/instructor/quiz/{quiz}/regrade", handle(service.regrade_dry_run), methods=["POST"]),
+        Route("/instructor/quiz/{quiz}/regrade/apply", handle(service.regrade_apply), methods=["POST"]),
+        Route("/instructor/attempts/{attempt:int}", handle(service.attempt_page)),
     ]
 
     @asynccontextmanager

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from sqlalchemy import Engine, and_, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -31,6 +31,7 @@ from vaequiz.serve.jobs import (
     JobTask,
     LeaseKeeper,
     claim,
+    code_questions,
     job_known,
     owner_name,
     prepare,
@@ -51,10 +52,12 @@ class Publisher:
     queued jobs after every commit that made some, and sweeps now and then for jobs never
     published and for jobs whose worker's lease ran out."""
 
-    def __init__(self, engine: Engine, course: Course, broker_url: str, device: str = "cpu",
-                 lease_s: float = LEASE_S) -> None:
+    def __init__(self, engine: Engine, course: Course, broker_url: str, sandbox_factory: Callable[[], Any],
+                 device: str = "cpu", lease_s: float = LEASE_S) -> None:
         self.engine = engine
         self.course = course
+        self.code = code_questions(course)
+        self.sandbox_factory = sandbox_factory
         self.app = celery_app(broker_url)
         self.device = device
         self.lease_s = lease_s

@@ -20,6 +20,7 @@ from vaequiz.render.variants import LABELS
 
 SERVED_MODES = (Mode.exam, Mode.practice)
 PAGE_CACHE = 512
+VARIANT_CACHE = 4096
 
 
 class CourseError(ValueError):
@@ -38,6 +39,7 @@ class ServedQuiz:
     questions: dict[str, AnyQuestion]
     fingerprints: dict[str, str]
     _pages: dict[str, str] = field(default_factory=dict)
+    _variants: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -61,11 +63,24 @@ class ServedQuiz:
                 self._pages[student] = cached
         return cached
 
+    def variant(self, student: str) -> Any:
+        """The student's variant (letters and numbers), derived once per student: grading an
+        answer needs it, and deriving it costs more than grading a multiple choice."""
+        with self._lock:
+            cached = self._variants.get(student)
+        if cached is None:
+            cached = self.builder.variant(student)
+            with self._lock:
+                if len(self._variants) >= VARIANT_CACHE:
+                    self._variants.pop(next(iter(self._variants)))
+                self._variants[student] = cached
+        return cached
+
     def reading(self, student: str, question_id: str, value: Any) -> Reading:
         """The answer as the page sent it, read with this student's letters mapped to the bank's."""
         question = self.questions[question_id]
         mapping = None
-        variant = self.builder.variant(student)
+        variant = self.variant(student)
         if isinstance(question, MultipleChoice):
             order = variant.option_order.get(question_id)
             if order:

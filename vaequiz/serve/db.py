@@ -106,11 +106,14 @@ results = Table(
     "results",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("revision_id", Integer, ForeignKey("revisions.id"), nullable=False, unique=True),
+    Column("revision_id", Integer, ForeignKey("revisions.id"), nullable=False),
     Column("attempt_id", Integer, ForeignKey("attempts.id"), nullable=False, index=True),
     Column("question", String(200), nullable=False),
     Column("item", Text, nullable=False),  # an ItemResult as JSON: a results.jsonl line
     Column("graded_at", DateTime(timezone=True), nullable=False),
+    # what decided the result (question fingerprint / grader version): a regrade adds a row
+    Column("grader", String(200), nullable=False, server_default=""),
+    UniqueConstraint("revision_id", "grader", name="uq_result_per_grader"),
 )
 
 releases = Table(
@@ -119,6 +122,12 @@ releases = Table(
     Column("quiz", String(200), primary_key=True),
     Column("released_at", DateTime(timezone=True), nullable=False),
 )
+
+
+def grader_key(fingerprint: str | None, grader_version: str | None) -> str:
+    """What decided a result: the question's fingerprint and the grader's version. A result
+    row is unique per answer revision and this key, so a regrade adds a row, a rerun does not."""
+    return f"{fingerprint or ''}/{grader_version or ''}"
 
 
 def now() -> datetime:

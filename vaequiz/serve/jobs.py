@@ -22,12 +22,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Collection, Iterator, Optional, Protocol
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, case, false, func, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from vaequiz.bank.models import AnyQuestion
+from vaequiz.bank.models import AnyQuestion, CodeQuestion
 from vaequiz.grading.answers import Reading
 from vaequiz.grading.batch import grade_reading
 from vaequiz.grading.fingerprint import GRADER_VERSION
@@ -35,13 +35,20 @@ from vaequiz.grading.grader import Grader, item_result, refused
 from vaequiz.grading.models import ItemResult
 from vaequiz.grading.portable import needs_sandbox, question_from_json, question_json, reading_from_json, reading_json
 from vaequiz.serve.course import Course
-from vaequiz.serve.db import attempts, jobs, now, results, revisions, users
+from vaequiz.serve.db import attempts, grader_key, jobs, now, results, revisions, users
 
 MAX_TRIES = 3
 """A job whose grading failed this often gets a result saying so instead of another try."""
 
 NULL = "null"
 log = logging.getLogger("vaequiz.serve")
+
+BATCH = 32
+"""Answers without code one grading thread takes at once: one transaction claims them, one writes
+their results (per-answer transactions cost more than grading a multiple choice)."""
+CODE_BATCH = 4
+"""Code answers one grading thread takes at once (their runs take longer: fewer, so that every
+thread gets some)."""
 
 
 def dump(value: Any) -> str:
@@ -108,9 +115,24 @@ class QuestionState:
     result: Optional[ItemResult]
 
 
-def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
-    """Per question: the state of its newest grading job (position in the queue when queued)
-    and the newest result."""
+def code_questions(course: Course) -> frozenset[str]:
+    """Ids of the served questions whose answers run in the sandbox."""
+    return frozenset(q for served in course.quizzes.values() for q, question in served.questions.items()
+                     if isinstance(question, CodeQuestion))
+
+
+def dispatch_order(code: Collection[str]) -> tuple[Any, ...]:
+    """Answers that need no sandbox first, then code, each oldest first: a light answer takes
+    a millisecond, so it never waits behind a burst of code (or the sandbox's start)."""
+    return (case((revisions.c.question.in_(sorted(code)), 1), else_=0), jobs.c.id) if code else (jobs.c.id,)
+
+
+def attempt_states(
+    db: Connection, attempt_id: int, code: Collection[str] = (), with_results: bool = True
+) -> dict[str, QuestionState]:
+    """Per question: the state of its newest grading job (position in the queue, in
+    :func:`dispatch_order` for the ``code`` questions given, when queued) and, ``with_results``,
+    the newest result (an exam's are not read before release: a status poll must stay cheap)."""
     job_rows = db.execute(
         select(jobs.c.id, jobs.c.state, revisions.c.question)
         .join(revisions, revisions.c.id == jobs.c.revision_id)
@@ -119,18 +141,15 @@ def attempt_states(db: Connection, attempt_id: int) -> dict[str, QuestionState]:
     ).all()
     newest_job = {row.question: row for row in job_rows}
     result_rows = db.execute(
-        select(results.c.question, results.c.item).where(results.c.attempt_id == attempt_id).order_by(results.c.id)
-    ).all()
+        select(results.c.question, results.c.item).where(results.c.attempt_id == attempt_id)
+        .order_by(results.c.revision_id, results.c.id)  # a regrade of an older answer never wins
+    ).all() if with_results else []
     newest_result = {row.question: ItemResult.model_validate_json(row.item) for row in result_rows}
+    positions = queue_positions(db, [job for job in newest_job.values() if job.state == "queued"], code)
     states: dict[str, QuestionState] = {}
     for question, job in newest_job.items():
-        position = None
-        if job.state == "queued":
-            position = db.execute(
-                select(func.count()).select_from(jobs).where(and_(jobs.c.state == "queued", jobs.c.id <= job.id))
-            ).scalar_one()
         state = "graded" if job.state == "done" else job.state
-        states[question] = QuestionState(state, position, newest_result.get(question) if state == "graded" else None)
+        states[question] = QuestionState(state, positions.get(job.id), newest_result.get(question) if state == "graded" else None)
     return states
 
 
@@ -161,22 +180,35 @@ def _claimed(lease_s: float, owner: str) -> dict[str, Any]:
             "lease_until": moment + timedelta(seconds=lease_s)}
 
 
-def claim_next(engine: Engine, owner: str, lease_s: float) -> Optional[tuple[int, int]]:
-    """Take the oldest queued job (queued -> running, leased to ``owner``): (job id, tries), or
-    None when there is none. Two servers on one PostgreSQL never take the same job (SKIP
-    LOCKED, and the state check)."""
+def claim_batch(engine: Engine, owner: str, lease_s: float, code: Collection[str] = (),
+                limit: int = 1) -> list[tuple[int, int]]:
+    """Take up to ``limit`` queued jobs in :func:`dispatch_order`, leased to ``owner``: answers
+    without code together, or up to :data:`CODE_BATCH` code answers once only code is left;
+    [(job id, tries)], [] when there is none. Two servers on one PostgreSQL never take the same
+    job (SKIP LOCKED, and the state check)."""
     with engine.begin() as db:
-        row = db.execute(
-            select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(1).with_for_update(skip_locked=True)
-        ).first()
-        if row is None:
-            return None
+        rows = db.execute(
+            select(jobs.c.id, revisions.c.question).join(revisions, revisions.c.id == jobs.c.revision_id)
+            .where(jobs.c.state == "queued").order_by(*dispatch_order(code)).limit(limit)
+            .with_for_update(skip_locked=True, of=jobs)
+        ).all()
+        if not rows:
+            return []
+        if rows[0].question in code:  # only code is left: a few at a time, the other threads take the rest
+            wanted = [r.id for r in rows[:CODE_BATCH]]
+        else:
+            wanted = [r.id for r in rows if r.question not in code]
         taken = db.execute(
-            update(jobs).where(and_(jobs.c.id == row.id, jobs.c.state == "queued")).values(**_claimed(lease_s, owner))
-        ).rowcount
-        if taken != 1:
-            return None
-        return row.id, db.execute(select(jobs.c.tries).where(jobs.c.id == row.id)).scalar_one()
+            update(jobs).where(and_(jobs.c.id.in_(wanted), jobs.c.state == "queued"))
+            .values(**_claimed(lease_s, owner)).returning(jobs.c.id, jobs.c.tries)
+        ).all()
+        return sorted((row.id, row.tries) for row in taken)
+
+
+def claim_next(engine: Engine, owner: str, lease_s: float) -> Optional[tuple[int, int]]:
+    """Take the oldest queued job, leased to ``owner``: (job id, tries), or None."""
+    taken = claim_batch(engine, owner, lease_s)
+    return taken[0] if taken else None
 
 
 def claim(engine: Engine, job_id: int, revision_id: int, owner: str, lease_s: float) -> Optional[int]:
@@ -215,14 +247,14 @@ class LeaseKeeper:
         self._thread: Optional[threading.Thread] = None
 
     @contextmanager
-    def holding(self, job_id: int) -> Iterator[None]:
+    def holding(self, *job_ids: int) -> Iterator[None]:
         with self._lock:
-            self._held.add(job_id)
+            self._held.update(job_ids)
         try:
             yield
         finally:
             with self._lock:
-                self._held.discard(job_id)
+                self._held.difference_update(job_ids)
 
     def renew(self) -> int:
         with self._lock:
@@ -295,23 +327,32 @@ class JobTask:
 
 def prepare(db: Connection, course: Course, job_id: int) -> Optional[JobTask]:
     """The job's task, read from its rows and the course; None when there is no such job."""
-    row = db.execute(
-        select(jobs.c.revision_id, revisions.c.question, revisions.c.value,
+    found = prepare_all(db, course, [job_id])
+    return found[0] if found else None
+
+
+def prepare_all(db: Connection, course: Course, job_ids: list[int]) -> list[JobTask]:
+    """The tasks of these jobs (in job order; unknown ids left out), from one query."""
+    rows = db.execute(
+        select(jobs.c.id, jobs.c.revision_id, revisions.c.question, revisions.c.value,
                attempts.c.id.label("attempt_id"), attempts.c.quiz, users.c.name)
         .join(revisions, revisions.c.id == jobs.c.revision_id)
         .join(attempts, attempts.c.id == jobs.c.attempt_id)
         .join(users, users.c.id == attempts.c.user_id)
-        .where(jobs.c.id == job_id)
-    ).first()
-    if row is None:
-        return None
-    served = course.get(row.quiz)
-    question = served.questions.get(row.question) if served is not None else None
-    if served is None or question is None:
-        return JobTask(job_id, row.revision_id, row.attempt_id, row.name, row.quiz, row.question, None, None, None)
-    reading = served.reading(row.name, row.question, json.loads(row.value))
-    return JobTask(job_id, row.revision_id, row.attempt_id, row.name, row.quiz, row.question, question, reading,
-                   served.fingerprints[row.question])
+        .where(jobs.c.id.in_(job_ids)).order_by(jobs.c.id)
+    ).all()
+    tasks = []
+    for row in rows:
+        served = course.get(row.quiz)
+        question = served.questions.get(row.question) if served is not None else None
+        if served is None or question is None:
+            tasks.append(JobTask(row.id, row.revision_id, row.attempt_id, row.name, row.quiz, row.question,
+                                 None, None, None))
+            continue
+        reading = served.reading(row.name, row.question, json.loads(row.value))
+        tasks.append(JobTask(row.id, row.revision_id, row.attempt_id, row.name, row.quiz, row.question, question,
+                             reading, served.fingerprints[row.question]))
+    return tasks
 
 
 class Graders:
@@ -381,22 +422,50 @@ def release(engine: Engine, job_id: int) -> None:
 def finish(engine: Engine, job_id: int, revision_id: int, attempt_id: int, item: ItemResult) -> None:
     """The result and ``done`` in one transaction; a result already there is kept. The job keeps
     ``claimed_by``: which server or worker graded it."""
-    line = json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
-    done = {"state": "done", "finished_at": now(), "lease_until": None}  # claimed_by stays: who graded it
     try:
         with engine.begin() as db:
-            db.execute(insert(results).values(
-                revision_id=revision_id, attempt_id=attempt_id, question=item.question, item=line, graded_at=now()
-            ))
-            db.execute(update(jobs).where(jobs.c.id == job_id).values(**done))
+            db.execute(insert(results).values(_result_row(revision_id, attempt_id, item, now())))
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(**_done()))
     except IntegrityError:
         with engine.begin() as db:
-            db.execute(update(jobs).where(jobs.c.id == job_id).values(**done))
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(**_done()))
+
+
+def finish_all(engine: Engine, graded: list[tuple[JobTask, ItemResult]]) -> None:
+    """Every result and ``done`` in one transaction (per-answer transactions cost more than
+    grading a multiple choice); when one result is already there (a job graded twice after a
+    restart), each is written on its own and the one there is kept."""
+    if not graded:
+        return
+    moment = now()
+    try:
+        with engine.begin() as db:
+            db.execute(insert(results), [_result_row(task.revision_id, task.attempt_id, item, moment)
+                                         for task, item in graded])
+            db.execute(update(jobs).where(jobs.c.id.in_([task.job_id for task, _ in graded])).values(**_done()))
+    except IntegrityError:
+        for task, item in graded:
+            finish(engine, task.job_id, task.revision_id, task.attempt_id, item)
+
+
+def _result_row(revision_id: int, attempt_id: int, item: ItemResult, moment: Any) -> dict[str, Any]:
+    return {"revision_id": revision_id, "attempt_id": attempt_id, "question": item.question,
+            "item": result_line(item), "graded_at": moment,
+            "grader": grader_key(item.fingerprint, item.grader_version)}
+
+
+def _done() -> dict[str, Any]:
+    return {"state": "done", "finished_at": now(), "lease_until": None}  # claimed_by stays: who graded it
 
 
 class Dispatch(Protocol):
     """What the app needs of grading: started and stopped with it, told after every commit that
     queued jobs. The server's own threads (:class:`Worker`) or the Celery publisher."""
+
+    code: frozenset[str]
+    """The served questions whose answers run in the sandbox (the queue's order puts them last)."""
+    sandbox_factory: Callable[[], Any]
+    """Opens a sandbox in this server, for the instructor's regrade dry run."""
 
     def start(self) -> None: ...
 
@@ -405,9 +474,37 @@ class Dispatch(Protocol):
     def notify(self) -> None: ...
 
 
+def queue_positions(db: Connection, queued: list[Any], code: Collection[str]) -> dict[int, int]:
+    """Job id -> place in the queue for one attempt's queued jobs, from one query over the queue
+    (a status poll must stay cheap while thousands of jobs wait)."""
+    if not queued:
+        return {}
+    first = min(job.id for job in queued)
+    is_code = revisions.c.question.in_(sorted(code)) if code else false()
+    light = ~is_code if code else true()
+    counts = db.execute(
+        select(
+            func.count().filter(and_(light, jobs.c.id < first)).label("light_before"),
+            func.count().filter(and_(is_code, jobs.c.id < first)).label("code_before"),
+            func.count().filter(light).label("light_all"),
+        ).select_from(jobs.join(revisions, revisions.c.id == jobs.c.revision_id)).where(jobs.c.state == "queued")
+    ).one()
+    positions: dict[int, int] = {}
+    light_rank = code_rank = 0
+    for job in sorted(queued, key=lambda job: job.id):
+        if job.question in code:
+            code_rank += 1
+            positions[job.id] = counts.light_all + counts.code_before + code_rank
+        else:
+            light_rank += 1
+            positions[job.id] = counts.light_before + light_rank
+    return positions
+
+
 class Worker:
     """Grades queued jobs on ``threads`` threads of this server with one Grader; the sandbox (for
-    code) starts when the first code answer arrives. ``sandbox_factory`` opens a sandbox context."""
+    code) starts with the server when a served quiz has code. ``sandbox_factory`` opens a
+    sandbox context."""
 
     def __init__(
         self,
@@ -423,10 +520,12 @@ class Worker:
         self.threads = max(0, threads)
         self.lease_s = lease_s
         self.owner = owner_name()
+        self.sandbox_factory = sandbox_factory
         self.graders = Graders(sandbox_factory, device)
         self.leases = LeaseKeeper(engine, self.owner, lease_s)
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.code = code_questions(course)
         self._threads: list[threading.Thread] = []
         self._swept = 0.0
         self._sweep_lock = threading.Lock()
@@ -436,6 +535,10 @@ class Worker:
         self._swept = time.monotonic()
         if self.threads:
             self.leases.start()
+        if self.code and self.threads:  # warm before the first code answer, which would otherwise wait for it
+            warming = threading.Thread(target=self._warm_sandbox, name="vaequiz-sandbox-start", daemon=True)
+            warming.start()
+            self._threads.append(warming)
         for number in range(self.threads):
             thread = threading.Thread(target=self._loop, name=f"vaequiz-grader-{number}", daemon=True)
             thread.start()
@@ -464,32 +567,67 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 self._sweep()
-                claimed = self.claim()
+                claimed = self.claim_batch(BATCH)
             except SQLAlchemyError as err:  # the database is back soon
                 log.warning("could not take a job: %s", err)
-                claimed = None
-            if claimed is None:
+                claimed = []
+            if not claimed:
                 self.wake.wait(timeout=1.0)
                 self.wake.clear()
                 continue
             try:
-                self.run(claimed)
-            except SQLAlchemyError as err:  # the job's lease runs out and a server queues it again
-                log.warning("grading job %s broke off: %s", claimed[0], err)
+                self.run_batch(claimed)
+            except SQLAlchemyError as err:  # the jobs' leases run out and a server queues them again
+                log.warning("grading jobs %s broke off: %s", [job for job, _ in claimed], err)
                 self.stopping.wait(timeout=1.0)
 
     def claim(self) -> Optional[tuple[int, int]]:
-        """The oldest queued job, now leased to this server: (job id, tries), or None."""
-        return claim_next(self.engine, self.owner, self.lease_s)
+        """The next queued job in dispatch order, now leased to this server: (job id, tries), or None."""
+        taken = self.claim_batch(1)
+        return taken[0] if taken else None
+
+    def claim_batch(self, limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` queued jobs leased to this server (see :func:`claim_batch`)."""
+        return claim_batch(self.engine, self.owner, self.lease_s, self.code, limit)
+
+    @property
+    def grader(self) -> Grader:
+        """The grader the threads share (its sandbox opens with the server when code is served)."""
+        return self.graders.get(False)
+
+    def _warm_sandbox(self) -> None:
+        try:
+            self.graders.get(True)
+        except Exception:  # noqa: BLE001 - the first code answer tries again and reports the failure
+            log.exception("the sandbox could not start; the first code answer tries again")
 
     def run(self, claimed: tuple[int, int]) -> None:
-        job_id, tries = claimed
-        with self.leases.holding(job_id):
+        self.run_batch([claimed])
+
+    def run_batch(self, claimed: list[tuple[int, int]]) -> None:
+        """Grade these claimed jobs; their results and ``done`` are written in one transaction,
+        a job whose grader failed with tries left goes back to the queue."""
+        ids = [job_id for job_id, _ in claimed]
+        tries = dict(claimed)
+        with self.leases.holding(*ids):
             with self.engine.connect() as db:
-                task = prepare(db, self.course, job_id)
-            done = task is None or run_job(self.engine, self.graders, task, tries)
-        if not done:
+                tasks = prepare_all(db, self.course, ids)
+            graded: list[tuple[JobTask, ItemResult]] = []
+            retried = False
+            for task in tasks:
+                item = grade_task(self.graders, task, last_try=tries[task.job_id] >= MAX_TRIES)
+                if item is None:
+                    release(self.engine, task.job_id)
+                    retried = True
+                else:
+                    graded.append((task, item))
+            finish_all(self.engine, graded)
+        if retried:
             self.stopping.wait(timeout=1.0)
+
+
+def result_line(item: ItemResult) -> str:
+    return json.dumps(item.model_dump(mode="json"), ensure_ascii=True)
 
 
 def hidden_paths(course: Course) -> list[Path]:

@@ -54,7 +54,7 @@ def build_app(engine: Engine, course: Course, settings: Settings, broker: Option
     if broker:
         from vaequiz.serve.broker import Publisher
 
-        dispatch = Publisher(engine, course, broker, device, lease_s)
+        dispatch = Publisher(engine, course, broker, sandbox_factory(course, 1, device), device, lease_s)
     else:
         threads = settings.grading_threads
         dispatch = Worker(engine, course, threads, sandbox_factory(course, max(1, threads), device), lease_s, device)

@@ -3,6 +3,11 @@
 Every student is assumed to have sat the same quiz (as `vaequiz grade-sheets` writes it: a
 skipped question is graded 0). A (student, item) pair missing from the file leaves that student
 out of that item's statistics and out of Cronbach's alpha, which needs complete rows.
+
+A parametric question's statistics pool every variant (its drawn numbers, recorded in each
+result's ``params``); a per-variant breakdown follows, and a variant much harder than the rest
+is flagged by a one-sided Fisher exact test of its pass rate against the other variants' (see
+:func:`variant_stats`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ NO_ANSWER = "no answer"
 SMALL_COHORT = 30
 """Below this many students, alpha and discrimination are too noisy to act on alone."""
 COMMON_WRONG_ANSWERS = 5
+VARIANT_MIN_STUDENTS = 5
+"""A variant answered by fewer students is listed but not tested: too few to tell."""
+VARIANT_ALPHA = 0.05
+"""Family-wise error rate of the variant tests of one question (Bonferroni: each variant is
+tested at VARIANT_ALPHA / the number of variants tested)."""
+NOT_RECORDED = "numbers not recorded"
 
 
 class StatsInputError(ValueError):
@@ -69,6 +80,22 @@ class WrongAnswer:
 
 
 @dataclass
+class VariantStats:
+    """One draw of a parametric question: who got it and how they did against the others."""
+
+    numbers: str
+    """The draw as the student saw it (``B = 32 and D = 8``)."""
+    params: dict[str, Any] | None
+    students: int
+    facility: float
+    passed: int
+    p_value: float | None
+    """One-sided Fisher exact p that this variant's pass rate is below the rest's; None when
+    the variant has fewer than VARIANT_MIN_STUDENTS students (not tested)."""
+    harder: bool = False
+
+
+@dataclass
 class ItemStats:
     """One question's statistics; ``None`` where the data cannot define a value."""
 
@@ -85,6 +112,8 @@ class ItemStats:
     """Position in the report; the item map labels its points with it."""
     check_failures: list[CheckFailures] | None = None
     wrong_answers: list[WrongAnswer] | None = None
+    variants: list[VariantStats] | None = None
+    """Parametric questions: one entry per draw, most students first."""
 
 
 @dataclass
@@ -173,6 +202,15 @@ def upper_lower_index(scores: Sequence[float], criterion: Sequence[float]) -> fl
     return mean(upper) - mean(lower)
 
 
+def fisher_lower_tail(a: int, n: int, k: int, total: int) -> float:
+    """P(X <= a) for X hypergeometric: ``n`` of ``total`` students drawn (the variant), ``k``
+    of all students passed. The one-sided Fisher exact p that a variant with ``a`` passes out
+    of ``n`` did worse than the rest by chance."""
+    low = max(0, n - (total - k))
+    denominator = math.comb(total, n)
+    return sum(math.comb(k, x) * math.comb(total - k, n - x) for x in range(low, a + 1)) / denominator
+
+
 # --------------------------------------------------------------------------- analysis
 
 
@@ -250,6 +288,47 @@ def _wrong_answers(results: list[ItemResult], kind: str) -> list[WrongAnswer]:
     return [WrongAnswer(answer, count) for answer, count in counts.most_common(COMMON_WRONG_ANSWERS)]
 
 
+def _numbers(params: dict[str, Any] | None) -> str:
+    from vaequiz.params import describe
+
+    return describe(params) if params else NOT_RECORDED
+
+
+def variant_stats(results: list[ItemResult]) -> list[VariantStats] | None:
+    """Per-draw figures of a parametric question, or None when its results show fewer than two
+    draws. A variant with at least VARIANT_MIN_STUDENTS students is compared with all the other
+    students of the question: its passes against theirs in a 2x2 table, tested one-sided with
+    Fisher's exact test (exact for any count, unlike a two-proportion z-test). It is flagged
+    harder when p < VARIANT_ALPHA / m, m being the variants tested (Bonferroni), so a question
+    with many draws is not flagged by chance alone."""
+    groups: dict[str, list[ItemResult]] = {}
+    for result in results:
+        groups.setdefault(_numbers(result.params), []).append(result)
+    if len(groups) < 2:
+        return None
+    total = len(results)
+    passed_all = sum(r.passed for r in results)
+    tested = [g for g in groups.values() if len(g) >= VARIANT_MIN_STUDENTS and len(g) < total]
+    threshold = VARIANT_ALPHA / max(1, len(tested))
+    variants = []
+    for numbers, group in groups.items():
+        passed = sum(r.passed for r in group)
+        p_value = None
+        if any(group is t for t in tested):
+            p_value = fisher_lower_tail(passed, len(group), passed_all, total)
+        rest_rate = (passed_all - passed) / (total - len(group))
+        variants.append(VariantStats(
+            numbers=numbers,
+            params=group[0].params,
+            students=len(group),
+            facility=mean([r.score for r in group]),
+            passed=passed,
+            p_value=p_value,
+            harder=p_value is not None and p_value < threshold and passed / len(group) < rest_rate,
+        ))
+    return sorted(variants, key=lambda v: (-v.students, v.numbers))
+
+
 def _flags(stats: ItemStats) -> list[str]:
     flags = []
     if stats.facility > TOO_EASY:
@@ -261,6 +340,12 @@ def _flags(stats: ItemStats) -> list[str]:
             f"negative discrimination (r = {stats.point_biserial:.2f}): stronger students do "
             "worse on it; check the key"
         )
+    for variant in stats.variants or []:
+        if variant.harder:
+            flags.append(
+                f"variant {variant.numbers} much harder: {variant.passed} of {variant.students} "
+                f"passed, against the other variants (Fisher exact p = {variant.p_value:.2g})"
+            )
     return flags
 
 
@@ -306,6 +391,8 @@ def analyse(
             stats.check_failures = _check_failures(taken)
         if stats.kind in ("shape", "numeric"):
             stats.wrong_answers = _wrong_answers(taken, stats.kind)
+        if any(r.params for r in taken):
+            stats.variants = variant_stats(taken)
         stats.flags = _flags(stats)
         items.append(stats)
 

@@ -8,7 +8,15 @@ from pathlib import Path
 from markupsafe import Markup
 
 from vaequiz.render.markdown import MathRenderError, render_inline
-from vaequiz.stats.analysis import GROUP_SHARE, TOO_EASY, TOO_HARD, OptionShare, StatsReport
+from vaequiz.stats.analysis import (
+    GROUP_SHARE,
+    TOO_EASY,
+    TOO_HARD,
+    VARIANT_ALPHA,
+    VARIANT_MIN_STUDENTS,
+    OptionShare,
+    StatsReport,
+)
 from vaequiz.stats.plots import histogram_svg, item_map_svg, option_bars_svg
 from vaequiz.templating import template_environment
 
@@ -45,7 +53,8 @@ def render_html(report: StatsReport) -> str:
             for item in report.items
             if item.options
         },
-        thresholds={"too_easy": TOO_EASY, "too_hard": TOO_HARD, "group": GROUP_SHARE},
+        thresholds={"too_easy": TOO_EASY, "too_hard": TOO_HARD, "group": GROUP_SHARE,
+                    "variant_min": VARIANT_MIN_STUDENTS, "variant_alpha": VARIANT_ALPHA},
     )
 
 

@@ -1,10 +1,11 @@
 /* vaequiz serve: added to a built quiz page by the server. It saves the page's answers to the
    server (debounced, every change), restores them on load, submits exams, asks for practice
-   grading and shows each question's grading state. It reads answers from the page's own inputs
-   the way quiz.js does, so quiz.js needs no change; the page's local copy stays the fallback. */
+   grading and shows each question's grading state. The answers themselves are read and written
+   by the page's own script (quiz.js, through window.vaequizPage), which also keeps the page's
+   local copy: the fallback when the server cannot be reached. */
 (function () {
   "use strict";
-  var page = JSON.parse(document.getElementById("quiz-data").textContent);
+  var quizPage = window.vaequizPage;
   var conf = JSON.parse(document.getElementById("serve-data").textContent);
   var base = "/api/attempts/" + conf.attempt;
   var DEBOUNCE_MS = 800;
@@ -12,38 +13,7 @@
   function $(selector, root) { return (root || document).querySelector(selector); }
   function $all(selector, root) { return Array.prototype.slice.call((root || document).querySelectorAll(selector)); }
   function itemElement(id) { return document.getElementById("q-" + id); }
-
-  function readAnswer(item) {
-    var element = itemElement(item.id);
-    if (!element) { return null; }
-    if (item.kind === "mcq") {
-      var chosen = $all("input:checked", element).map(function (input) { return input.value; }).sort();
-      if (!chosen.length) { return null; }
-      return item.multiple ? chosen : chosen[0];
-    }
-    var box = $("textarea, input[type=text]", element);
-    if (!box || !box.value.trim()) { return null; }
-    if (item.kind === "code" && box.value.trim() === box.defaultValue.trim()) { return null; }
-    return box.value;
-  }
-
-  function writeAnswer(item, value) {
-    var element = itemElement(item.id);
-    if (!element || value === undefined || value === null) { return; }
-    if (item.kind === "mcq") {
-      var wanted = Array.isArray(value) ? value : [value];
-      $all("input", element).forEach(function (input) { input.checked = wanted.indexOf(input.value) >= 0; });
-    } else {
-      var box = $("textarea, input[type=text]", element);
-      if (box) { box.value = String(value); }
-    }
-  }
-
-  function answers() {
-    var all = {};
-    page.items.forEach(function (item) { if (item.kind !== "flashcard") { all[item.id] = readAnswer(item); } });
-    return all;
-  }
+  function answers() { return quizPage.answers(); }
 
   /* status bar */
   var bar = document.createElement("section");
@@ -99,7 +69,7 @@
 
   function describe(states) {
     var lines = [];
-    page.items.forEach(function (item) {
+    quizPage.items.forEach(function (item) {
       var s = states[item.id];
       var element = itemElement(item.id);
       if (!s || !element) { return; }
@@ -124,7 +94,11 @@
         say(waiting ? "Submitted; " + waiting + " answer(s) waiting to be graded." :
             (data.released ? "Submitted and graded." : "Submitted. Grades and feedback appear here when your instructor releases them."));
       }
-      if (waiting) { setTimeout(poll, 1500); }
+      /* every 1.5 s; less often (up to 10 s) while far back in a long queue, so a class
+         waiting on a burst does not keep the server busy answering polls */
+      var deepest = 0;
+      Object.keys(data.questions).forEach(function (id) { deepest = Math.max(deepest, data.questions[id].position || 0); });
+      if (waiting) { setTimeout(poll, Math.min(10000, Math.max(1500, deepest * 10))); }
     }).catch(function (error) { say("Could not reach the server (" + error.message + "); retrying."); setTimeout(poll, 5000); });
   }
 
@@ -143,12 +117,9 @@
   });
 
   /* the server's copy wins for the questions it has; the page's local copy fills the rest */
-  page.items.forEach(function (item) {
-    if (Object.prototype.hasOwnProperty.call(conf.answers, item.id)) { writeAnswer(item, conf.answers[item.id]); }
-  });
-  document.dispatchEvent(new Event("change"));
-  document.addEventListener("input", schedule);
-  document.addEventListener("change", schedule);
+  quizPage.restore(conf.answers);
+  quizPage.onChange(schedule);
+  schedule();  /* answers only this browser had go to the server */
   if (conf.submitted) {
     action.disabled = true;
     $all("#main input, #main textarea").forEach(function (box) { box.disabled = true; });

@@ -1,15 +1,15 @@
 """Grading jobs get a lease (who claimed a job and until when) and a publish time (for the
 Celery broker), so a restarting server re-queues only the jobs whose grader stopped renewing.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003_job_leases
+Revises: 0002_results_per_grader
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003_job_leases"
+down_revision = "0002_results_per_grader"
 branch_labels = None
 depends_on = None
 
