@@ -351,3 +351,35 @@ def test_code_question_rules_are_reported_with_its_field_errors_in_one_run(cli, 
         "c.yaml:18:26: checks.0.of: check 'close' refers to 'kl2', which is neither given, expected nor produced by a probe",
         "c.yaml:19:7: checks.1: gradient check of 'kl' wrt mu needs a matching 'grad' probe",
     ], result.stderr
+
+
+def test_a_fit_probe_must_stop_early_only_below_its_check_threshold(cli, write_yaml) -> None:
+    """A probe that stopped at a loss the check still fails would fail learners that would pass."""
+    code = """
+    - id: dec
+      kind: code
+      topics: [architecture]
+      difficulty: intermediate
+      source: original
+      prompt: Bind decoder.
+      explanation: A sigmoid output.
+      given:
+        latent_dim: {type: int, value: 4}
+      expect: [decoder]
+      reference: "decoder = nn.Sequential(nn.Linear(latent_dim, 784), nn.Sigmoid())"
+      trials: [{bind: {}}]
+      probes:
+        - {probe: fit, fn: decoder, input: {type: tensor, shape: [6, 4]}, target: {type: tensor, shape: [6, 784], dist: bernoulli}, stop_below: 0.3, as: fitted}
+        - {probe: fit, fn: decoder, input: {type: tensor, shape: [6, 4]}, target: {type: tensor, shape: [6, 784], dist: bernoulli}, stop_below: 0, as: again}
+      checks:
+        - {check: fit, of: fitted, below: 0.2}
+        - {check: fit, of: fitted, below: 0.5}
+    """
+    result = cli("validate", write_yaml("c.yaml", code))
+    assert result.returncode == 1
+    lines = [line.split("/bank/")[1] for line in result.stderr.splitlines() if "/bank/" in line]
+    assert lines == [
+        "c.yaml:15:141: probes.1.stop_below: Input should be greater than 0",
+        "c.yaml:17:39: checks.0.below: fit check of 'fitted' passes below 0.2, but its probe stops training "
+        "at 0.3; stop_below must be lower, or a model stopped there would fail",
+    ], result.stderr

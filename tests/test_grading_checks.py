@@ -442,3 +442,30 @@ def test_hidden_inputs_are_reproducible_and_differ_between_trials() -> None:
     assert derive_seed("q", 0, "inputs") != derive_seed("q", 1, "inputs")
     request = first.request("z = mu")
     assert "reference" not in repr(request.runs[0].given) and request.source == "z = mu"
+
+
+def test_checks_run_on_one_intra_op_thread(tmp_path) -> None:
+    """The grader's checks work on small tensors while the sandbox's workers hold every core, so
+    they take one intra-op thread: a team of them only waits for cores (a check's float64 exp
+    took 20-50 ms instead of microseconds on a busy machine). Run where torch was set to four."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = (
+        "import torch\n"
+        "from tests.test_grading_checks import REPARAM, code_question\n"
+        "from vaequiz.grading.code import judge\n"
+        "from vaequiz.grading.inputs import prepare_question\n"
+        "from vaequiz.grading.sandbox.api import SandboxResult\n"
+        "torch.set_num_threads(4)\n"
+        "before = torch.get_num_threads()\n"
+        "judge(prepare_question(code_question(**REPARAM)), SandboxResult('time_limit', 'time limit of 5 s exceeded'))\n"
+        "print(before, torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4", "1"]

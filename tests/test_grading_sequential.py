@@ -314,3 +314,49 @@ def test_codebook_sample_reference_codes_decide_on_the_declared_runs() -> None:
     assert len(prepared.runs) == 128
     codes = torch.cat([_row_indices(values["z_q"], table(run)) for run, values in zip(prepared.runs, prepared.reference)])
     assert bool((codes == 0).any()) and bool((codes == 511).any())
+
+
+COUNTED_DECODER = """
+class Counted(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+    def forward(self, z):
+        print("train" if self.training else "eval")
+        out = self.inner(z)
+        return out if self.training or not {eval_is_stuck} else torch.full_like(out, 0.5)
+decoder = Counted(nn.Sequential(nn.Linear(latent_dim, 400), nn.ReLU(), nn.Linear(400, 784), nn.Sigmoid()))
+"""
+"""The reference decoder, printing the mode of every forward pass; with ``eval_is_stuck`` its
+eval mode predicts 0.5 everywhere, however well its training mode fits."""
+
+
+def test_decoder_fit_stops_once_the_judged_predictions_are_far_below_the_threshold(sandbox: Sandbox) -> None:
+    """A decoder that learns stops training after a few of the probe's 60 steps: its eval-mode
+    predictions (what the check judges) are then below ``stop_below``, a tenth of the check's
+    threshold, and the answer passes on them."""
+    question = bundled("mnist-decoder-bce")
+    probe = next(p for p in question.probes if p.probe == "fit")
+    below = next(c for c in question.checks if c.check == "fit").below
+    assert probe.stop_below is not None and probe.stop_below <= below / 10
+    prepared = prepare_question(question)
+    source = COUNTED_DECODER.format(eval_is_stuck=False)
+    result = sandbox.run(prepared.request(source))
+    train_passes = result.output.split().count("train")
+    assert 0 < train_passes < len(prepared.runs) * probe.steps / 5, result.output
+    assert max(fit_loss(sandbox, prepared, source)) < probe.stop_below
+    assert Grader(sandbox).grade(question, source).passed
+
+
+def test_decoder_fit_never_stops_on_training_mode_alone(sandbox: Sandbox) -> None:
+    """A decoder whose training mode fits but whose eval mode predicts 0.5 trains all 60 steps and
+    fails: stopping (or judging) on the training-mode loss would have accepted it."""
+    question = bundled("mnist-decoder-bce")
+    probe = next(p for p in question.probes if p.probe == "fit")
+    source = COUNTED_DECODER.format(eval_is_stuck=True)
+    result = sandbox.run(prepare_question(question).request(source))
+    assert result.output.split().count("train") == len(question.trials) * probe.steps, result.output
+    graded = Grader(sandbox).grade(question, source)
+    failed = [c for c in graded.checks if not c.passed]
+    assert [c.name for c in failed] == ["fitted fits a small batch"], graded.checks
+    assert "after 60 steps of Adam" in failed[0].message and "0.693 per element" in failed[0].message

@@ -87,7 +87,8 @@ def _in_process(path: Path, run: PreparedRun) -> dict:
     """What the snippet computes and the in-process probes measure (the runner's own code)."""
     probes = [
         {"kind": p.kind, "target": p.target, "wrt": list(p.wrt), "args": list(p.args), "as_": p.as_,
-         "loss": p.loss, "steps": p.steps, "lr": p.lr, "train_mode": p.train_mode}
+         "loss": p.loss, "steps": p.steps, "lr": p.lr, "train_mode": p.train_mode,
+         "stop_below": p.stop_below}
         for p in run.probes
     ]
     expect = prepared_expect(path)
@@ -217,7 +218,8 @@ def test_real_code_styles_rebuild_to_what_they_compute(
         rebuilt = measure_run(program, run.given, run.seed, run.probes)
         probes = [
             {"kind": p.kind, "target": p.target, "wrt": list(p.wrt), "args": list(p.args), "as_": p.as_,
-             "loss": p.loss, "steps": p.steps, "lr": p.lr, "train_mode": p.train_mode}
+             "loss": p.loss, "steps": p.steps, "lr": p.lr, "train_mode": p.train_mode,
+             "stop_below": p.stop_below}
             for p in run.probes
         ]
         own = Execution(source, list(question.question.expect)).run(run.seed, run.given, probes)

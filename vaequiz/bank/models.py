@@ -169,6 +169,11 @@ def _written(item: Any, name: str) -> Any:
     return None
 
 
+def _is_number(value: Any) -> bool:
+    """A number as written (YAML ``true`` is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _names(value: Any) -> list[str]:
     """The strings of a list as written (other items are reported by their field)."""
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
@@ -748,6 +753,15 @@ class FitProbe(BankModel):
     loss: Literal["bce", "mse"] = "bce"
     steps: Int = Field(100, ge=1, le=5000)
     lr: float = Field(1e-2, gt=0)
+    stop_below: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "End training early once the eval-mode predictions' loss is below this (far below the "
+            "fit check's `below`): a model that gets there has fitted the batch, and one that does "
+            "not still trains every step."
+        ),
+    )
     as_: PythonName = Field(alias="as")
 
 
@@ -1137,6 +1151,11 @@ def _code_rule_problems(data: dict[str, Any]) -> RuleProblems:
                 problems.append(
                     (("probes", i), f"trials[{t}] does not bind {', '.join(missing)} (used by this probe)")
                 )
+    early_stops = {
+        _written(p, "as"): _written(p, "stop_below")
+        for p in probes
+        if _written(p, "probe") == "fit" and isinstance(_written(p, "as"), str) and _is_number(_written(p, "stop_below"))
+    }
     checks = data.get("checks") if isinstance(data.get("checks"), list) else []
     for i, check in enumerate(checks if outputs_known else []):
         for attr in ("of", "like", "mean", "logvar", "rows", "table"):
@@ -1148,6 +1167,13 @@ def _code_rule_problems(data: dict[str, Any]) -> RuleProblems:
                      "which is neither given, expected nor produced by a probe")
                 )
         of, wrt = _written(check, "of"), _names(_written(check, "wrt"))
+        below = _written(check, "below")
+        stop = early_stops.get(of) if isinstance(of, str) else None
+        if _written(check, "check") == "fit" and _is_number(below) and stop is not None and not stop < below:
+            problems.append(
+                (("checks", i, "below"), f"fit check of {of!r} passes below {below:g}, but its probe stops "
+                 f"training at {stop:g}; stop_below must be lower, or a model stopped there would fail")
+            )
         if _written(check, "check") == "gradient" and isinstance(of, str):
             missing = [w for w in wrt if grad_output_name(of, w) not in produced]
             if missing:

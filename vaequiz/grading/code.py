@@ -113,6 +113,17 @@ MoreRuns = Callable[[PreparedQuestion], SandboxResult]
 """Runs the runs of a longer prepared question past the declared ones, in the sandbox."""
 
 
+def one_intra_op_thread() -> None:
+    """Run this thread's tensor work on one intra-op thread.
+
+    Checks compute on small tensors while the sandbox's workers keep every core busy, so a team
+    of intra-op threads mostly waits for a core: under load a float64 ``exp`` of 1,280 values
+    (the ``gaussian`` check's residuals) took 20 to 50 ms instead of a few microseconds. Under
+    OpenMP the setting belongs to the calling thread, so each grading thread makes it (0.4 us).
+    """
+    torch.set_num_threads(1)
+
+
 def judge(prepared: PreparedQuestion, result: SandboxResult, more: MoreRuns | None = None) -> Graded:
     """Turn a sandbox result into a verdict; runs in the trusted process only.
 
@@ -120,6 +131,7 @@ def judge(prepared: PreparedQuestion, result: SandboxResult, more: MoreRuns | No
     (:class:`NeedsMoreRuns`) is evaluated again once ``more`` has made the runs it asked for;
     without ``more`` it fails, saying it could not decide.
     """
+    one_intra_op_thread()
     if result.status != "ok":
         reason = result.reason or result.status.replace("_", " ")
         graded = failed_everywhere(prepared, reason, retry=result.status == "sandbox_error")

@@ -187,6 +187,7 @@ def _probe_request(
         loss=probe.loss,
         steps=probe.steps,
         lr=probe.lr,
+        stop_below=probe.stop_below,
     )
 
 

@@ -50,8 +50,9 @@ class ProbeRequest:
 
     ``kind`` is "grad" (d of.sum() / d wrt, results named ``grad__{of}__{w}``), "call"
     (``fn(*args)`` under no_grad, eval mode unless train_mode, result named ``as_``) or "fit"
-    (train ``fn`` on ``args[0] -> args[1]`` with Adam for ``steps`` steps and loss ``loss``;
-    result ``as_`` is the final prediction on ``args[0]``, reshaped to ``args[1]``'s shape).
+    (train ``fn`` on ``args[0] -> args[1]`` with Adam for ``steps`` steps and loss ``loss``,
+    fewer once the eval-mode loss is below ``stop_below``; result ``as_`` is the final prediction
+    on ``args[0]``, reshaped to ``args[1]``'s shape).
     """
 
     kind: Literal["grad", "call", "fit"]
@@ -63,6 +64,7 @@ class ProbeRequest:
     steps: int = 0
     lr: float = 0.0
     train_mode: bool = False
+    stop_below: float | None = None
 
 
 @dataclass(frozen=True)

@@ -363,6 +363,7 @@ def _probe_doc(probe: Any) -> dict[str, Any]:
         "steps": probe.steps,
         "lr": probe.lr,
         "train_mode": probe.train_mode,
+        "stop_below": probe.stop_below,
     }
 
 

@@ -271,4 +271,6 @@ def _fit(module: RebuiltModule, probe: Any) -> Any:
         raise ValueError(f"{probe.target} has no trainable parameters")
     inputs, targets = (a.to(module.device_) for a in probe.args[:2])
     loss_fn = F.binary_cross_entropy if probe.loss == "bce" else F.mse_loss
-    return train_and_predict(module, params, inputs, targets, loss_fn, float(probe.lr), int(probe.steps))
+    return train_and_predict(
+        module, params, inputs, targets, loss_fn, float(probe.lr), int(probe.steps), stop_below=probe.stop_below
+    )
