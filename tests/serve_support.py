@@ -4,6 +4,8 @@ bundled bank, and signed-in clients. Missing PostgreSQL fails the tests; it neve
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import secrets
@@ -21,7 +23,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from tests.conftest import BUNDLED_BANK, REPO
+from tests.conftest import BUNDLED_BANK, REPO, run_vaequiz
 
 
 PG_BIN = Path("/usr/lib/postgresql")
@@ -192,6 +194,16 @@ def wait_graded(client: Any, attempt: int, count: int, timeout: float = 300) -> 
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
+
+
+def sign_in_links(folder: Path, exam: Path, url: str, students: list[str],
+                  base_url: str = "http://127.0.0.1") -> dict[str, str]:
+    """Student -> sign-in link, through the real `vaequiz links` on a roster of ``students``."""
+    roster = folder / "roster.csv"
+    roster.write_text("student\n" + "\n".join(students) + "\n", encoding="utf-8")
+    made = run_vaequiz("links", roster, "--quiz", exam, "--db", url, "--base-url", base_url)
+    assert made.returncode == 0, made.stderr
+    return {row["student"]: row["link"] for row in csv.DictReader(io.StringIO(made.stdout))}
 
 
 def start_server(quiz_args: list[str], url: str, port: int, log: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:

@@ -5,8 +5,6 @@ and publishing it, loses nothing; `grade-sheets --broker` gives the results of l
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from datetime import timedelta
@@ -25,6 +23,7 @@ from tests.serve_support import (  # noqa: F401  (fixtures)
     kill,
     postgres_server,
     redis_url,
+    sign_in_links,
     start_server,
     write_quizzes,
 )
@@ -42,14 +41,6 @@ CODE = "reparameterization-trick"
 def workers(broker_workers: Workers) -> Iterator[Workers]:  # noqa: F811
     broker_workers.fresh_database()
     yield broker_workers
-
-
-def sign_in_links(folder: Path, exam: Path, url: str, students: list[str]) -> dict[str, str]:
-    roster = folder / "roster.csv"
-    roster.write_text("student\n" + "\n".join(students) + "\n", encoding="utf-8")
-    made = run_vaequiz("links", roster, "--quiz", exam, "--db", url, "--base-url", "http://127.0.0.1")
-    assert made.returncode == 0, made.stderr
-    return {row["student"]: row["link"] for row in csv.DictReader(io.StringIO(made.stdout))}
 
 
 def broker_server(exam: Path, workers: Workers, port: int, log: Path) -> Any:
@@ -85,6 +76,18 @@ def assert_graded_exactly_once(engine: Any, expected: int, workers: Workers) -> 
     return {item["student"]: item for item in items}
 
 
+def submit_burst(port: int, links: dict[str, str], students: list[str], engine: Any, workers: Workers,
+                 log: Path) -> dict[str, dict[str, Any]]:
+    """Every student submits the exam (even ones right, odd ones wrong); waits until all is graded,
+    checks each answer was graded exactly once and the code points; the code results."""
+    for n, student in enumerate(students):
+        submit(f"http://127.0.0.1:{port}", links[student], RIGHT if n % 2 == 0 else WRONG)
+    wait_all_done(engine, len(students) * len(EXAM_IDS), workers, log)
+    code = assert_graded_exactly_once(engine, len(students) * len(EXAM_IDS), workers)
+    assert {s for s, item in code.items() if item["points"] == 4.0} == set(students[::2])
+    return code
+
+
 def test_a_burst_through_the_broker_is_graded_exactly_once_by_the_workers(tmp_path: Path, workers: Workers) -> None:
     students = [f"s{n:02d}" for n in range(12)]
     exam, _ = write_quizzes(tmp_path)
@@ -93,11 +96,7 @@ def test_a_burst_through_the_broker_is_graded_exactly_once_by_the_workers(tmp_pa
     port, log = _free_port(), tmp_path / "server.log"
     server = broker_server(exam, workers, port, log)
     try:
-        for n, student in enumerate(students):
-            submit(f"http://127.0.0.1:{port}", links[student], RIGHT if n % 2 == 0 else WRONG)
-        wait_all_done(engine, len(students) * len(EXAM_IDS), workers, log)
-        code = assert_graded_exactly_once(engine, len(students) * len(EXAM_IDS), workers)
-        assert {s for s, item in code.items() if item["points"] == 4.0} == set(students[::2])
+        code = submit_burst(port, links, students, engine, workers, log)
         assert all(code[s]["points"] < 4.0 for s in students[1::2])
     finally:
         kill(server)
@@ -287,11 +286,7 @@ def test_a_sqlite_file_shared_by_a_server_and_two_workers_on_one_machine(tmp_pat
     port, log = _free_port(), tmp_path / "server.log"
     server = broker_server(exam, own, port, log)
     try:
-        for n, student in enumerate(students):
-            submit(f"http://127.0.0.1:{port}", links[student], RIGHT if n % 2 == 0 else WRONG)
-        wait_all_done(engine, len(students) * len(EXAM_IDS), own, log)
-        code = assert_graded_exactly_once(engine, len(students) * len(EXAM_IDS), own)
-        assert {s for s, item in code.items() if item["points"] == 4.0} == set(students[::2])
+        submit_burst(port, links, students, engine, own, log)
     finally:
         kill(server)
         own.stop()

@@ -7,7 +7,6 @@ changed (dry run, then apply) and the downloads."""
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from tests.browser_harness import browser  # noqa: F401 (fixtures)
 from tests.conftest import run_vaequiz
-from tests.serve_support import _free_port, kill, start_server, write_quizzes
+from tests.serve_support import _free_port, kill, sign_in_links, start_server, write_quizzes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -34,11 +33,7 @@ def test_sign_in_answer_autosave_practice_grading_and_exam_submit(browser: Any, 
     exam, practice = write_quizzes(tmp_path)
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     port = _free_port()
-    roster = tmp_path / "roster.csv"
-    roster.write_text("student\nada\n", encoding="utf-8")
-    made = run_vaequiz("links", roster, "--quiz", exam, "--db", url, "--base-url", f"http://127.0.0.1:{port}")
-    assert made.returncode == 0, made.stderr
-    link = next(csv.DictReader(io.StringIO(made.stdout)))["link"]
+    link = sign_in_links(tmp_path, exam, url, ["ada"], f"http://127.0.0.1:{port}")["ada"]
     server = start_server(["--quiz", str(exam), "--practice", str(practice)], url, port, tmp_path / "server.log")
     problems: list[str] = []
     try:
@@ -89,11 +84,7 @@ def test_instructor_watches_releases_reads_revisions_regrades_and_downloads(brow
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    roster = tmp_path / "roster.csv"
-    roster.write_text("student\nada\n", encoding="utf-8")
-    made = run_vaequiz("links", roster, "--quiz", exam, "--db", url, "--base-url", base)
-    assert made.returncode == 0, made.stderr
-    link = next(csv.DictReader(io.StringIO(made.stdout)))["link"]
+    link = sign_in_links(tmp_path, exam, url, ["ada"], base)["ada"]
     created = run_vaequiz("serve", "--create-instructor", "prof@example.org", "--db", url, input="a long password\n")
     assert created.returncode == 0, created.stderr
     count, shape = right_answers("ada", tmp_path)
@@ -197,11 +188,7 @@ def test_clearing_a_choice_is_saved_on_the_server_and_the_local_copy_takes_the_s
     exam, practice = write_quizzes(tmp_path)
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     port = _free_port()
-    roster = tmp_path / "roster.csv"
-    roster.write_text("student\nben\n", encoding="utf-8")
-    made = run_vaequiz("links", roster, "--quiz", exam, "--db", url, "--base-url", f"http://127.0.0.1:{port}")
-    assert made.returncode == 0, made.stderr
-    link = next(csv.DictReader(io.StringIO(made.stdout)))["link"]
+    link = sign_in_links(tmp_path, exam, url, ["ben"], f"http://127.0.0.1:{port}")["ben"]
     server = start_server(["--quiz", str(exam), "--practice", str(practice)], url, port, tmp_path / "server.log")
     problems: list[str] = []
     try:

@@ -4,8 +4,6 @@ submitted answer ends up graded exactly once."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import time
@@ -16,13 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import run_vaequiz
 from tests.serve_support import (  # noqa: F401  (fixtures)
     EXAM_IDS,
     _free_port,
     db_url,
     kill,
     postgres_server,
+    sign_in_links,
     start_server,
     write_quizzes,
 )
@@ -51,11 +49,7 @@ def submit(base: str, link: str, code: str) -> None:
 
 def test_a_killed_server_loses_nothing_and_grades_every_answer_exactly_once(tmp_path: Path, db_url: str) -> None:  # noqa: F811
     exam, _ = write_quizzes(tmp_path)
-    roster = tmp_path / "roster.csv"
-    roster.write_text("student\n" + "\n".join(STUDENTS) + "\n", encoding="utf-8")
-    made = run_vaequiz("links", roster, "--quiz", exam, "--db", db_url, "--base-url", "http://127.0.0.1")
-    assert made.returncode == 0, made.stderr
-    links = {row["student"]: row["link"] for row in csv.DictReader(io.StringIO(made.stdout))}
+    links = sign_in_links(tmp_path, exam, db_url, STUDENTS)
     engine = open_engine(db_url)
     port, log = _free_port(), tmp_path / "server.log"
     server = start_server(["--quiz", str(exam)], db_url, port, log, ("--lease", "5"))
