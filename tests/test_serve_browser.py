@@ -177,6 +177,9 @@ def test_instructor_watches_releases_reads_revisions_regrades_and_downloads(brow
         expect(student.locator("#q-encoder-z-shape .serve-result")).to_contain_text("Graded: 3 of 3 points")
         teacher_context.close()
         student_context.close()
+    finally:
+        kill(server)
+    assert not problems, problems
 
 
 def test_clearing_a_choice_is_saved_on_the_server_and_the_local_copy_takes_the_servers_answers(browser: Any, tmp_path: Path) -> None:
