@@ -183,6 +183,7 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
         "hints": graded.hints,
         "needs_review": graded.needs_review,
         "review_reasons": graded.review_reasons,
+        "in_process": graded.in_process,
     }
 
 
@@ -200,6 +201,8 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
         typer.echo(printable(f"  [{mark}] {check.name}" + (f": {message or check.evidence}" if message or check.evidence else "")))
+    if graded.in_process:
+        typer.echo(printable(f"  {graded.in_process}"))
     if graded.mistake:
         typer.echo(printable(f"  This looks like a common mistake: {graded.mistake}"))
     for hint in graded.hints:
