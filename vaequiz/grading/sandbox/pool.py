@@ -268,6 +268,11 @@ class Sandbox:
     def hardening(self) -> list[str]:
         """One line per isolation layer: which are active and which are unavailable, and why."""
         lines = list(self._hardening)
+        lines.append(
+            "measurements from programs, in a fresh child that runs no student Python (probes "
+            "never measured in the snippet's process): "
+            + ("unavailable (switched off)" if "program" in self._layers_off else "active")
+        )
         if self.device == "cuda":
             lines.append(
                 "memory limit on CUDA: unavailable (CUDA reserves more address space than "

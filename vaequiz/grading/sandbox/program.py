@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import CodeType
 from typing import Any, Callable, Sequence
 
 import torch
@@ -362,7 +363,7 @@ def capture_module(module: nn.Module, calls: Sequence[tuple[bool, bool, tuple[to
 
 
 def capture_run(
-    source: str,
+    source: str | CodeType,
     expect: Sequence[str],
     given: dict[str, Any],
     seed: int,
@@ -370,8 +371,8 @@ def capture_run(
     device: str = "cpu",
     raised: Callable[[BaseException], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``source`` once on ``given`` with ``seed`` and return its program document
-    (``raised`` sees the snippet's own exception, if any)."""
+    """Run ``source`` (text, or the code compiled from it) once on ``given`` with ``seed`` and
+    return its program document (``raised`` sees the snippet's own exception, if any)."""
     doc: dict[str, Any] = {
         "format": FORMAT,
         "unsupported": None,
@@ -381,7 +382,7 @@ def capture_run(
         "modules": {},
     }
     try:
-        code = compile(source, SNIPPET_FILENAME, "exec", dont_inherit=True)
+        code = source if isinstance(source, CodeType) else compile(source, SNIPPET_FILENAME, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, MemoryError, RecursionError) as err:
         doc["error"] = describe_error(err)
         doc["missing"] = list(expect)
@@ -461,10 +462,14 @@ def capture_runs(request: dict[str, Any], device: str = "cpu") -> dict[str, Any]
         memory[0] = memory[0] or is_memory_error(err)
 
     programs = []
+    try:  # once for every run, as the runner compiles once
+        source: str | CodeType = compile(request["source"], SNIPPET_FILENAME, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        source = request["source"]  # each run's program then carries the error
     for run in request["runs"]:
         try:
             doc = capture_run(
-                request["source"], request["expect"], run["given"], run["seed"], run["probes"], device, raised
+                source, request["expect"], run["given"], run["seed"], run["probes"], device, raised
             )
         except Exception as err:
             doc = _unsupported_doc(f"the capture failed: {type(err).__name__}: {str(err)[:160]}")
