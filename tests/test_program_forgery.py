@@ -287,7 +287,10 @@ NO_GRADIENT = "no gradient reaches mu from z"
 
 
 def _graded(folder: Path, snippets: dict[str, str], question: str, off: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Each snippet's line of results.jsonl, with its feedback page under ``"page"``."""
     results, _ = grade_in_order(folder, list(snippets.values()), question, off=off, workers=2)
+    for result in results:
+        result["page"] = (folder / "out" / "feedback" / f"{result['student']}.html").read_text()
     return dict(zip(snippets, results))
 
 
@@ -349,6 +352,8 @@ def test_a_snippet_that_makes_itself_uncapturable_gets_values_but_no_probe_measu
     assert result["in_process"] == (
         "measured in-process: operation aten._to_sparse.default is not in the allow list"
     )
+    assert "measured in-process: operation aten._to_sparse.default is not in the allow list" in result["page"]
+    assert "in-process" not in reparameterization_on["patched_autograd_grad"]["page"]
     assert reparameterization_off["uncapturable_on_purpose"]["passed"]  # control
 
 
