@@ -242,6 +242,13 @@ class Recorder(TorchDispatchMode):
     runs, so the snippet behaves exactly as it would without the recorder.
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """Keep ``__torch_dispatch__`` unwrapped: torch wraps a mode's hook in a Dynamo guard
+        (for modes running under ``torch.compile``), which costs more per op than recording it;
+        a capture never runs under ``torch.compile``."""
+        return False
+
     def __init__(self, builder: GraphBuilder) -> None:
         super().__init__()
         self.builder = builder
