@@ -6,7 +6,9 @@ five questions without a training step or many repeats together (reparameterizat
 KL, loss, nearest), then every bundled code question on its own (answers/s each). In the same
 run, the naive baseline grades a subsample by starting a fresh Python interpreter per snippet
 (import torch, draw inputs, run the snippet unsandboxed, check), and its rate is extrapolated.
-Prints snippets/s and the ratio.
+Prints snippets/s and the ratio. The light questions and every question on its own are also
+graded, in alternating rounds, by a second sandbox with the program path switched off (each
+snippet measured in its own process, as before issue 11), and the ratio is printed.
 
 With ``--previous REF``, the per-question rates are also measured for the code and bank of git
 revision REF (extracted to a temporary folder and run in a child process on the same corpus),
@@ -14,7 +16,8 @@ in ``--rounds`` rounds that alternate with this tree's own measurement; each sid
 rate per question and their ratio are printed. The load average is printed with every figure: the
 machine may be shared, so compare ratios taken in the same run.
 
-    python bench/bench_grading.py [--snippets 500] [--baseline 30] [--workers N] [--previous REF [--rounds 3]]
+    python bench/bench_grading.py [--snippets 500] [--baseline 30] [--workers N] [--program-rounds 3]
+                                  [--previous REF [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -192,6 +195,7 @@ def main() -> None:
     parser.add_argument("--bank", type=Path, default=ROOT / "question_bank")
     parser.add_argument("--previous", metavar="REF", help="git revision whose per-question rates to compare with")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --previous")
+    parser.add_argument("--program-rounds", type=int, default=3, help="alternating rounds, program path on and off")
     parser.add_argument("--questions", help=argparse.SUPPRESS)
     parser.add_argument("--rates-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -205,26 +209,43 @@ def main() -> None:
     fast = corpus([q for q in FAST if q in bank_ids])
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, torch CPU; workers {args.workers}; {load()}")
     started = time.perf_counter()
-    with Sandbox(workers=args.workers) as sandbox:
-        print(f"sandbox start-up: {time.perf_counter() - started:.1f} s (once per command)")
-        timed_sheets(args.bank, sandbox, fast, 2 * len(fast), args.workers)  # warm caches
-        graded, seconds = timed_sheets(args.bank, sandbox, fast, args.snippets, args.workers)
-        fast_rate = graded / seconds
-        print(f"grade-sheets, {len(fast)} questions without a training step: {graded} snippets in {seconds:.2f} s = {fast_rate:.1f} snippets/s; {load()}")
-        sandbox_ms, checks_ms = overhead(args.bank, sandbox, fast, 100)
-        print(f"per snippet (one at a time, median): sandbox {sandbox_ms:.1f} ms, checks {checks_ms:.1f} ms")
+    off = [n for n in os.environ.get("VAEQUIZ_SANDBOX_OFF", "").split(",") if n.strip()]
+    with Sandbox(workers=args.workers) as sandbox, Sandbox(workers=args.workers, layers_off=[*off, "program"]) as in_process:
+        print(f"sandbox start-up (two sandboxes): {time.perf_counter() - started:.1f} s (once per command)")
+        for box in (sandbox, in_process):
+            timed_sheets(args.bank, box, fast, 2 * len(fast), args.workers)  # warm caches
+        on_rates, off_rates = [], []
+        for _ in range(args.program_rounds):
+            for box, rates_of in ((sandbox, on_rates), (in_process, off_rates)):
+                graded, seconds = timed_sheets(args.bank, box, fast, args.snippets, args.workers)
+                rates_of.append(graded / seconds)
+        fast_rate, off_rate = statistics.median(on_rates), statistics.median(off_rates)
+        print(
+            f"grade-sheets, {len(fast)} questions without a training step, {args.snippets} snippets, "
+            f"median of {args.program_rounds} rounds: program path {fast_rate:.1f} snippets/s, "
+            f"program path off (measured in-process) {off_rate:.1f} snippets/s, ratio {fast_rate / off_rate:.2f}; {load()}"
+        )
+        for box, name in ((sandbox, "program path"), (in_process, "program path off")):
+            sandbox_ms, checks_ms = overhead(args.bank, box, fast, 100)
+            print(f"per snippet, {name} (one at a time, median): sandbox {sandbox_ms:.1f} ms, checks {checks_ms:.1f} ms")
         ours: list[dict[str, float]] = []
         theirs: list[dict[str, float]] = []
+        inside: list[dict[str, float]] = []
         for _ in range(args.rounds if args.previous else 1):
             ours.append(per_question(args.bank, sandbox, questions, args.slow, args.workers))
+            inside.append(per_question(args.bank, in_process, questions, args.slow, args.workers))
             if args.previous:
                 theirs.append(previous_rates(args.previous, questions, args.slow, args.workers))
+    in_process_rates = {q: statistics.median(r[q] for r in inside) for q in questions}
     rates = {q: statistics.median(r[q] for r in ours) for q in questions}
     before = {q: statistics.median(r[q] for r in theirs) for q in questions} if theirs else {}
     rounds = f", median of {len(ours)} rounds" if len(ours) > 1 else ""
     print(f"per question, {args.slow} snippets each (right and wrong), {args.workers} workers{rounds}; {load()}:")
     for question in questions:
-        line = f"  {question}: {rates[question]:.1f} answers/s"
+        line = (
+            f"  {question}: {rates[question]:.1f} answers/s; program path off {in_process_rates[question]:.1f}, "
+            f"ratio {rates[question] / in_process_rates[question]:.2f}"
+        )
         if question in before:
             line += f"; previous design ({args.previous}) {before[question]:.1f} answers/s; ratio {rates[question] / before[question]:.1f}x"
         print(line)

@@ -72,6 +72,10 @@ def test_bundled_bank_verifies() -> None:
     mutants = [f for f in findings if f["subject"].startswith("mutant")]
     assert mutants and all(f["got"] == "fail" and f["detail"].startswith("fails: ") for f in mutants)
     assert {f["question"] for f in findings if f["subject"].startswith("option")} == linked
+    code_rows = [f for f in findings if f["question"] in code_ids]
+    assert code_rows and all(f["measured"] == "out-of-process" for f in code_rows), [
+        (f["question"], f["subject"], f["measured"]) for f in code_rows if f["measured"] != "out-of-process"
+    ]
 
 
 def test_wrong_keys_are_reported_with_exit_1(tmp_path: Path) -> None:
@@ -91,3 +95,29 @@ def test_wrong_keys_are_reported_with_exit_1(tmp_path: Path) -> None:
     assert not rows[("kl-snippet", "option B")]["agrees"] and rows[("kl-snippet", "option B")]["got"] == "fail"
     explain = rows[("explain", "model answer")]
     assert not explain["agrees"] and "regularisation: not found in your answer" in explain["detail"]
+
+
+UNCAPTURED_MUTANT = WRONG_KEYS.split("- id: kl-snippet")[0].replace(
+    """    - code: "kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum()"
+      why: Listed as a mutant by mistake; it is right.
+""",
+    """    - code: "_ = torch.eye(2).to_sparse()\\nkl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())"
+      why: Averages, with a sparse tensor the capture refuses.
+""",
+)
+
+
+def test_verify_says_per_code_question_whether_measurements_are_out_of_process(tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "kl.yaml").write_text(UNCAPTURED_MUTANT)
+    as_json = run_vaequiz("verify", bank, "--json", "--workers", "1")
+    assert as_json.returncode == 0, as_json.stdout + as_json.stderr
+    rows = {f["subject"]: f for f in json.loads(as_json.stdout)}
+    assert rows["reference"]["measured"] == rows["mutant 1"]["measured"] == "out-of-process"
+    assert rows["mutant 2"]["measured"] == "measured in-process: operation aten._to_sparse.default is not in the allow list"
+    table = run_vaequiz("verify", bank, "--workers", "1")
+    assert "in-process for 1 of 3" in " ".join(table.stdout.split()), table.stdout
+    (bank / "kl.yaml").write_text(UNCAPTURED_MUTANT.replace("_ = torch.eye(2).to_sparse()\\n", ""))
+    table = run_vaequiz("verify", bank, "--workers", "1")
+    assert "out-of-process (all 3" in " ".join(table.stdout.split()), table.stdout

@@ -184,6 +184,7 @@ def _result_json(question: AnyQuestion, graded: Graded) -> dict[str, object]:
         "hints": graded.hints,
         "needs_review": graded.needs_review,
         "review_reasons": graded.review_reasons,
+        "in_process": graded.in_process,
     }
 
 
@@ -201,6 +202,8 @@ def _print_report(question: AnyQuestion, graded: Graded) -> None:
         mark = "ok  " if check.passed else "FAIL"
         message = visible_message(check)
         typer.echo(printable(f"  [{mark}] {check.name}" + (f": {message or check.evidence}" if message or check.evidence else "")))
+    if graded.in_process:
+        typer.echo(printable(f"  {graded.in_process}"))
     if graded.mistake:
         typer.echo(printable(f"  This looks like a common mistake: {graded.mistake}"))
     for hint in graded.hints:
@@ -531,16 +534,25 @@ def _print_findings(findings: list[Finding]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from vaequiz.grading.verify import OUT_OF_PROCESS, measurements_by_question
+
+    by_question = measurements_by_question(findings)
     table = Table(title="vaequiz verify", show_lines=False)
-    for column in ("question", "answer", "expected", "got", "", "why"):
+    for column in ("question", "answer", "expected", "got", "", "measured", "why"):
         table.add_column(column, overflow="fold")
+    shown: set[str] = set()
     for f in findings:
+        measured = f.measured if f.measured and f.measured != OUT_OF_PROCESS else ""
+        if f.question in by_question and f.question not in shown:  # the question's first row
+            shown.add(f.question)
+            measured = by_question[f.question] + (f"; {measured}" if measured else "")
         table.add_row(
             f.question,
             f.subject,
             f.expected,
             f.got,
             "ok" if f.agrees else "DISAGREES",
+            measured,
             f.detail,
             style=None if f.agrees else "bold red",
         )

@@ -136,6 +136,7 @@ def judge(prepared: PreparedQuestion, result: SandboxResult, more: MoreRuns | No
         reason = result.reason or result.status.replace("_", " ")
         graded = failed_everywhere(prepared, reason, retry=result.status == "sandbox_error")
         graded.output = result.output
+        graded.in_process = result.in_process
         return graded
     outcomes = run_outcomes(prepared, result)
     evidence = Evidence(prepared=prepared, outcomes=outcomes)
@@ -148,10 +149,12 @@ def judge(prepared: PreparedQuestion, result: SandboxResult, more: MoreRuns | No
             checks.append(None)
             wanted[index] = need.runs
     output = result.output
+    in_process = result.in_process
     if wanted and more is not None:
         longer = prepared.extended(max(wanted.values()))
         extra = more(longer)
         output = "\n".join(part for part in (output, extra.output) if part)
+        in_process = in_process or extra.in_process
         if extra.status != "ok":
             reason = extra.reason or extra.status.replace("_", " ")
             for index in wanted:
@@ -176,6 +179,7 @@ def judge(prepared: PreparedQuestion, result: SandboxResult, more: MoreRuns | No
         passed=all(c.passed for c in decided),
         output=output,
         errors=distinct_errors(outcomes),
+        in_process=in_process,
     )
 
 

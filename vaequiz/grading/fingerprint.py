@@ -13,12 +13,14 @@ import json
 
 from vaequiz.bank.models import AnyQuestion
 
-GRADER_VERSION = "2"
+GRADER_VERSION = "3"
 """Bump whenever a change to the grading code can change a verdict, a score or a message: every
 stored result then counts as stale and `grade-sheets` / `regrade` grade it again.
 
 2: failing code answers gain the known mistake they behave like, size hints and each distinct
-error (results of version 1 lack them, so their feedback pages would silently miss them)."""
+error (results of version 1 lack them, so their feedback pages would silently miss them).
+3: code answers are measured from their programs, outside the process that ran them; a probe is
+never measured in that process (a forged gradient or fit that passed before now fails)."""
 
 PRESENTATION_FIELDS = frozenset(
     {

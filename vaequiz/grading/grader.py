@@ -142,5 +142,6 @@ def item_result(
         errors=graded.errors,
         needs_review=graded.needs_review,
         review_reasons=graded.review_reasons,
+        in_process=graded.in_process,
         **(shown.fields() if shown else {}),
     )

@@ -121,6 +121,12 @@ class ItemResult(BaseModel):
     reviewed_by: str | None = Field(
         None, description="Set when a teacher's override (overrides.jsonl) decided this result."
     )
+    in_process: Optional[str] = Field(
+        None,
+        description="Code: why the answer's values were measured in the process that ran it "
+        "('measured in-process: ...'), where its program could not be captured; null when every "
+        "measurement came from its program, out of that process.",
+    )
     params: Optional[dict[str, Union[bool, int, float]]] = Field(
         None, description="A parametric question's numbers for this student, as graded."
     )

@@ -35,6 +35,9 @@ class Graded:
     needs_review: bool = False
     """The verdict is fragile (short answers): a teacher should confirm it."""
     review_reasons: list[str] = field(default_factory=list)
+    in_process: str | None = None
+    """Code: why the answer was measured in its own process ("measured in-process: ..."), or
+    None when every measurement came from its program, out of that process."""
 
     def __post_init__(self) -> None:
         if self.passed is None:

@@ -82,6 +82,8 @@ def gradescope_payload(items: list[ItemResult]) -> dict[str, object]:
             lines.append(REVIEW_NOTE)
         if item.error and not any(item.error in line for line in lines):
             lines.insert(0, item.error)
+        if item.in_process:
+            lines.append(item.in_process)
         if item.mistake:
             lines.append(f"This looks like a common mistake: {item.mistake}")
         lines += [f"Hint: {hint}" for hint in item.hints]

@@ -51,6 +51,9 @@ class Finding:
     got: Literal["pass", "fail"]
     detail: str
     concepts_agree: bool = True
+    measured: str = ""
+    """Code: "out-of-process" when every measurement came from the answer's program, else
+    "measured in-process: why"; empty for other kinds."""
 
     @property
     def agrees(self) -> bool:
@@ -98,9 +101,12 @@ def _detail(graded: Graded, must_pass: bool) -> str:
 def run_case(grader: Grader, case: Case) -> Finding:
     """Grade one case and compare with what it should do."""
     concepts_agree = True
+    measured = ""
     try:
         graded = grader.grade(case.graded_as, case.answer, diagnose=False)
         passed, detail = bool(graded.passed), _detail(graded, case.must_pass)
+        if isinstance(case.graded_as, CodeQuestion):
+            measured = graded.in_process or OUT_OF_PROCESS
         if case.concepts is not None:
             detail, concepts_agree = _compare_concepts(graded, case.concepts)
     except Exception as err:  # report, never crash the table
@@ -112,7 +118,28 @@ def run_case(grader: Grader, case: Case) -> Finding:
         got="pass" if passed else "fail",
         detail=detail,
         concepts_agree=concepts_agree,
+        measured=measured,
     )
+
+
+OUT_OF_PROCESS = "out-of-process"
+
+
+def measurements_by_question(findings: list[Finding]) -> dict[str, str]:
+    """Per code question: "out-of-process" when every answer verify ran (reference, mutants,
+    linked options) was measured from its program, else how many were measured in-process."""
+    answers: dict[str, list[str]] = {}
+    for finding in findings:
+        if finding.measured:
+            answers.setdefault(finding.question, []).append(finding.measured)
+    summary = {}
+    for question, measured in answers.items():
+        inside = [m for m in measured if m != OUT_OF_PROCESS]
+        summary[question] = (
+            f"{OUT_OF_PROCESS} (all {len(measured)} answers)" if not inside
+            else f"in-process for {len(inside)} of {len(measured)} answers"
+        )
+    return summary
 
 
 def _compare_concepts(graded: Graded, teacher: frozenset[str]) -> tuple[str, bool]:

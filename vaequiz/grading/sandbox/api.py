@@ -109,6 +109,7 @@ Status = Literal[
     "invalid_output",
     "source_rejected",
     "sandbox_error",
+    "not_measured",
 ]
 
 
@@ -123,6 +124,10 @@ class SandboxResult:
     output: str = ""
     """stdout and stderr of the snippet, cut at the output limit."""
     wall_s: float = 0.0
+    in_process: str | None = None
+    """None when every value and probe was measured from the snippet's program, in a process
+    that ran no student Python; otherwise why they were measured in the snippet's own process
+    ("measured in-process: ..."), for the instructor to see."""
 
 
 def as_computed(leaf: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 import vaequiz
-from vaequiz.grading.sandbox import cgroups, frames, wire
+from vaequiz.grading.sandbox import cgroups, frames, program_run, wire
 from vaequiz.grading.sandbox.api import (
     ModuleSummary,
     OpaqueValue,
@@ -268,6 +268,11 @@ class Sandbox:
     def hardening(self) -> list[str]:
         """One line per isolation layer: which are active and which are unavailable, and why."""
         lines = list(self._hardening)
+        lines.append(
+            "measurements from programs, in a fresh child that runs no student Python (probes "
+            "never measured in the snippet's process): "
+            + ("unavailable (switched off)" if "program" in self._layers_off else "active")
+        )
         if self.device == "cuda":
             lines.append(
                 "memory limit on CUDA: unavailable (CUDA reserves more address space than "
@@ -313,12 +318,98 @@ class Sandbox:
             "file_mb": limits.file_mb,
             "device": device,
         }
+        if "program" in self._layers_off:
+            result = self._in_process(control, body, request, device)
+            if result.status == "ok":
+                result.in_process = f"{IN_PROCESS}: the program path is switched off"
+            return result
+        return self._through_program(control, body, request, device)
+
+    def _in_process(
+        self, control: dict[str, Any], body: bytes, request: SandboxRequest, device: str
+    ) -> SandboxResult:
+        """Today's path: the snippet's own process measures it (values and probes)."""
+        answer = self._exchange({**control, "mode": "execute"}, body, request.limits.time_s)
+        if isinstance(answer, SandboxResult):
+            return answer
+        return _result(*answer, request, device)
+
+    def _through_program(
+        self, control: dict[str, Any], body: bytes, request: SandboxRequest, device: str
+    ) -> SandboxResult:
+        """Capture in one child, measure in another that runs no student Python.
+
+        The snippet's child hands over one program per run; a fresh child of a worker, under the
+        same limits, decodes and replays them on its own copy of the hidden inputs and takes
+        every measurement. Where the snippet cannot be captured, its values are measured in its
+        own process (labelled) and its probes are not measured at all: a snippet that makes
+        itself uncapturable gains nothing a probe decides.
+        """
+        captured = self._exchange({**control, "mode": "capture"}, body, request.limits.time_s)
+        if isinstance(captured, SandboxResult):
+            return captured
+        head, payload, output = captured
+        if head.get("status") != "ok":
+            return _result(head, payload, output, request, device)
+        text = _output_text(output, int(head.get("output_total", 0)), request.limits.output_kb)
+        wall = float(head.get("wall_s", 0.0))
+        measure_body = program_run.measure_body(body, payload)
+        del payload
+        measured = self._exchange({**control, "mode": "measure"}, measure_body, request.limits.time_s)
+        if isinstance(measured, SandboxResult):
+            measured.output = text
+            return measured
+        m_head, m_payload, _ = measured
+        wall += float(m_head.get("wall_s", 0.0))
+        if m_head.get("status") != "ok":
+            reason = str(m_head.get("reason", "")) or str(m_head.get("status"))
+            return SandboxResult(
+                status="not_measured",
+                reason=f"could not measure: {reason} while measuring your code's program",
+                output=text,
+                wall_s=wall,
+            )
+        try:
+            document = wire.decode(m_payload, device=device)
+            if not isinstance(document, dict) or not {"unsupported", "refused"} <= set(document):
+                raise wire.WireError("the measurement is not a document")
+            unsupported, refused = document.pop("unsupported"), document.pop("refused")
+            if refused is None and unsupported is None:
+                runs, memory_exceeded = _outcomes(document, len(request.runs))
+        except wire.WireError as err:
+            return SandboxResult(
+                status="not_measured", reason=f"could not measure: {err}", output=text, wall_s=wall
+            )
+        if refused is not None:
+            return SandboxResult(status="not_measured", reason=str(refused)[:400], output=text, wall_s=wall)
+        if unsupported is not None:
+            result = self._in_process(control, body, request, device)
+            result.wall_s += wall
+            if result.status == "ok":
+                result.in_process = f"{IN_PROCESS}: {str(unsupported)[:300]}"
+                _without_probes(result, request, str(unsupported)[:300])
+            return result
+        if memory_exceeded:
+            return SandboxResult(
+                status="memory_limit",
+                reason=f"memory limit of {request.limits.memory_mb} MB exceeded",
+                runs=runs,
+                output=text,
+                wall_s=wall,
+            )
+        return SandboxResult(status="ok", reason="", runs=runs, output=text, wall_s=wall)
+
+    def _exchange(
+        self, control: dict[str, Any], body: bytes, time_s: float
+    ) -> tuple[dict, bytes, bytes] | SandboxResult:
+        """One child's answer from a free worker: (head, results, output); a worker that is lost
+        is replaced and the exchange retried once."""
         for attempt in (1, 2):
             worker = self._idle.get()
             try:
                 if worker.process.poll() is not None:  # died while idle: replace before use
                     worker = self._replace(worker)
-                head, result, output = worker.call(control, body, limits.time_s + GRACE_S)
+                return worker.call(control, body, time_s + GRACE_S)
             except WorkerLost as err:
                 worker = self._replace(worker)
                 if attempt == 2:
@@ -326,8 +417,27 @@ class Sandbox:
                 continue
             finally:
                 self._idle.put(worker)
-            return _result(head, result, output, request, device)
         raise AssertionError("unreachable")
+
+
+IN_PROCESS = "measured in-process"
+"""How a result measured in the snippet's own process is labelled (results, feedback, CLI)."""
+
+
+def _without_probes(result: SandboxResult, request: SandboxRequest, why: str) -> None:
+    """Drop what probes measured in the snippet's process: each probe reads "could not measure".
+
+    Values a snippet binds are harmless to forge (forging a right value means computing it);
+    a probe's finding (a gradient, a module's call or fit) is not, so it is never taken from
+    the process that ran the snippet while the program path is on.
+    """
+    message = f"could not measure outside your code's process: {why}"
+    for run, outcome in zip(request.runs, result.runs):
+        for probe in run.probes:
+            names = [f"grad__{probe.target}__{w}" for w in probe.wrt] if probe.kind == "grad" else [probe.as_]
+            for name in names:
+                outcome.outputs.pop(name, None)
+                outcome.probe_errors[name] = message
 
 
 def _checked_layers_off(names: Sequence[str] | None) -> list[str]:

@@ -41,7 +41,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from types import CodeType
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,11 +67,14 @@ from vaequiz.grading.sandbox.runner import (
     ANSWER_BUILTINS,
     SNIPPET_FILENAME,
     describe_error,
+    is_memory_error,
     module_from,
     seed_everything,
 )
 
 _TENSOR_TYPES = (torch.Tensor, nn.Parameter)
+_hard_exit = os._exit
+"""Bound at import, so a snippet that replaces ``os._exit`` cannot keep a forked copy going."""
 _MEMORY_FORMAT_NAMES = {v: k for k, v in MEMORY_FORMATS.items()}
 MAX_CONSTS = wire.MAX_ITEMS
 
@@ -238,6 +242,13 @@ class Recorder(TorchDispatchMode):
     runs, so the snippet behaves exactly as it would without the recorder.
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """Keep ``__torch_dispatch__`` unwrapped: torch wraps a mode's hook in a Dynamo guard
+        (for modes running under ``torch.compile``), which costs more per op than recording it;
+        a capture never runs under ``torch.compile``."""
+        return False
+
     def __init__(self, builder: GraphBuilder) -> None:
         super().__init__()
         self.builder = builder
@@ -359,14 +370,16 @@ def capture_module(module: nn.Module, calls: Sequence[tuple[bool, bool, tuple[to
 
 
 def capture_run(
-    source: str,
+    source: str | CodeType,
     expect: Sequence[str],
     given: dict[str, Any],
     seed: int,
     probes: Sequence[Any] = (),
     device: str = "cpu",
+    raised: Callable[[BaseException], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``source`` once on ``given`` with ``seed`` and return its program document."""
+    """Run ``source`` (text, or the code compiled from it) once on ``given`` with ``seed`` and
+    return its program document (``raised`` sees the snippet's own exception, if any)."""
     doc: dict[str, Any] = {
         "format": FORMAT,
         "unsupported": None,
@@ -376,7 +389,7 @@ def capture_run(
         "modules": {},
     }
     try:
-        code = compile(source, SNIPPET_FILENAME, "exec", dont_inherit=True)
+        code = source if isinstance(source, CodeType) else compile(source, SNIPPET_FILENAME, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, MemoryError, RecursionError) as err:
         doc["error"] = describe_error(err)
         doc["missing"] = list(expect)
@@ -412,6 +425,8 @@ def capture_run(
             exec(code, namespace)
         except BaseException as err:  # the snippet's own failure, reported to the student
             doc["error"] = describe_error(err)
+            if raised is not None:
+                raised(err)
     modules: dict[str, Any] = {}
     try:
         for name in expect:
@@ -434,6 +449,49 @@ def capture_run(
 def capture_bytes(*args: Any, **kwargs: Any) -> bytes:
     """:func:`capture_run`, encoded in the program format."""
     return encode_program(capture_run(*args, **kwargs))
+
+
+def capture_runs(request: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """The sandbox's capture mode: every run of a decoded request captured as a program.
+
+    The document (for :func:`wire.encode`) holds each run's encoded program as a uint8 tensor
+    and whether the snippet ran out of memory. Nothing in it is believed: the trusted side
+    decodes every program strictly and measures it (:func:`program_run.measure_request`). A
+    capture that fails for a reason of its own (the snippet broke the recorder) hands over a
+    program marked unsupported, which is never measured as a pass for probes.
+    """
+    pid = os.getpid()
+    memory = [False]
+
+    def raised(err: BaseException) -> None:
+        if os.getpid() != pid:  # a process the snippet forked has no say: it ends here
+            os._exit(0)
+        memory[0] = memory[0] or is_memory_error(err)
+
+    programs = []
+    try:  # once for every run, as the runner compiles once
+        source: str | CodeType = compile(request["source"], SNIPPET_FILENAME, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        source = request["source"]  # each run's program then carries the error
+    for run in request["runs"]:
+        try:
+            doc = capture_run(
+                source, request["expect"], run["given"], run["seed"], run["probes"], device, raised
+            )
+        except Exception as err:
+            doc = _unsupported_doc(f"the capture failed: {type(err).__name__}: {str(err)[:160]}")
+        if os.getpid() != pid:
+            _hard_exit(0)
+        try:
+            data = encode_program(doc)
+        except Exception as err:
+            data = encode_program(_unsupported_doc(f"the program could not be encoded: {type(err).__name__}"))
+        programs.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    return {"programs": programs, "memory_exceeded": memory[0]}
+
+
+def _unsupported_doc(reason: str) -> dict[str, Any]:
+    return {"format": FORMAT, "unsupported": reason, "error": None, "missing": [], "main": None, "modules": {}}
 
 
 # --------------------------------------------------------------------------- subprocess entry

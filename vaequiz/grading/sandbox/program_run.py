@@ -21,9 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaequiz.grading.sandbox.api import ModuleSummary, ModuleValue, OpaqueValue, RunOutcome, Value
+from vaequiz.grading.sandbox import wire
+from vaequiz.grading.sandbox.api import ModuleSummary, ModuleValue, OpaqueValue, ProbeRequest, RunOutcome, Value
 from vaequiz.grading.sandbox.program_format import (
     ZERO_FILLED,
+    decode_program,
     graph_label,
     Graph,
     ModuleProgram,
@@ -274,3 +276,90 @@ def _fit(module: RebuiltModule, probe: Any) -> Any:
     return train_and_predict(
         module, params, inputs, targets, loss_fn, float(probe.lr), int(probe.steps), stop_below=probe.stop_below
     )
+
+
+# --------------------------------------------------------------------------- the sandbox's measure mode
+
+_LENGTH = 4
+
+
+def measure_body(request: bytes, captured: bytes | memoryview) -> bytes:
+    """What a measuring child reads: the request (hidden inputs, probes) and the capture's
+    answer, each length-prefixed."""
+    parts = [bytes(request), bytes(captured)]
+    return b"".join(len(p).to_bytes(_LENGTH, "little") + p for p in parts)
+
+
+def _split(body: bytes) -> tuple[bytes, bytes]:
+    parts, at = [], 0
+    for _ in range(2):
+        if at + _LENGTH > len(body):
+            raise ProgramRefused("the capture's answer is cut short")
+        size = int.from_bytes(body[at : at + _LENGTH], "little")
+        at += _LENGTH
+        if at + size > len(body):
+            raise ProgramRefused("the capture's answer is cut short")
+        parts.append(body[at : at + size])
+        at += size
+    if at != len(body):
+        raise ProgramRefused("the capture's answer has bytes after its end")
+    return parts[0], parts[1]
+
+
+def _probe_request(doc: dict[str, Any]) -> ProbeRequest:
+    return ProbeRequest(**{**doc, "wrt": tuple(doc["wrt"]), "args": tuple(doc["args"])})
+
+
+def _programs(captured: bytes, runs: int) -> tuple[list[bytes], bool]:
+    """The encoded program of each run and the memory flag, from the capture's answer."""
+    try:
+        doc = wire.decode(captured)
+    except wire.WireError as err:
+        raise ProgramRefused(f"the capture's answer is not a well-formed message ({err})") from None
+    ok = type(doc) is dict and set(doc) == {"programs", "memory_exceeded"}
+    programs = doc["programs"] if ok else None
+    if not (
+        type(programs) is list
+        and len(programs) == runs
+        and all(type(p) is torch.Tensor and p.dtype == torch.uint8 and p.dim() == 1 for p in programs)
+        and type(doc["memory_exceeded"]) is bool
+    ):
+        raise ProgramRefused(f"the capture did not hand over one program for each of the {runs} runs")
+    return [p.numpy().tobytes() for p in programs], doc["memory_exceeded"]
+
+
+def measure_request(body: bytes, device: str = "cpu") -> dict[str, Any]:
+    """The sandbox's measure mode, in a child that never ran student Python: decode every
+    run's program strictly, replay it on this process's own copy of the hidden inputs with the
+    run's seed, take every measurement. The document has the fields of ``runner.execute``'s,
+    plus ``unsupported`` (a run could not be captured: the grader falls back to measuring
+    values in the snippet's process) and ``refused`` (the program cannot be measured)."""
+    doc: dict[str, Any] = {"runs": [], "memory_exceeded": False, "unsupported": None, "refused": None}
+    try:
+        request_bytes, captured = _split(body)
+        request = wire.decode(request_bytes, device=device, restore_grad=True)
+        blobs, doc["memory_exceeded"] = _programs(captured, len(request["runs"]))
+        for run, blob in zip(request["runs"], blobs):
+            program = decode_program(blob)
+            if program.unsupported:
+                doc["unsupported"] = program.unsupported
+                doc["runs"] = []
+                break
+            probes = [_probe_request(p) for p in run["probes"]]
+            outcome = measure_run(program, run["given"], run["seed"], probes, device)
+            doc["runs"].append(
+                {
+                    "outputs": outcome.outputs,
+                    "missing": list(outcome.missing),
+                    "error": outcome.error,
+                    "probe_errors": outcome.probe_errors,
+                }
+            )
+    except ProgramRefused as err:
+        doc["runs"], doc["refused"] = [], str(err)[:400]
+    except RecursionError:
+        doc["runs"], doc["refused"] = [], "could not measure: the program is nested too deeply"
+    except Exception as err:  # replaying a hostile program may fail in ways no check foresaw
+        detail = str(err).splitlines()[0][:200] if str(err) else ""
+        doc["runs"], doc["refused"] = [], f"could not measure: {type(err).__name__}: {detail}"
+    return doc

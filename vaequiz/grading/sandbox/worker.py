@@ -69,6 +69,7 @@ TEMP_MB = 512
 TEMP_SHARE_OF_MEMORY = 4
 """With a memory cgroup, each of the three temp folders holds at most this fraction of the
 request's memory limit, so files that outlive a killed runner leave the worker room."""
+RUNNER_MODES = ("execute", "capture", "measure")
 MINIMAL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 PRELOADED_MODULES = (
     "math",
@@ -98,8 +99,10 @@ SWITCHABLE_LAYERS = (
     "memory_cgroup",
     "empty_sys",
     "allow_listed_root",
+    "program",
 )
-"""Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off: to compare speed with and without them
+"""Layers that ``VAEQUIZ_SANDBOX_OFF`` may switch off (``program`` is the grader's: with it off,
+snippets are measured in their own process, as before programs): to compare speed with and without them
 (bench/bench_sandbox.py) and to show that each layer's test fails without it."""
 
 
@@ -164,9 +167,15 @@ class SnippetLimits:
     output_kb: int
     file_mb: int
     device: str
+    mode: str = "execute"
+    """"execute": run the snippet and measure it in its process (the fallback); "capture": run it
+    and hand over its programs; "measure": replay programs (no student Python) and measure."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SnippetLimits:
+        mode = str(data.get("mode", "execute"))
+        if mode not in RUNNER_MODES:
+            raise ValueError(f"unknown runner mode {mode[:20]!r}")
         return cls(
             time_s=float(data["time_s"]),
             cpu_s=float(data.get("cpu_s") or data["time_s"]),
@@ -175,6 +184,7 @@ class SnippetLimits:
             output_kb=int(data["output_kb"]),
             file_mb=int(data["file_mb"]),
             device=str(data.get("device", "cpu")),
+            mode=mode,
         )
 
 
@@ -307,7 +317,8 @@ def preload() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    from vaequiz.grading.sandbox import runner, wire  # before the checkout is hidden
+    # before the checkout is hidden
+    from vaequiz.grading.sandbox import program, program_format, program_run, runner, wire
 
     x = torch.randn(4, 3, requires_grad=True)
     warm_up = {
@@ -334,8 +345,12 @@ def preload() -> None:
         ],
     }
     warm_up["source"] += "\ndecoder = nn.Sequential(nn.Linear(latent_dim, 2), nn.Sigmoid())"
-    request = wire.decode(wire.encode(warm_up, keep_grad=True), restore_grad=True)
+    body = wire.encode(warm_up, keep_grad=True)
+    request = wire.decode(body, restore_grad=True)
     wire.decode(wire.encode(runner.execute(request)))
+    program_format.warm_allow_list()
+    captured = wire.encode(program.capture_runs(request, "cpu"))
+    wire.decode(wire.encode(program_run.measure_request(program_run.measure_body(body, captured), "cpu")))
     torch.cdist(x.detach(), x.detach()).argmin(1)
     make_fork_cheap()
 
@@ -772,7 +787,7 @@ class Worker:
         os.environ.clear()
         os.environ.update(MINIMAL_ENV, HOME=str(scratch), TMPDIR=str(scratch))
         _fresh_stdio()
-        _execute(body, limits.device)
+        _execute(body, limits.device, limits.mode)
 
 
 def _fresh_stdio() -> None:  # pragma: no cover - runs in the child
@@ -784,14 +799,27 @@ def _fresh_stdio() -> None:  # pragma: no cover - runs in the child
         setattr(sys, name, stream)
 
 
-def _execute(body: bytes, device: str) -> None:  # pragma: no cover - runs in the child
-    """Decode, run, encode, send; any failure after this point is the snippet's doing."""
-    from vaequiz.grading.sandbox import runner, wire
+def _execute(body: bytes, device: str, mode: str) -> None:  # pragma: no cover - runs in the child
+    """Decode, run (or capture, or measure), encode, send; any failure after this point is the
+    snippet's doing (or, measuring, the program's)."""
+    from vaequiz.grading.sandbox import wire
 
     stdout, stderr = sys.stdout, sys.stderr
-    request = wire.decode(body, device=device, restore_grad=True)
+    if mode == "measure":
+        from vaequiz.grading.sandbox.program_run import measure_request
+
+        document = measure_request(body, device)
+    else:
+        request = wire.decode(body, device=device, restore_grad=True)
+        if mode == "capture":
+            from vaequiz.grading.sandbox.program import capture_runs
+
+            document = capture_runs(request, device)
+        else:
+            from vaequiz.grading.sandbox import runner
+
+            document = runner.execute(request, device)
     del body
-    document = runner.execute(request, device)
     try:
         encoded = wire.encode(document)
     except Exception as err:
