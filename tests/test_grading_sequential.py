@@ -354,7 +354,10 @@ def test_decoder_fit_never_stops_on_training_mode_alone(sandbox: Sandbox) -> Non
     question = bundled("mnist-decoder-bce")
     probe = next(p for p in question.probes if p.probe == "fit")
     source = COUNTED_DECODER.format(eval_is_stuck=True)
-    result = sandbox.run(prepare_question(question).request(source))
+    # Steps are counted where the snippet's forward runs in every step: the in-process fit (a
+    # program's fit runs in the measuring child, where the snippet's print is not replayed).
+    with Sandbox(workers=1, layers_off=["program"]) as in_process:
+        result = in_process.run(prepare_question(question).request(source))
     assert result.output.split().count("train") == len(question.trials) * probe.steps, result.output
     graded = Grader(sandbox).grade(question, source)
     failed = [c for c in graded.checks if not c.passed]

@@ -274,7 +274,7 @@ DECODER = {
         "import sys\n"
         "seen = {}\n"
         "runner = sys.modules['vaequiz.grading.sandbox.runner']\n"
-        "runner.train_and_predict = lambda module, params, inputs, targets, *a: targets.clone()\n"
+        "runner.train_and_predict = lambda module, params, inputs, targets, *a, **k: targets.clone()\n"
     ) + WRONG_DECODER,
 }
 
