@@ -62,14 +62,18 @@ def wait_all_done(engine: Any, expected: int, workers: Workers, log: Path, timeo
 
 
 def assert_graded_exactly_once(engine: Any, expected: int, workers: Workers) -> dict[str, dict[str, Any]]:
-    """One result per job's revision, every job done by a worker; student -> code result."""
+    """One result per job's revision, every code job done by a worker and every other job by
+    the server (answers without code never go through the broker); student -> code result."""
     with engine.connect() as db:
         per_revision = db.execute(select(results.c.revision_id, func.count()).group_by(results.c.revision_id)).all()
         assert len(per_revision) == expected and all(count == 1 for _, count in per_revision)
-        job_list = db.execute(select(jobs)).all()
+        job_list = db.execute(select(jobs, revisions.c.question).join(revisions, revisions.c.id == jobs.c.revision_id)).all()
         assert {j.revision_id for j in job_list} == {revision for revision, _ in per_revision}
         assert all(j.state == "done" and j.lease_until is None for j in job_list)
-        assert {int(j.claimed_by.split(":")[1]) for j in job_list} <= set(workers.pids) | workers.gone
+        code_graders = {int(j.claimed_by.split(":")[1]) for j in job_list if j.question == CODE}
+        assert code_graders and code_graders <= set(workers.pids) | workers.gone
+        light = {int(j.claimed_by.split(":")[1]) for j in job_list if j.question != CODE}
+        assert light and not light & (set(workers.pids) | workers.gone), "answers without code are the server's"
         items = [json.loads(row.item) for row in db.execute(
             select(results.c.item).join(revisions, revisions.c.id == results.c.revision_id).where(revisions.c.question == CODE)
         )]

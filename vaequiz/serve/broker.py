@@ -19,22 +19,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from sqlalchemy import Engine, and_, select, update
+from sqlalchemy import Engine, and_, bindparam, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from vaequiz.grading.remote import CPU_QUEUE, GPU_QUEUE, GRADE_JOB, celery_app, check_reachable, queue_for, register_answer_task
 from vaequiz.serve.course import Course
-from vaequiz.serve.db import jobs, now
+from vaequiz.serve.db import jobs, now, revisions
 from vaequiz.serve.jobs import (
     LEASE_S,
     Graders,
     JobTask,
     LeaseKeeper,
+    Worker,
     claim,
     code_questions,
     job_known,
     owner_name,
-    prepare,
+    prepare_all,
     requeue_expired,
     run_job,
 )
@@ -49,15 +50,18 @@ failed claim."""
 
 class Publisher:
     """The server's side of the broker (a :class:`~vaequiz.serve.jobs.Dispatch`): publishes
-    queued jobs after every commit that made some, and sweeps now and then for jobs never
-    published and for jobs whose worker's lease ran out."""
+    queued code jobs after every commit that made some, and sweeps now and then for jobs never
+    published and for jobs whose worker's lease ran out. Answers without code need no sandbox
+    (a millisecond each): ``light`` threads of this server grade them, so they never wait in
+    the broker's queue behind code, nor cost a round trip through it."""
 
     def __init__(self, engine: Engine, course: Course, broker_url: str, sandbox_factory: Callable[[], Any],
-                 device: str = "cpu", lease_s: float = LEASE_S) -> None:
+                 device: str = "cpu", lease_s: float = LEASE_S, light_threads: int = 1) -> None:
         self.engine = engine
         self.course = course
         self.code = code_questions(course)
         self.sandbox_factory = sandbox_factory
+        self.light = Worker(engine, course, light_threads, sandbox_factory, lease_s, device, light_only=True)
         self.app = celery_app(broker_url)
         self.device = device
         self.lease_s = lease_s
@@ -73,15 +77,18 @@ class Publisher:
         self._thread = threading.Thread(target=self._loop, name="vaequiz-publisher", daemon=True)
         self._thread.start()
         self.wake.set()
+        self.light.start()
 
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.light.stop()
 
     def notify(self) -> None:
         self.wake.set()
+        self.light.notify()
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -107,22 +114,31 @@ class Publisher:
             ).rowcount
 
     def publish_pending(self) -> int:
-        """Publish the oldest queued jobs not yet published; how many."""
+        """Publish the oldest queued jobs not yet published; how many. One query reads the
+        batch's tasks and one transaction marks them published (per-job round trips to the
+        database would make the publisher, not the workers, set the pace of a burst)."""
         with self.engine.connect() as db:
             waiting = db.execute(
-                select(jobs.c.id, jobs.c.tries).where(and_(jobs.c.state == "queued", jobs.c.published_at.is_(None)))
+                select(jobs.c.id, jobs.c.tries).join(revisions, revisions.c.id == jobs.c.revision_id)
+                .where(and_(jobs.c.state == "queued", jobs.c.published_at.is_(None),
+                            revisions.c.question.in_(sorted(self.code))))
                 .order_by(jobs.c.id).limit(PUBLISH_BATCH)
             ).all()
-            tasks = [(task, row.tries) for row in waiting if (task := prepare(db, self.course, row.id)) is not None]
-        for task, tries in tasks:
+            tasks = prepare_all(db, self.course, [row.id for row in waiting])
+        tries = {row.id: row.tries for row in waiting}
+        for task in tasks:
             queue = CPU_QUEUE if task.question is None else queue_for(task.question, self.device)
             self.app.send_task(GRADE_JOB, args=[task.to_json()], queue=queue)
-            # Published first, marked after: a crash between the two publishes it again (harmless).
+        if tasks:
+            # Published first, marked after: a crash between the two publishes them again (harmless).
             # Marked only while untouched: a job claimed since (tries moved on) and then re-queued
             # because its worker died must be published again.
             with self.engine.begin() as db:
-                db.execute(update(jobs).where(and_(jobs.c.id == task.job_id, jobs.c.tries == tries))
-                           .values(published_at=now()))
+                db.execute(
+                    update(jobs).where(and_(jobs.c.id == bindparam("job"), jobs.c.tries == bindparam("seen")))
+                    .values(published_at=now()),
+                    [{"job": task.job_id, "seen": tries[task.job_id]} for task in tasks],
+                )
         return len(waiting)
 
 

@@ -181,15 +181,19 @@ def _claimed(lease_s: float, owner: str) -> dict[str, Any]:
 
 
 def claim_batch(engine: Engine, owner: str, lease_s: float, code: Collection[str] = (),
-                limit: int = 1) -> list[tuple[int, int]]:
+                limit: int = 1, light_only: bool = False) -> list[tuple[int, int]]:
     """Take up to ``limit`` queued jobs in :func:`dispatch_order`, leased to ``owner``: answers
-    without code together, or up to :data:`CODE_BATCH` code answers once only code is left;
-    [(job id, tries)], [] when there is none. Two servers on one PostgreSQL never take the same
-    job (SKIP LOCKED, and the state check)."""
+    without code together, or up to :data:`CODE_BATCH` code answers once only code is left
+    (never, with ``light_only``: the broker's workers take those); [(job id, tries)], [] when
+    there is none. Two servers on one PostgreSQL never take the same job (SKIP LOCKED, and the
+    state check)."""
+    waiting = jobs.c.state == "queued"
+    if light_only and code:
+        waiting = and_(waiting, revisions.c.question.not_in(sorted(code)))
     with engine.begin() as db:
         rows = db.execute(
             select(jobs.c.id, revisions.c.question).join(revisions, revisions.c.id == jobs.c.revision_id)
-            .where(jobs.c.state == "queued").order_by(*dispatch_order(code)).limit(limit)
+            .where(waiting).order_by(*dispatch_order(code)).limit(limit)
             .with_for_update(skip_locked=True, of=jobs)
         ).all()
         if not rows:
@@ -514,7 +518,10 @@ class Worker:
         sandbox_factory: Callable[[], Any],
         lease_s: float = LEASE_S,
         device: str = "cpu",
+        light_only: bool = False,
     ) -> None:
+        self.light_only = light_only
+        """Grade only answers without code (beside a broker, whose workers take the code)."""
         self.engine = engine
         self.course = course
         self.threads = max(0, threads)
@@ -535,7 +542,7 @@ class Worker:
         self._swept = time.monotonic()
         if self.threads:
             self.leases.start()
-        if self.code and self.threads:  # warm before the first code answer, which would otherwise wait for it
+        if self.code and self.threads and not self.light_only:  # warm before the first code answer, which would otherwise wait for it
             warming = threading.Thread(target=self._warm_sandbox, name="vaequiz-sandbox-start", daemon=True)
             warming.start()
             self._threads.append(warming)
@@ -588,7 +595,7 @@ class Worker:
 
     def claim_batch(self, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` queued jobs leased to this server (see :func:`claim_batch`)."""
-        return claim_batch(self.engine, self.owner, self.lease_s, self.code, limit)
+        return claim_batch(self.engine, self.owner, self.lease_s, self.code, limit, self.light_only)
 
     @property
     def grader(self) -> Grader:
