@@ -7,8 +7,9 @@ changed (dry run, then apply) and the downloads."""
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -27,30 +28,42 @@ def watched(browser: Any, problems: list[str]) -> Any:
     return context, page
 
 
-def test_sign_in_answer_autosave_practice_grading_and_exam_submit(browser: Any, tmp_path: Path) -> None:
-    from playwright.sync_api import expect
-
+@contextmanager
+def served_exam(tmp_path: Path, student: str) -> Iterator[tuple[str, int]]:
+    """A real `vaequiz serve` of the test exam and practice quiz: (the student's sign-in link, port)."""
     exam, practice = write_quizzes(tmp_path)
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     port = _free_port()
-    link = sign_in_links(tmp_path, exam, url, ["ada"], f"http://127.0.0.1:{port}")["ada"]
+    link = sign_in_links(tmp_path, exam, url, [student], f"http://127.0.0.1:{port}")[student]
     server = start_server(["--quiz", str(exam), "--practice", str(practice)], url, port, tmp_path / "server.log")
-    problems: list[str] = []
     try:
-        context, page = watched(browser, problems)
-        page.goto(link)
-        page.click("#sign-in")
-        page.wait_for_url("**/quiz/serve-exam")
+        yield link, port
+    finally:
+        kill(server)
+
+
+def open_exam(browser: Any, link: str, problems: list[str]) -> Any:
+    """A fresh profile signed in with ``link``, on the served exam: (context, page)."""
+    context, page = watched(browser, problems)
+    page.goto(link)
+    page.click("#sign-in")
+    page.wait_for_url("**/quiz/serve-exam")
+    return context, page
+
+
+def test_sign_in_answer_autosave_practice_grading_and_exam_submit(browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    problems: list[str] = []
+    with served_exam(tmp_path, "ada") as (link, port):
+        context, page = open_exam(browser, link, problems)
         page.fill("#q-linear-layer-parameters input, #q-linear-layer-parameters textarea", "314000")
         page.check("#q-decoder-for-28x28 input[value='B']")
         expect(page.locator("#server-status")).to_contain_text("Saved on the server")
         page.reload()
         assert page.input_value("#q-linear-layer-parameters input, #q-linear-layer-parameters textarea") == "314000"
 
-        other, fresh = watched(browser, problems)  # no local copy: the answers come from the server
-        fresh.goto(link)
-        fresh.click("#sign-in")
-        fresh.wait_for_url("**/quiz/serve-exam")
+        other, fresh = open_exam(browser, link, problems)  # no local copy: the answers come from the server
         assert fresh.input_value("#q-linear-layer-parameters input, #q-linear-layer-parameters textarea") == "314000"
         assert fresh.is_checked("#q-decoder-for-28x28 input[value='B']")
         other.close()
@@ -67,8 +80,6 @@ def test_sign_in_answer_autosave_practice_grading_and_exam_submit(browser: Any, 
         page.reload()
         assert page.is_disabled("#submit-exam") and page.is_disabled("#q-linear-layer-parameters input, #q-linear-layer-parameters textarea")
         context.close()
-    finally:
-        kill(server)
     assert not problems, problems
 
 
@@ -188,17 +199,9 @@ def test_clearing_a_choice_is_saved_on_the_server_and_the_local_copy_takes_the_s
     are kept in the page's local copy too."""
     from playwright.sync_api import expect
 
-    exam, practice = write_quizzes(tmp_path)
-    url = f"sqlite:///{tmp_path / 'serve.db'}"
-    port = _free_port()
-    link = sign_in_links(tmp_path, exam, url, ["ben"], f"http://127.0.0.1:{port}")["ben"]
-    server = start_server(["--quiz", str(exam), "--practice", str(practice)], url, port, tmp_path / "server.log")
     problems: list[str] = []
-    try:
-        context, page = watched(browser, problems)
-        page.goto(link)
-        page.click("#sign-in")
-        page.wait_for_url("**/quiz/serve-exam")
+    with served_exam(tmp_path, "ben") as (link, port):
+        context, page = open_exam(browser, link, problems)
         page.check("#q-decoder-for-28x28 input[value='B']")
         expect(page.locator("#server-status")).to_contain_text("Saved on the server")
         page.evaluate("() => { document.getElementById('server-status').textContent = ''; }")
@@ -206,10 +209,7 @@ def test_clearing_a_choice_is_saved_on_the_server_and_the_local_copy_takes_the_s
         expect(page.locator("#server-status")).to_contain_text("Saved on the server")
         assert page.evaluate("() => window.vaequizPage.answers()['decoder-for-28x28']") is None
 
-        other, fresh = watched(browser, problems)  # answered elsewhere: this profile gets it from the server
-        fresh.goto(link)
-        fresh.click("#sign-in")
-        fresh.wait_for_url("**/quiz/serve-exam")
+        other, fresh = open_exam(browser, link, problems)  # answered elsewhere: this profile gets it from the server
         assert not fresh.is_checked("#q-decoder-for-28x28 input[value='B']")
         fresh.fill("#q-linear-layer-parameters input", "262400")
         expect(fresh.locator("#server-status")).to_contain_text("Saved on the server")
@@ -219,6 +219,4 @@ def test_clearing_a_choice_is_saved_on_the_server_and_the_local_copy_takes_the_s
         stored = page.evaluate("() => JSON.stringify(Object.keys(localStorage).map(k => localStorage.getItem(k)))")
         assert "262400" in stored  # the server's answer is in this browser's own copy now
         context.close()
-    finally:
-        kill(server)
     assert not problems, problems

@@ -389,15 +389,7 @@ class Sandbox:
                 result.in_process = f"{IN_PROCESS}: {str(unsupported)[:300]}"
                 _without_probes(result, request, str(unsupported)[:300])
             return result
-        if memory_exceeded:
-            return SandboxResult(
-                status="memory_limit",
-                reason=f"memory limit of {request.limits.memory_mb} MB exceeded",
-                runs=runs,
-                output=text,
-                wall_s=wall,
-            )
-        return SandboxResult(status="ok", reason="", runs=runs, output=text, wall_s=wall)
+        return _measured(runs, memory_exceeded, text, wall, request)
 
     def _exchange(
         self, control: dict[str, Any], body: bytes, time_s: float
@@ -504,6 +496,13 @@ def _result(
             output=text,
             wall_s=wall,
         )
+    return _measured(runs, memory_exceeded, text, wall, request)
+
+
+def _measured(
+    runs: list[RunOutcome], memory_exceeded: bool, text: str, wall: float, request: SandboxRequest
+) -> SandboxResult:
+    """The result of runs measured in full, whichever process measured them."""
     if memory_exceeded:
         return SandboxResult(
             status="memory_limit",
