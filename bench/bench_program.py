@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 from vaequiz.bank.loader import load_bank  # noqa: E402
 from vaequiz.grading.inputs import prepare_runs  # noqa: E402
 from vaequiz.grading.sandbox.program import capture_bytes  # noqa: E402
+from vaequiz.grading.sandbox.pool import probe_doc  # noqa: E402
 from vaequiz.grading.sandbox.program_format import decode_program  # noqa: E402
 from vaequiz.grading.sandbox.program_run import measure_run  # noqa: E402
 from vaequiz.grading.sandbox.runner import Execution  # noqa: E402
@@ -42,11 +43,7 @@ LIGHT = ("reparameterization-trick", "kl-divergence", "vae-loss", "vq-nearest", 
 
 
 def _probe_dicts(run):  # the runner's request form of the probes
-    return [
-        {"kind": p.kind, "target": p.target, "wrt": list(p.wrt), "args": list(p.args), "as_": p.as_,
-         "loss": p.loss, "steps": p.steps, "lr": p.lr, "train_mode": p.train_mode, "stop_below": p.stop_below}
-        for p in run.probes
-    ]
+    return [probe_doc(p) for p in run.probes]
 
 
 def cases(questions: tuple[str, ...]) -> list[tuple[str, str, list, list]]:

@@ -22,6 +22,7 @@ from tests.program_helpers import first_of_each_trial, grade_by_replay, read_pro
 from vaequiz.bank.loader import load_bank
 from vaequiz.grading.inputs import PreparedQuestion, PreparedRun, prepare_question
 from vaequiz.grading.sandbox.api import ModuleSummary
+from vaequiz.grading.sandbox.pool import probe_doc
 from vaequiz.grading.sandbox.program_format import decode_program
 from vaequiz.grading.sandbox.program_run import measure_run
 from vaequiz.grading.sandbox.runner import Execution
@@ -85,12 +86,7 @@ def programs(prepared: dict[str, PreparedQuestion], tmp_path_factory: pytest.Tem
 
 def _in_process(path: Path, run: PreparedRun) -> dict:
     """What the snippet computes and the in-process probes measure (the runner's own code)."""
-    probes = [
-        {"kind": p.kind, "target": p.target, "wrt": list(p.wrt), "args": list(p.args), "as_": p.as_,
-         "loss": p.loss, "steps": p.steps, "lr": p.lr, "train_mode": p.train_mode,
-         "stop_below": p.stop_below}
-        for p in run.probes
-    ]
+    probes = [probe_doc(p) for p in run.probes]
     expect = prepared_expect(path)
     return Execution(path.read_text(), expect).run(run.seed, run.given, probes)
 
@@ -216,12 +212,7 @@ def test_real_code_styles_rebuild_to_what_they_compute(
         program = decode_program(data)
         assert program.unsupported is None, program.unsupported
         rebuilt = measure_run(program, run.given, run.seed, run.probes)
-        probes = [
-            {"kind": p.kind, "target": p.target, "wrt": list(p.wrt), "args": list(p.args), "as_": p.as_,
-             "loss": p.loss, "steps": p.steps, "lr": p.lr, "train_mode": p.train_mode,
-             "stop_below": p.stop_below}
-            for p in run.probes
-        ]
+        probes = [probe_doc(p) for p in run.probes]
         own = Execution(source, list(question.question.expect)).run(run.seed, run.given, probes)
         assert rebuilt.probe_errors == own["probe_errors"]
         for name, value in own["outputs"].items():

@@ -301,7 +301,7 @@ class Sandbox:
                     {
                         "seed": run.seed,
                         "given": dict(run.given),
-                        "probes": [_probe_doc(p) for p in run.probes],
+                        "probes": [probe_doc(p) for p in run.probes],
                     }
                     for run in request.runs
                 ],
@@ -454,7 +454,8 @@ def _stop_all(workers: list[_Worker]) -> None:
     workers.clear()
 
 
-def _probe_doc(probe: Any) -> dict[str, Any]:
+def probe_doc(probe: Any) -> dict[str, Any]:
+    """A probe in the form the runner reads (one definition, for the sandbox, tests and benches)."""
     return {
         "kind": probe.kind,
         "target": probe.target,
