@@ -319,7 +319,12 @@
   }
 
   window.addEventListener("storage", function (event) {
-    if (!state || event.key !== state.key || !event.newValue) { return; }
+    if (!state) { return; }
+    if ((event.key === state.key || event.key === null) && !event.newValue) {
+      forgetStudent("This student's answers were removed from this browser in another tab.");
+      return;
+    }
+    if (event.key !== state.key) { return; }
     var record;
     try { record = JSON.parse(event.newValue); } catch (error) { return; }
     if (!record || typeof record !== "object") { return; }
@@ -633,17 +638,23 @@
     if (!state) { return; }
     if (!window.confirm("Remove " + state.student + "'s answers from this browser? Keep the downloaded sheet: it is what you hand in.")) { return; }
     try { window.localStorage.removeItem(state.key); } catch (error) { /* nothing stored */ }
+    forgetStudent("Your answers were removed from this browser.");
+  }
+
+  /* After a clear, in this tab or another one: this tab forgets the answers too, so it can never
+     write them back (a tab that kept them would restore them on the next student's first save). */
+  function forgetStudent(message) {
     unsaved = false;
-    byId("clear-answers").hidden = true;
+    var clear = byId("clear-answers");
+    if (clear) { clear.hidden = true; }
     if (data.student) {
       data.items.forEach(function (item) { writeAnswer(item, undefined); });
       state.answers = {}; state.flags = {};
-      say("Your answers were removed from this browser.", false);
       refresh();
     } else {
-      askForStudent("Your answers were removed from this browser. The next student enters their name or id here.");
-      say("Your answers were removed from this browser.", false);
+      askForStudent(message + " The next student enters their name or id here.");
     }
+    say(message, false);
   }
 
   /* ================================================================== the exam clock */

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from playwright.sync_api import expect
 from typer.testing import CliRunner
 
 from tests.browser_harness import MODES, OpenPage, axe_source, browser, open_page, serious_axe_violations  # noqa: F401 (fixtures)
@@ -230,9 +231,16 @@ def test_storage_is_per_student_and_can_be_cleared(built: dict[str, Path], open_
     assert p.locator("#answer-kl-value").input_value() == ""
     stored = p.evaluate("() => Object.keys(localStorage).filter(k => k.endsWith(':ada'))")
     assert stored == []
+    # the other tab still showing ada forgets her answers too, so it cannot write them back
+    expect(ben.locator("#answer-kl-value")).to_have_value("")
+    expect(ben.locator("#student-help")).to_contain_text("removed from this browser in another tab")
     p.fill("#student-id", "ada")
     p.click("#start-answering")
+    p.fill("#answer-latent-shape", "(1, 2)")  # an edit: the other tab sees this write
+    ben.wait_for_timeout(300)
     assert p.locator("#answer-kl-value").input_value() == ""
+    record = p.evaluate("() => JSON.parse(localStorage.getItem(Object.keys(localStorage).find(k => k.endsWith(':ada'))))")
+    assert record["answers"].get("kl-value", {"value": None})["value"] in (None, "")
     assert page.errors == []
 
 
