@@ -219,6 +219,19 @@ def test_real_code_styles_rebuild_to_what_they_compute(
             _assert_same(name, rebuilt.outputs[name], value)
 
 
+def test_module_parameters_travel_once(style_programs: dict[str, list]) -> None:
+    """``nn.Parameter(torch.empty(...))`` aliases the recorded ``empty``: a decoder's parameters
+    are in its module state only, not also as constants of the main graph (they used to be,
+    as uninitialised memory, doubling the program a measuring child reads)."""
+    for key in ("mnist-decoder-bce/batchnorm_dropout", "mnist-decoder-bce/transposed_convolutions"):
+        for data in style_programs[key]:
+            program = decode_program(data)
+            assert program.main is not None and "decoder" in program.modules
+            parameters = sum(t.numel() for t in program.modules["decoder"].state.values())
+            constants = sum(t.numel() for t in program.main.consts)
+            assert constants < parameters // 10, (key, constants, parameters)
+
+
 # --------------------------------------------------------------------------- real-code styles, through grading
 
 REAL_STYLES_REPARAMETERIZATION = {

@@ -98,6 +98,8 @@ class GraphBuilder:
         self.count = 0
         self.tracked: dict[int, tuple[torch.Tensor, int]] = {}
         """id(tensor) -> (tensor, value): the tensor is held so its id stays unique."""
+        self.by_memory: dict[tuple[Any, ...], tuple[torch.Tensor, int]] = {}
+        """Where a tracked tensor's elements lie -> (tensor, its newest value): see :meth:`ref`."""
         self.const_values: list[int] = []
         self.unsupported: str | None = None
 
@@ -111,13 +113,29 @@ class GraphBuilder:
         value = self.count
         self.count += 1
         self.tracked[id(tensor)] = (tensor, value)
+        key = _memory_key(tensor)
+        if key is not None:
+            self.by_memory[key] = (tensor, value)
         return value
 
     def ref(self, tensor: torch.Tensor) -> int:
-        """The value holding ``tensor``; a tensor never seen before becomes a constant."""
+        """The value holding ``tensor``; a tensor never seen before becomes a constant.
+
+        A new tensor object over exactly the elements of a tracked tensor that carries no
+        gradient is that tensor's value: ``nn.Parameter(torch.empty(...))`` wraps the recorded
+        ``empty`` this way, and a module's initialisation then fills it in place. Without this,
+        every parameter would also travel as a constant of uninitialised memory (half of a
+        decoder's program). An alias of a tensor that carries a gradient (``mu.data``) stays a
+        constant: the alias has cut the gradient, and the program must too.
+        """
         known = self.tracked.get(id(tensor))
         if known is not None and known[0] is tensor:
             return known[1]
+        key = _memory_key(tensor)
+        same = self.by_memory.get(key) if key is not None else None
+        if same is not None and not same[0].requires_grad:
+            self.tracked[id(tensor)] = (tensor, same[1])
+            return same[1]
         if type(tensor) not in _TENSOR_TYPES or tensor.layout != torch.strided:
             raise _Unsupported(f"a {type(tensor).__name__} ({tensor.layout}) cannot be captured")
         if tensor.dtype not in wire.DTYPE_NAMES:
@@ -214,6 +232,13 @@ class GraphBuilder:
         taken = set(order)
         order += [v for v in range(self.count) if v not in taken]
         return {old: new for new, old in enumerate(order)}
+
+
+def _memory_key(tensor: torch.Tensor) -> tuple[Any, ...] | None:
+    """Which elements ``tensor`` views: two live tensors with one key hold the same numbers."""
+    if type(tensor) not in _TENSOR_TYPES or tensor.layout != torch.strided or tensor.numel() == 0:
+        return None
+    return (tensor.device, tensor.dtype, tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
 
 
 def _renumbered_arg(arg: list[Any], renumber: dict[int, int]) -> list[Any]:
