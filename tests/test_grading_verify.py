@@ -73,9 +73,13 @@ def test_bundled_bank_verifies() -> None:
     assert mutants and all(f["got"] == "fail" and f["detail"].startswith("fails: ") for f in mutants)
     assert {f["question"] for f in findings if f["subject"].startswith("option")} == linked
     code_rows = [f for f in findings if f["question"] in code_ids]
-    assert code_rows and all(f["measured"] == "out-of-process" for f in code_rows), [
-        (f["question"], f["subject"], f["measured"]) for f in code_rows if f["measured"] != "out-of-process"
-    ]
+    # questions with a gradient, call or fit probe are measured from programs; the others are
+    # decided by their values alone
+    probed = {"kl-divergence", "reparameterization-trick", "vae-loss", "mnist-decoder-bce"}
+    assert probed < code_ids
+    wrong = [(f["question"], f["subject"], f["measured"]) for f in code_rows
+             if f["measured"] != ("out-of-process" if f["question"] in probed else "values only")]
+    assert code_rows and not wrong, wrong
 
 
 def test_wrong_keys_are_reported_with_exit_1(tmp_path: Path) -> None:
@@ -98,6 +102,12 @@ def test_wrong_keys_are_reported_with_exit_1(tmp_path: Path) -> None:
 
 
 UNCAPTURED_MUTANT = WRONG_KEYS.split("- id: kl-snippet")[0].replace(
+    "  checks:\n    - {check: close, of: kl}\n",
+    "  probes:\n    - {probe: grad, of: kl, wrt: [mu, logvar]}\n"
+    "  checks:\n    - {check: close, of: kl}\n    - {check: gradient, of: kl, wrt: [mu, logvar], compare: reference}\n",
+).replace(
+    "shape: [B, D]}\n", "shape: [B, D], requires_grad: true}\n"
+).replace(
     """    - code: "kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum()"
       why: Listed as a mutant by mistake; it is right.
 """,
@@ -121,3 +131,7 @@ def test_verify_says_per_code_question_whether_measurements_are_out_of_process(t
     (bank / "kl.yaml").write_text(UNCAPTURED_MUTANT.replace("_ = torch.eye(2).to_sparse()\\n", ""))
     table = run_vaequiz("verify", bank, "--workers", "1")
     assert "out-of-process (all 3" in " ".join(table.stdout.split()), table.stdout
+    # without the gradient probe, the values decide: nothing is replayed, nothing labelled
+    (bank / "kl.yaml").write_text(WRONG_KEYS.split("- id: kl-snippet")[0])
+    rows = {f["subject"]: f for f in json.loads(run_vaequiz("verify", bank, "--json", "--workers", "1").stdout)}
+    assert {f["measured"] for f in rows.values()} == {"values only"}, rows

@@ -418,3 +418,21 @@ def test_grade_prints_measured_in_process(cli: Callable[..., subprocess.Complete
     plain.write_text(CORRECT)
     done = cli("grade", REPARAMETERIZATION, plain)
     assert done.returncode == 0 and "in-process" not in done.stdout
+
+
+def test_a_question_without_probes_is_decided_by_its_values_from_one_child(
+    cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """``codebook-flatten`` has value checks only: its answers run in one child and the grader
+    checks the values they bind (forging a right value means computing it). So the trick that
+    gets a probed question labelled ``measured in-process`` (the control above) changes nothing
+    here: no program is replayed, the right answer passes unlabelled, the wrong one fails."""
+    right = tmp_path / "right.py"
+    right.write_text("_ = torch.eye(2).to_sparse()\nflat_z = z.permute(0, 2, 3, 1).reshape(-1, z.size(1))\n")
+    done = cli("grade", "codebook-flatten", right)
+    assert done.returncode == 0 and "in-process" not in done.stdout, done.stdout
+    assert json.loads(cli("grade", "codebook-flatten", right, "--json").stdout)["in_process"] is None
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("_ = torch.eye(2).to_sparse()\nflat_z = z.view(-1, z.size(1))\n")
+    done = cli("grade", "codebook-flatten", wrong)
+    assert done.returncode == 1 and "in-process" not in done.stdout, done.stdout

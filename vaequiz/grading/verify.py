@@ -52,8 +52,9 @@ class Finding:
     detail: str
     concepts_agree: bool = True
     measured: str = ""
-    """Code: "out-of-process" when every measurement came from the answer's program, else
-    "measured in-process: why"; empty for other kinds."""
+    """Code: "out-of-process" when every measurement came from the answer's program, "values
+    only" for a question without probes, else "measured in-process: why"; empty for other
+    kinds."""
 
     @property
     def agrees(self) -> bool:
@@ -106,7 +107,8 @@ def run_case(grader: Grader, case: Case) -> Finding:
         graded = grader.grade(case.graded_as, case.answer, diagnose=False)
         passed, detail = bool(graded.passed), _detail(graded, case.must_pass)
         if isinstance(case.graded_as, CodeQuestion):
-            measured = graded.in_process or OUT_OF_PROCESS
+            probed = any(run.probes for run in grader.prepared(case.graded_as).runs)
+            measured = graded.in_process or (OUT_OF_PROCESS if probed else VALUES_ONLY)
         if case.concepts is not None:
             detail, concepts_agree = _compare_concepts(graded, case.concepts)
     except Exception as err:  # report, never crash the table
@@ -123,20 +125,24 @@ def run_case(grader: Grader, case: Case) -> Finding:
 
 
 OUT_OF_PROCESS = "out-of-process"
+VALUES_ONLY = "values only"
+"""A code question without probes: the grader checks the values the answer bound, and there is
+nothing else to measure (forging a right value means computing it), so no program is replayed."""
 
 
 def measurements_by_question(findings: list[Finding]) -> dict[str, str]:
     """Per code question: "out-of-process" when every answer verify ran (reference, mutants,
-    linked options) was measured from its program, else how many were measured in-process."""
+    linked options) was measured from its program, "values only" for a question without
+    probes, else how many were measured in-process."""
     answers: dict[str, list[str]] = {}
     for finding in findings:
         if finding.measured:
             answers.setdefault(finding.question, []).append(finding.measured)
     summary = {}
     for question, measured in answers.items():
-        inside = [m for m in measured if m != OUT_OF_PROCESS]
+        inside = [m for m in measured if m not in (OUT_OF_PROCESS, VALUES_ONLY)]
         summary[question] = (
-            f"{OUT_OF_PROCESS} (all {len(measured)} answers)" if not inside
+            f"{measured[0]} (all {len(measured)} answers)" if not inside
             else f"in-process for {len(inside)} of {len(measured)} answers"
         )
     return summary

@@ -323,12 +323,16 @@ class Sandbox:
             if result.status == "ok":
                 result.in_process = f"{IN_PROCESS}: the program path is switched off"
             return result
+        if not any(run.probes for run in request.runs):
+            # Values only: the grader checks them here, and forging a right value means
+            # computing it (see _without_probes); a program would add a child and nothing else.
+            return self._in_process(control, body, request, device)
         return self._through_program(control, body, request, device)
 
     def _in_process(
         self, control: dict[str, Any], body: bytes, request: SandboxRequest, device: str
     ) -> SandboxResult:
-        """Today's path: the snippet's own process measures it (values and probes)."""
+        """One child runs the snippet and reports what it bound, and what its probes found."""
         answer = self._exchange({**control, "mode": "execute"}, body, request.limits.time_s)
         if isinstance(answer, SandboxResult):
             return answer
