@@ -7,6 +7,7 @@ reader allocate without bound.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
@@ -20,10 +21,22 @@ class FrameError(EOFError):
     """The peer closed the stream or sent a frame that breaks the protocol."""
 
 
+PIPE_BYTES = 1 << 20
+"""Pipe capacity asked for: a program of a few MB crosses in a few reads, not one per 64 KB."""
+
+
+def widen_pipe(fd: int) -> None:
+    """Give the pipe behind ``fd`` :data:`PIPE_BYTES` of buffer where the system allows it."""
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except OSError:
+        pass  # over /proc/sys/fs/pipe-max-size, or not a pipe: the default buffer still works
+
+
 def read_exact(fd: int, size: int) -> bytes:
     chunks = []
     while size:
-        chunk = os.read(fd, min(size, 1 << 20))
+        chunk = os.read(fd, min(size, PIPE_BYTES))
         if not chunk:
             raise FrameError("stream closed mid-frame" if chunks else "stream closed")
         chunks.append(chunk)

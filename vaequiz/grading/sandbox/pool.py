@@ -116,6 +116,8 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.to_worker = self.process.stdin.fileno()
         self.from_worker = self.process.stdout.fileno()
+        for fd in (self.to_worker, self.from_worker):
+            frames.widen_pipe(fd)
         frames.write_json(self.to_worker, settings)
         self.hardening: list[str] = []
         self.in_flight = False

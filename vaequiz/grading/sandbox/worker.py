@@ -560,6 +560,7 @@ class Worker:
         """Fork the runner; it reads the submission itself, straight from the grader's pipe."""
         start = time.monotonic()
         result_r, result_w = os.pipe()
+        frames.widen_pipe(result_w)
         output_r, output_w = os.pipe()
         status_r, status_w = os.pipe()
         scratch = self.scratch()
