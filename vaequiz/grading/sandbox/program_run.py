@@ -290,7 +290,10 @@ def measure_body(request: bytes, captured: bytes | memoryview) -> bytes:
     return b"".join(len(p).to_bytes(_LENGTH, "little") + p for p in parts)
 
 
-def _split(body: bytes) -> tuple[bytes, bytes]:
+def _split(body: bytes) -> tuple[memoryview, memoryview]:
+    """The request and the capture's answer, as views of ``body`` (a decoder's programs are
+    megabytes: each copy would cost a child fresh pages)."""
+    view = memoryview(body)
     parts, at = [], 0
     for _ in range(2):
         if at + _LENGTH > len(body):
@@ -299,7 +302,7 @@ def _split(body: bytes) -> tuple[bytes, bytes]:
         at += _LENGTH
         if at + size > len(body):
             raise ProgramRefused("the capture's answer is cut short")
-        parts.append(body[at : at + size])
+        parts.append(view[at : at + size])
         at += size
     if at != len(body):
         raise ProgramRefused("the capture's answer has bytes after its end")
@@ -310,7 +313,7 @@ def _probe_request(doc: dict[str, Any]) -> ProbeRequest:
     return ProbeRequest(**{**doc, "wrt": tuple(doc["wrt"]), "args": tuple(doc["args"])})
 
 
-def _programs(captured: bytes, runs: int) -> tuple[list[bytes], bool]:
+def _programs(captured: memoryview, runs: int) -> tuple[list[memoryview], bool]:
     """The encoded program of each run and the memory flag, from the capture's answer."""
     try:
         doc = wire.decode(captured)
@@ -325,7 +328,7 @@ def _programs(captured: bytes, runs: int) -> tuple[list[bytes], bool]:
         and type(doc["memory_exceeded"]) is bool
     ):
         raise ProgramRefused(f"the capture did not hand over one program for each of the {runs} runs")
-    return [p.numpy().tobytes() for p in programs], doc["memory_exceeded"]
+    return [memoryview(p.numpy()) for p in programs], doc["memory_exceeded"]
 
 
 def measure_request(body: bytes, device: str = "cpu") -> dict[str, Any]:

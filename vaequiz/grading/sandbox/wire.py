@@ -67,7 +67,8 @@ class _Encoder:
     def __init__(self, keep_grad: bool) -> None:
         self.keep_grad = keep_grad
         self.specs: list[dict[str, Any]] = []
-        self.blobs: list[bytes] = []
+        self.blobs: list[bytes | memoryview] = []
+        """Views of the tensors' own memory: joined once into the message, never copied before."""
         self.seen: dict[int, tuple[torch.Tensor, int]] = {}
         """id -> (tensor, index): a tensor that appears several times (the inputs shared by
         every repeat of a trial) travels once; the tensor is held so its id stays unique."""
@@ -81,7 +82,7 @@ class _Encoder:
             plain = plain.cpu()
         plain = plain.resolve_conj().resolve_neg().contiguous()
         flat = plain.reshape(-1)
-        blob = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+        blob = memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else b""
         self.specs.append(
             {
                 "dtype": DTYPE_NAMES[plain.dtype],
