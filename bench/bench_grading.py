@@ -7,8 +7,12 @@ KL, loss, nearest), then every bundled code question on its own (answers/s each)
 run, the naive baseline grades a subsample by starting a fresh Python interpreter per snippet
 (import torch, draw inputs, run the snippet unsandboxed, check), and its rate is extrapolated.
 Prints snippets/s and the ratio. The light questions and every question on its own are also
-graded, in alternating rounds, by a second sandbox with the program path switched off (each
-snippet measured in its own process, as before issue 11), and the ratio is printed.
+graded, in alternating rounds, by a sandbox without the measurement memo (every program
+measured by its own child, the worst case: a class whose answers all compute differently) and
+by one with the program path switched off (each snippet measured in its own process, as before
+issue 11). Every timing starts with an empty memo, so only answers repeated within the batch
+(the corpus is cycled, as a class repeats the common answers) share a measurement; the share
+is printed.
 
 With ``--previous REF``, the per-question rates are also measured for the code and bank of git
 revision REF (extracted to a temporary folder and run in a child process on the same corpus),
@@ -80,7 +84,11 @@ def write_sheets(folder: Path, snippets: dict[str, list[str]], total: int) -> li
 
 
 def timed_sheets(bank_path: Path, sandbox: Sandbox, snippets: dict[str, list[str]], total: int, workers: int) -> tuple[int, float]:
-    """(answers graded, seconds) for grade_sheets on an already warm sandbox."""
+    """(answers graded, seconds) for grade_sheets on an already warm sandbox, as for a fresh
+    class: the sandbox's measurement memo starts empty (answers repeated within the batch share
+    a measurement, as they do in one grading run)."""
+    if hasattr(sandbox, "measurements"):
+        sandbox.measurements.clear()
     bank = load_bank(bank_path)
     with tempfile.TemporaryDirectory() as tmp:
         sheets = write_sheets(Path(tmp) / "sheets", snippets, total)
@@ -159,12 +167,26 @@ def code_questions(bank_path: Path) -> list[str]:
     return [q for q, sources in with_snippets.items() if sources]
 
 
+MEMO_SHARE: dict[str, list[float]] = {}
+"""Per question: the share of measurements the memo answered, in each timing with it on."""
+
+
+def memo_share(sandbox: Sandbox) -> float | None:
+    memo = getattr(sandbox, "measurements", None)
+    if memo is None or not memo.limit_bytes or not memo.hits + memo.misses:
+        return None
+    return memo.hits / (memo.hits + memo.misses)
+
+
 def per_question(bank_path: Path, sandbox: Sandbox, questions: list[str], count: int, workers: int) -> dict[str, float]:
     """Answers per second for each question on its own: ``count`` corpus snippets, right and wrong."""
     rates = {}
     for question in questions:
         graded, seconds = timed_sheets(bank_path, sandbox, corpus([question]), count, workers)
         rates[question] = graded / seconds
+        share = memo_share(sandbox)
+        if share is not None:
+            MEMO_SHARE.setdefault(question, []).append(share)
     return rates
 
 
@@ -210,40 +232,59 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, torch CPU; workers {args.workers}; {load()}")
     started = time.perf_counter()
     off = [n for n in os.environ.get("VAEQUIZ_SANDBOX_OFF", "").split(",") if n.strip()]
-    with Sandbox(workers=args.workers) as sandbox, Sandbox(workers=args.workers, layers_off=[*off, "program"]) as in_process:
-        print(f"sandbox start-up (two sandboxes): {time.perf_counter() - started:.1f} s (once per command)")
-        for box in (sandbox, in_process):
+    with (
+        Sandbox(workers=args.workers) as sandbox,
+        Sandbox(workers=args.workers, memo_mb=0) as distinct,
+        Sandbox(workers=args.workers, layers_off=[*off, "program"]) as in_process,
+    ):
+        print(f"sandbox start-up (three sandboxes): {time.perf_counter() - started:.1f} s (once per command)")
+        boxes = ((sandbox, "program path"), (distinct, "every program measured (memo off)"),
+                 (in_process, "program path off (measured in-process)"))
+        for box, _ in boxes:
             timed_sheets(args.bank, box, fast, 2 * len(fast), args.workers)  # warm caches
-        on_rates, off_rates = [], []
+        mix: dict[str, list[float]] = {name: [] for _, name in boxes}
+        shares = []
         for _ in range(args.program_rounds):
-            for box, rates_of in ((sandbox, on_rates), (in_process, off_rates)):
+            for box, name in boxes:
                 graded, seconds = timed_sheets(args.bank, box, fast, args.snippets, args.workers)
-                rates_of.append(graded / seconds)
-        fast_rate, off_rate = statistics.median(on_rates), statistics.median(off_rates)
+                mix[name].append(graded / seconds)
+                if box is sandbox:
+                    shares.append(memo_share(sandbox) or 0.0)
+        fast_rate = statistics.median(mix["program path"])
+        off_rate = statistics.median(mix[boxes[2][1]])
         print(
-            f"grade-sheets, {len(fast)} questions without a training step, {args.snippets} snippets, "
-            f"median of {args.program_rounds} rounds: program path {fast_rate:.1f} snippets/s, "
-            f"program path off (measured in-process) {off_rate:.1f} snippets/s, ratio {fast_rate / off_rate:.2f}; {load()}"
+            f"grade-sheets, {len(fast)} questions without a training step, {args.snippets} snippets (the corpus's "
+            f"{sum(len(v) for v in fast.values())} cycled), median of {args.program_rounds} rounds: "
+            f"program path {fast_rate:.1f} snippets/s ({statistics.median(shares):.0%} of measurements from the memo), "
+            f"{boxes[1][1]} {statistics.median(mix[boxes[1][1]]):.1f}, {boxes[2][1]} {off_rate:.1f}; "
+            f"ratio to the path off {fast_rate / off_rate:.2f}; {load()}"
         )
-        for box, name in ((sandbox, "program path"), (in_process, "program path off")):
+        for box, name in boxes:
             sandbox_ms, checks_ms = overhead(args.bank, box, fast, 100)
             print(f"per snippet, {name} (one at a time, median): sandbox {sandbox_ms:.1f} ms, checks {checks_ms:.1f} ms")
         ours: list[dict[str, float]] = []
         theirs: list[dict[str, float]] = []
+        every: list[dict[str, float]] = []
         inside: list[dict[str, float]] = []
         for _ in range(args.rounds if args.previous else 1):
             ours.append(per_question(args.bank, sandbox, questions, args.slow, args.workers))
+            every.append(per_question(args.bank, distinct, questions, args.slow, args.workers))
             inside.append(per_question(args.bank, in_process, questions, args.slow, args.workers))
             if args.previous:
                 theirs.append(previous_rates(args.previous, questions, args.slow, args.workers))
     in_process_rates = {q: statistics.median(r[q] for r in inside) for q in questions}
+    every_rates = {q: statistics.median(r[q] for r in every) for q in questions}
     rates = {q: statistics.median(r[q] for r in ours) for q in questions}
     before = {q: statistics.median(r[q] for r in theirs) for q in questions} if theirs else {}
     rounds = f", median of {len(ours)} rounds" if len(ours) > 1 else ""
     print(f"per question, {args.slow} snippets each (right and wrong), {args.workers} workers{rounds}; {load()}:")
     for question in questions:
+        sizes = len(corpus([question])[question])
+        share = statistics.median(MEMO_SHARE[question]) if question in MEMO_SHARE else None
+        memo = f" ({share:.0%} of measurements from the memo)" if share is not None else " (values only: no program)"
         line = (
-            f"  {question}: {rates[question]:.1f} answers/s; program path off {in_process_rates[question]:.1f}, "
+            f"  {question} ({sizes} distinct snippets): {rates[question]:.1f} answers/s{memo}; "
+            f"memo off {every_rates[question]:.1f}; program path off {in_process_rates[question]:.1f}, "
             f"ratio {rates[question] / in_process_rates[question]:.2f}"
         )
         if question in before:

@@ -25,6 +25,7 @@ import torch
 
 import vaequiz
 from vaequiz.grading.sandbox import cgroups, frames, program_run, wire
+from vaequiz.grading.sandbox.memo import DEFAULT_MEMO_MB, MeasurementMemo
 from vaequiz.grading.sandbox.api import (
     ModuleSummary,
     OpaqueValue,
@@ -181,7 +182,8 @@ class Sandbox:
     Use as a context manager. ``run`` may be called from several threads at once; each call
     borrows one worker (one per slot, ``workers`` in all). ``device`` is the default device
     for requests ("cuda" in either the sandbox or the request wins). ``hide_paths`` are made
-    unreadable to snippets, on top of the bank, reference code and checkout.
+    unreadable to snippets, on top of the bank, reference code and checkout. ``memo_mb``
+    bounds the measurements kept for answers whose programs come again (:mod:`.memo`; 0: none).
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class Sandbox:
         *,
         namespaces: bool | None = None,
         layers_off: Sequence[str] | None = None,
+        memo_mb: int = DEFAULT_MEMO_MB,
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
@@ -207,6 +210,8 @@ class Sandbox:
         self._hide = [str(Path(p).resolve()) for p in [*default_hidden_paths(), *hide_paths]]
         self._namespaces = namespaces
         self._layers_off = _checked_layers_off(layers_off)
+        self.measurements = MeasurementMemo(memo_mb * 2**20)
+        """Complete measurements by what was measured; ``hits`` counts second children saved."""
         self._lock = threading.Lock()
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
@@ -295,21 +300,7 @@ class Sandbox:
         if device == "cuda" and self.device != "cuda" and not torch.cuda.is_available():
             return SandboxResult(status="sandbox_error", reason="no CUDA device is available")
         source = request.source if isinstance(request.source, str) else request.source.decode()
-        body = wire.encode(
-            {
-                "source": source,
-                "expect": list(request.expect),
-                "runs": [
-                    {
-                        "seed": run.seed,
-                        "given": dict(run.given),
-                        "probes": [probe_doc(p) for p in run.probes],
-                    }
-                    for run in request.runs
-                ],
-            },
-            keep_grad=True,
-        )
+        body = _request_body(request, source)
         limits = request.limits
         control = {
             "time_s": limits.time_s,
@@ -359,14 +350,21 @@ class Sandbox:
             return _result(head, payload, output, request, device)
         text = _output_text(output, int(head.get("output_total", 0)), request.limits.output_kb)
         wall = float(head.get("wall_s", 0.0))
-        measure_body = program_run.measure_body(body, payload)
+        # the measuring child never sees the source: what it reads is all that decides its answer
+        measure_body = program_run.measure_body(_request_body(request, ""), payload)
         del payload
-        measured = self._exchange({**control, "mode": "measure"}, measure_body, request.limits.time_s)
-        if isinstance(measured, SandboxResult):
-            measured.output = text
-            return measured
-        m_head, m_payload, _ = measured
-        wall += float(m_head.get("wall_s", 0.0))
+        measuring = {**control, "mode": "measure"}
+        key = MeasurementMemo.key(measuring, measure_body)
+        m_payload = self.measurements.get(key)
+        if m_payload is None:
+            measured = self._exchange(measuring, measure_body, request.limits.time_s)
+            if isinstance(measured, SandboxResult):
+                measured.output = text
+                return measured
+            m_head, m_payload, _ = measured
+            wall += float(m_head.get("wall_s", 0.0))
+        else:
+            m_head = {"status": "ok"}
         if m_head.get("status") != "ok":
             reason = str(m_head.get("reason", "")) or str(m_head.get("status"))
             return SandboxResult(
@@ -386,6 +384,8 @@ class Sandbox:
             return SandboxResult(
                 status="not_measured", reason=f"could not measure: {err}", output=text, wall_s=wall
             )
+        if refused is None and unsupported is None:
+            self.measurements.put(key, m_payload)
         if refused is not None:
             return SandboxResult(status="not_measured", reason=str(refused)[:400], output=text, wall_s=wall)
         if unsupported is not None:
@@ -420,6 +420,21 @@ class Sandbox:
 
 IN_PROCESS = "measured in-process"
 """How a result measured in the snippet's own process is labelled (results, feedback, CLI)."""
+
+
+def _request_body(request: SandboxRequest, source: str) -> bytes:
+    """What a child reads: the source, the names to bind, and each run's inputs and probes."""
+    return wire.encode(
+        {
+            "source": source,
+            "expect": list(request.expect),
+            "runs": [
+                {"seed": run.seed, "given": dict(run.given), "probes": [probe_doc(p) for p in run.probes]}
+                for run in request.runs
+            ],
+        },
+        keep_grad=True,
+    )
 
 
 def _without_probes(result: SandboxResult, request: SandboxRequest, why: str) -> None:
