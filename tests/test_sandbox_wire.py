@@ -222,3 +222,19 @@ def test_a_tensor_repeated_in_a_message_travels_once() -> None:
     assert all(torch.equal(run["w"], shared) for run in decoded)
     equal_but_distinct = encode({"a": shared, "b": shared.clone()})
     assert len(equal_but_distinct) > 2 * shared.numel() * 4
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(max_size=300) | st.integers(wire.MAX_TEXT - 4, wire.MAX_TEXT + 4).map(lambda n: ("a\u00e9\u2028\"\\\x00" * (1 << 16))[:n]),
+    st.lists(tensors, max_size=3),
+)
+def test_a_text_template_encodes_exactly_what_encode_does(text: str, values: list[torch.Tensor]) -> None:
+    """The sandbox encodes a question's runs once and writes each answer's source into the
+    header; the bytes must be those of a full encoding, whatever the source (quotes, escapes,
+    line separators, NUL, and past the length where a string travels as its type name)."""
+    doc = {"source": "", "expect": ["z"], "runs": [{"seed": 1, "given": {f"x{i}": v for i, v in enumerate(values)}}]}
+    template = wire.text_template(doc, "source", keep_grad=True)
+    assert template(text) == wire.encode({**doc, "source": text}, keep_grad=True)
+    if len(text) <= wire.MAX_TEXT:
+        assert wire.decode(template(text))["source"] == text

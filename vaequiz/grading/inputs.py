@@ -136,16 +136,23 @@ class PreparedQuestion:
     device: str = "cpu"
     _extensions: dict[int, PreparedQuestion] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _run_requests: dict[int, tuple[RunRequest, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def request(self, source: str, device: str = "cpu", start: int = 0) -> SandboxRequest:
         """The sandbox request for one submission: inputs only, never the reference.
 
         ``start`` skips the runs already made (an extension asked for by a sequential check).
+        Every answer's request holds the same runs (one tuple per ``start``), so the sandbox
+        encodes them once.
         """
+        runs = self._run_requests.get(start)
+        if runs is None:
+            runs = tuple(RunRequest(seed=r.seed, given=r.given, probes=r.probes) for r in self.runs[start:])
+            runs = self._run_requests.setdefault(start, runs)
         return SandboxRequest(
             source=source,
             expect=tuple(self.question.expect),
-            runs=tuple(RunRequest(seed=r.seed, given=r.given, probes=r.probes) for r in self.runs[start:]),
+            runs=runs,
             limits=self.question.limits,
             device="cuda" if device == "cuda" else "cpu",
         )

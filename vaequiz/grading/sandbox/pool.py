@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -422,19 +422,34 @@ IN_PROCESS = "measured in-process"
 """How a result measured in the snippet's own process is labelled (results, feedback, CLI)."""
 
 
+_TEMPLATES: dict[tuple[int, tuple[str, ...]], tuple[tuple[Any, ...], Callable[[str], bytes]]] = {}
+_TEMPLATES_LOCK = threading.Lock()
+
+
 def _request_body(request: SandboxRequest, source: str) -> bytes:
-    """What a child reads: the source, the names to bind, and each run's inputs and probes."""
-    return wire.encode(
-        {
-            "source": source,
+    """What a child reads: the source, the names to bind, and each run's inputs and probes.
+
+    The runs are encoded once per runs tuple (every answer to a question shares one, see
+    ``PreparedQuestion.request``); the entry holds the tuple, so its id is not reused while kept.
+    """
+    key = (id(request.runs), tuple(request.expect))
+    with _TEMPLATES_LOCK:
+        entry = _TEMPLATES.get(key)
+    if entry is None or entry[0] is not request.runs:
+        doc = {
+            "source": "",
             "expect": list(request.expect),
             "runs": [
                 {"seed": run.seed, "given": dict(run.given), "probes": [probe_doc(p) for p in run.probes]}
                 for run in request.runs
             ],
-        },
-        keep_grad=True,
-    )
+        }
+        entry = (request.runs, wire.text_template(doc, "source", keep_grad=True))
+        with _TEMPLATES_LOCK:
+            if len(_TEMPLATES) >= 64:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = entry
+    return entry[1](source)
 
 
 def _without_probes(result: SandboxResult, request: SandboxRequest, why: str) -> None:

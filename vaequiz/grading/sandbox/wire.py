@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -32,7 +32,9 @@ MAX_TENSORS = 100_000
 MAX_DEPTH = 32
 MAX_TYPE_NAME = 120
 MAX_ITEMS = 10_000
-"""Longest list, dict or string encoded as such; longer ones travel as their type name."""
+"""Longest list or dict encoded as such; longer ones travel as their type name."""
+MAX_TEXT = 1 << 18
+"""Longest string encoded as such (a source may be 256 KB); longer ones travel as their type name."""
 INT64_RANGE = (-(2**63), 2**63 - 1)
 
 DTYPES: dict[str, torch.dtype] = {
@@ -102,7 +104,7 @@ class _Encoder:
         if value is None or kind is bool:
             return value
         if kind is str:
-            return value if len(value) <= MAX_ITEMS else _opaque("str")
+            return value if len(value) <= MAX_TEXT else _opaque("str")
         if kind is int:
             return value if INT64_RANGE[0] <= value <= INT64_RANGE[1] else _opaque("int")
         if kind is float:
@@ -180,6 +182,33 @@ def encode(doc: Any, *, keep_grad: bool = False) -> bytes:
     if len(header) > MAX_HEADER_BYTES:
         raise WireError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
     return b"".join([_HEAD.pack(MAGIC, len(header)), header, *encoder.blobs])
+
+
+def text_template(doc: dict[str, Any], field: str, *, keep_grad: bool = False) -> Callable[[str], bytes]:
+    """``encode`` for messages that differ from ``doc`` only in the text of ``field``.
+
+    Everything else (a question's runs: inputs, seeds, probes) is encoded once; each call only
+    writes the text into the header. The bytes are exactly ``encode({**doc, field: text})``'s.
+    """
+    marker = "\x00vaequiz-text\x00"
+    encoder = _Encoder(keep_grad)
+    tree = encoder.value({**doc, field: marker})
+    header = json.dumps({"tensors": encoder.specs, "doc": tree}, separators=(",", ":"), allow_nan=False)
+    before, found, after = header.partition(json.dumps(marker))
+    if not found or json.dumps(marker) in after:
+        raise ValueError(f"the text of {field!r} is not where the template can find it")
+    head, tail = before.encode(), after.encode()
+    blobs = b"".join(encoder.blobs)
+
+    def encoded(text: str) -> bytes:
+        if type(text) is not str or len(text) > MAX_TEXT:
+            return encode({**doc, field: text}, keep_grad=keep_grad)
+        header = b"".join([head, json.dumps(text).encode(), tail])
+        if len(header) > MAX_HEADER_BYTES:
+            raise WireError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
+        return b"".join([_HEAD.pack(MAGIC, len(header)), header, blobs])
+
+    return encoded
 
 
 # --------------------------------------------------------------------------- decoding

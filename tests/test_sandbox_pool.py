@@ -1,5 +1,6 @@
-"""The measurement memo: a program handed over again gets the measurement it got before, and
-nothing else does (a different program, a refusal, a fallback, another sandbox)."""
+"""The grader's side of the sandbox: the measurement memo (a program handed over again gets the
+measurement it got before, and nothing else does: a different program, a fallback, a sandbox
+without a memo), and requests that carry each answer's source whole up to the 256 KB limit."""
 
 from __future__ import annotations
 
@@ -117,3 +118,18 @@ def test_the_memo_counts_right_under_threads() -> None:
     for thread in threads:
         thread.join()
     assert memo.hits == 2000
+
+
+@pytest.mark.parametrize("lines", [1, 600, 12_000])
+def test_long_answers_up_to_the_source_limit_are_graded(
+    lines: int, reparameterization: PreparedQuestion, sandbox: Sandbox
+) -> None:
+    """Answers up to 256 KB are accepted, so they must reach the child whole: one of 12,000
+    characters used to crash ("exit status 71") because the wire cut strings at 10,000."""
+    from vaequiz.grading.sandbox import MAX_SOURCE_BYTES
+
+    padding = "".join(f"# note {i}: the noise is drawn, then scaled and shifted\n" for i in range(lines))
+    padding = padding[: MAX_SOURCE_BYTES - len(RIGHT) - 1]
+    source = padding[: padding.rfind("\n") + 1] + RIGHT
+    assert len(source.encode()) < MAX_SOURCE_BYTES
+    assert _failed(reparameterization, sandbox, source) == []
