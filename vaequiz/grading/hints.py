@@ -114,6 +114,8 @@ def _trial_passes(prepared: PreparedQuestion, outcomes: list[RunOutcome]) -> dic
 
 def _from_trials(prepared: PreparedQuestion, outcomes: list[RunOutcome], literals: set[int]) -> dict[_Suspect, int]:
     """Votes for (literal, given) where trials pass exactly when the given equals the literal."""
+    if len({run.trial for run in prepared.runs}) < 2:
+        return {}  # one trial cannot both pass and fail: no vote, so no need to check it again
     passes = _trial_passes(prepared, outcomes)
     if all(passes.values()) or not any(passes.values()):
         return {}
