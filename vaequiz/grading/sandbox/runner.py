@@ -93,6 +93,9 @@ def is_memory_error(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(m in message for m in _MEMORY_MARKERS)
 
 
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+
+
 def module_from(value: ModuleValue) -> nn.Module:
     """A plain ``nn.Module`` whose attributes are ``nn.Embedding`` tables with the given weights."""
     module = nn.Module()
@@ -189,6 +192,12 @@ class Execution:
         if outcome["error"] is None:
             for probe in probes:
                 self._probe(probe, namespace, leaves, outcome)
+        outputs = outcome["outputs"]
+        for name, value in outputs.items():
+            if type(value) in _PLAIN_TENSORS and value.requires_grad:
+                # the probes are done: the values travel without their graph, and the graph
+                # (a given module's cloned tables, for one) is freed now, not after every run
+                outputs[name] = value.detach()
         return outcome
 
     def _probe(
