@@ -135,3 +135,5 @@ def test_verify_says_per_code_question_whether_measurements_are_out_of_process(t
     (bank / "kl.yaml").write_text(WRONG_KEYS.split("- id: kl-snippet")[0])
     rows = {f["subject"]: f for f in json.loads(run_vaequiz("verify", bank, "--json", "--workers", "1").stdout)}
     assert {f["measured"] for f in rows.values()} == {"values only"}, rows
+    table = " ".join(run_vaequiz("verify", bank, "--workers", "1").stdout.split())
+    assert table.count("values only") == 1 and "values only (all 3 answers)" in table, table

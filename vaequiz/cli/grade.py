@@ -534,7 +534,7 @@ def _print_findings(findings: list[Finding]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from vaequiz.grading.verify import OUT_OF_PROCESS, measurements_by_question
+    from vaequiz.grading.verify import OUT_OF_PROCESS, VALUES_ONLY, measurements_by_question
 
     by_question = measurements_by_question(findings)
     table = Table(title="vaequiz verify", show_lines=False)
@@ -542,7 +542,7 @@ def _print_findings(findings: list[Finding]) -> None:
         table.add_column(column, overflow="fold")
     shown: set[str] = set()
     for f in findings:
-        measured = f.measured if f.measured and f.measured != OUT_OF_PROCESS else ""
+        measured = f.measured if f.measured not in ("", OUT_OF_PROCESS, VALUES_ONLY) else ""
         if f.question in by_question and f.question not in shown:  # the question's first row
             shown.add(f.question)
             measured = by_question[f.question] + (f"; {measured}" if measured else "")
