@@ -25,7 +25,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -337,6 +337,7 @@ def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path
 @pytest.mark.browser
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sources=st.lists(_expressions, min_size=30, max_size=30))
+@example(sources=["(0) ** 0", "(A - 7) ** 0", "(A - 7) ** 2", "sqrt(A - 7)", "(B) ** 3"])  # QTI: 0 ** 0 is NULL
 def test_translated_expressions_compute_in_the_player_what_vaequiz_computes(
         player: tuple[Any, Path], sources: list[str]) -> None:
     """Random arithmetic over whole and fractional, positive and negative params, translated to
@@ -380,3 +381,20 @@ def test_translated_expressions_compute_in_the_player_what_vaequiz_computes(
         got = computed[name]
         assert got not in (None, ""), (sources[int(name[2:])], value)
         assert math.isclose(float(got), value, rel_tol=1e-9, abs_tol=1e-9), (sources[int(name[2:])], got, value)
+
+
+def test_a_power_translates_only_with_its_exponent_written_out() -> None:
+    """QTI's power is NULL for 0 ** 0 (1 in vaequiz): ``x ** 0`` becomes the constant 1, a
+    written exponent a power, and an exponent that is a param (it might be 0) is refused, so
+    the exporter falls back to fixed variants for that question."""
+    from vaequiz.export.qti_params import Translator, Untranslatable, q
+
+    translator = Translator({"P_A": "integer", "P_B": "integer"})
+    zero = ET.Element(q("qti-set-template-value"))
+    translator.translate(zero, parse_expression("(A - 7) ** 0"))
+    assert [e.tag for e in zero] == [q("qti-base-value")] and zero[0].text in ("1", "1.0")
+    squared = ET.Element(q("qti-set-template-value"))
+    translator.translate(squared, parse_expression("A ** 2"))
+    assert [e.tag for e in squared] == [q("qti-power")]
+    with pytest.raises(Untranslatable, match="0 \\*\\* 0"):
+        translator.translate(ET.Element(q("qti-set-template-value")), parse_expression("A ** B"))

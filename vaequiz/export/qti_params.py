@@ -74,6 +74,16 @@ def _base_value(parent: ET.Element, value: Any) -> str:
     return base_type
 
 
+def _literal_number(node: ast.expr) -> float | None:
+    """The value of a number written out (``2``, ``-0.5``, ``(3)``), else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _literal_number(node.operand)
+        return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return float(node.value)
+    return None
+
+
 class Translator:
     """vaequiz expressions as QTI expressions; ``types`` gives each template variable's type."""
 
@@ -148,6 +158,15 @@ class Translator:
             self._numeric(element, node.right)
             return "float"
         if operator is ast.Pow:
+            # QTI's power is NULL for 0 ** 0, which is 1 here; so the exponent must be written
+            # out, and a zero one is the constant it always gives
+            exponent = _literal_number(node.right)
+            if exponent is None:
+                raise Untranslatable(f"{ast.unparse(node)}: QTI's power has no value for 0 ** 0, "
+                                     "so only an exponent written as a number translates")
+            if exponent == 0:
+                self._numeric(ET.Element("probe"), node.left)
+                return _base_value(parent, 1.0)
             element = ET.SubElement(parent, q("qti-power"))
             self._numeric(element, node.left)
             self._numeric(element, node.right)
