@@ -10,8 +10,14 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("VAEQUIZ_HYPOTHESIS_PROFILE", "default"))
+"""``.ci/run`` loads "ci": the same examples on every run, so a red run is the change's doing;
+elsewhere each run draws new ones (and a failure prints the blob that reproduces it)."""
 BUNDLED_BANK = REPO / "question_bank"
 
 
