@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from typing import Any, Callable
 
 import torch
@@ -51,6 +50,7 @@ from vaequiz.grading.evidence import Evidence, Unavailable, describe_value, form
 from vaequiz.grading.inputs import resolve_dim
 from vaequiz.grading.models import CheckResult
 from vaequiz.grading.sandbox.api import ModuleSummary
+from vaequiz.identity import ByIdentity
 
 Z_LIMIT = 6.0
 """|z-score| above which a statistical test fails (two-sided normal tail about 2e-9)."""
@@ -392,8 +392,7 @@ def check_gradient(spec: GradientCheck, ev: Evidence) -> Verdict:
 # --------------------------------------------------------------------------- codebooks
 
 
-_TABLE_INDEX: dict[int, tuple[torch.Tensor, "_RowIndex"]] = {}
-_TABLE_LOCK = threading.Lock()
+_TABLE_INDEX: ByIdentity[_RowIndex] = ByIdentity()
 _KEY_WEIGHTS = torch.randint(1, 2**20, (4096,), generator=torch.Generator().manual_seed(20261201))
 """Fixed weights for row keys: a row's key is its 32-bit words dotted with these (below 2^51 per
 term, so 4096 terms cannot overflow). Exactness is checked after the key lookup, so a collision
@@ -478,17 +477,7 @@ def _table_index(table: torch.Tensor) -> _RowIndex:
     """The row index of an embedding table, memoised per table tensor (the same tensor serves
     every run of a trial and every student). The cache holds the tensor itself, so its id cannot
     be reused by another table while the entry lives."""
-    key = id(table)
-    with _TABLE_LOCK:
-        entry = _TABLE_INDEX.get(key)
-    cached = entry[1] if entry is not None and entry[0] is table else None
-    if cached is None:
-        cached = _RowIndex(table)
-        with _TABLE_LOCK:
-            if len(_TABLE_INDEX) > 64:
-                _TABLE_INDEX.clear()
-            _TABLE_INDEX[key] = (table, cached)
-    return cached
+    return _TABLE_INDEX.get(table, lambda: _RowIndex(table))
 
 
 def _row_indices(rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

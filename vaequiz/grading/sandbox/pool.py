@@ -26,6 +26,7 @@ import torch
 import vaequiz
 from vaequiz.grading.sandbox import cgroups, frames, program_run, wire
 from vaequiz.grading.sandbox.memo import DEFAULT_MEMO_MB, MeasurementMemo
+from vaequiz.identity import ByIdentity
 from vaequiz.grading.sandbox.api import (
     ModuleSummary,
     OpaqueValue,
@@ -422,20 +423,17 @@ IN_PROCESS = "measured in-process"
 """How a result measured in the snippet's own process is labelled (results, feedback, CLI)."""
 
 
-_TEMPLATES: dict[tuple[int, tuple[str, ...]], tuple[tuple[Any, ...], Callable[[str], bytes]]] = {}
-_TEMPLATES_LOCK = threading.Lock()
+_TEMPLATES: ByIdentity[Callable[[str], bytes]] = ByIdentity()
 
 
 def _request_body(request: SandboxRequest, source: str) -> bytes:
     """What a child reads: the source, the names to bind, and each run's inputs and probes.
 
     The runs are encoded once per runs tuple (every answer to a question shares one, see
-    ``PreparedQuestion.request``); the entry holds the tuple, so its id is not reused while kept.
+    ``PreparedQuestion.request``) and each answer's source is written into that template.
     """
-    key = (id(request.runs), tuple(request.expect))
-    with _TEMPLATES_LOCK:
-        entry = _TEMPLATES.get(key)
-    if entry is None or entry[0] is not request.runs:
+
+    def template() -> Callable[[str], bytes]:
         doc = {
             "source": "",
             "expect": list(request.expect),
@@ -444,12 +442,9 @@ def _request_body(request: SandboxRequest, source: str) -> bytes:
                 for run in request.runs
             ],
         }
-        entry = (request.runs, wire.text_template(doc, "source", keep_grad=True))
-        with _TEMPLATES_LOCK:
-            if len(_TEMPLATES) >= 64:
-                _TEMPLATES.clear()
-            _TEMPLATES[key] = entry
-    return entry[1](source)
+        return wire.text_template(doc, "source", keep_grad=True)
+
+    return _TEMPLATES.get(request.runs, template, tuple(request.expect))(source)
 
 
 def _without_probes(result: SandboxResult, request: SandboxRequest, why: str) -> None:
