@@ -176,12 +176,17 @@ def encode(doc: Any, *, keep_grad: bool = False) -> bytes:
     """
     encoder = _Encoder(keep_grad)
     tree = encoder.value(doc)
-    header = json.dumps(
-        {"tensors": encoder.specs, "doc": tree}, separators=(",", ":"), allow_nan=False
-    ).encode()
+    return _message(_header(encoder, tree).encode(), encoder.blobs)
+
+
+def _header(encoder: _Encoder, tree: Any) -> str:
+    return json.dumps({"tensors": encoder.specs, "doc": tree}, separators=(",", ":"), allow_nan=False)
+
+
+def _message(header: bytes, blobs: list[bytes | memoryview]) -> bytes:
     if len(header) > MAX_HEADER_BYTES:
         raise WireError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
-    return b"".join([_HEAD.pack(MAGIC, len(header)), header, *encoder.blobs])
+    return b"".join([_HEAD.pack(MAGIC, len(header)), header, *blobs])
 
 
 def text_template(doc: dict[str, Any], field: str, *, keep_grad: bool = False) -> Callable[[str], bytes]:
@@ -192,21 +197,16 @@ def text_template(doc: dict[str, Any], field: str, *, keep_grad: bool = False) -
     """
     marker = "\x00vaequiz-text\x00"
     encoder = _Encoder(keep_grad)
-    tree = encoder.value({**doc, field: marker})
-    header = json.dumps({"tensors": encoder.specs, "doc": tree}, separators=(",", ":"), allow_nan=False)
-    before, found, after = header.partition(json.dumps(marker))
+    before, found, after = _header(encoder, encoder.value({**doc, field: marker})).partition(json.dumps(marker))
     if not found or json.dumps(marker) in after:
         raise ValueError(f"the text of {field!r} is not where the template can find it")
     head, tail = before.encode(), after.encode()
-    blobs = b"".join(encoder.blobs)
+    blobs: list[bytes | memoryview] = [b"".join(encoder.blobs)]
 
     def encoded(text: str) -> bytes:
         if type(text) is not str or len(text) > MAX_TEXT:
             return encode({**doc, field: text}, keep_grad=keep_grad)
-        header = b"".join([head, json.dumps(text).encode(), tail])
-        if len(header) > MAX_HEADER_BYTES:
-            raise WireError(f"header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
-        return b"".join([_HEAD.pack(MAGIC, len(header)), header, blobs])
+        return _message(b"".join([head, json.dumps(text).encode(), tail]), blobs)
 
     return encoded
 
