@@ -72,7 +72,7 @@ from vaequiz.grading.sandbox.runner import (
     seed_everything,
 )
 
-_TENSOR_TYPES = (torch.Tensor, nn.Parameter)
+_TENSOR_TYPES = wire.PLAIN_TENSORS
 _hard_exit = os._exit
 """Bound at import, so a snippet that replaces ``os._exit`` cannot keep a forked copy going."""
 _MEMORY_FORMAT_NAMES = {v: k for k, v in MEMORY_FORMATS.items()}

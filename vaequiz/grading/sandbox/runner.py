@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaequiz.grading.sandbox import wire
 from vaequiz.grading.sandbox.api import ModuleValue, as_computed
 
 _hard_exit = os._exit
@@ -91,9 +92,6 @@ def is_memory_error(err: BaseException) -> bool:
     except Exception:
         return False
     return isinstance(err, RuntimeError) and any(m in message for m in _MEMORY_MARKERS)
-
-
-_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 
 
 def module_from(value: ModuleValue) -> nn.Module:
@@ -194,7 +192,7 @@ class Execution:
                 self._probe(probe, namespace, leaves, outcome)
         outputs = outcome["outputs"]
         for name, value in outputs.items():
-            if type(value) in _PLAIN_TENSORS and value.requires_grad:
+            if type(value) in wire.PLAIN_TENSORS and value.requires_grad:
                 # the probes are done: the values travel without their graph, and the graph
                 # (a given module's cloned tables, for one) is freed now, not after every run
                 outputs[name] = value.detach()

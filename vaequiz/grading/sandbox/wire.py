@@ -52,7 +52,8 @@ DTYPES: dict[str, torch.dtype] = {
     "complex128": torch.complex128,
 }
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
-_TENSOR_TYPES = (torch.Tensor, nn.Parameter)
+PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+"""The tensor types that travel as tensors (a subclass travels as its type name)."""
 _HEAD = struct.Struct("<4sI")
 
 
@@ -109,7 +110,7 @@ class _Encoder:
             return value if INT64_RANGE[0] <= value <= INT64_RANGE[1] else _opaque("int")
         if kind is float:
             return value if math.isfinite(value) else {"$": "float", "v": repr(value)}
-        if kind in _TENSOR_TYPES:
+        if kind in PLAIN_TENSORS:
             if value.layout != torch.strided or value.dtype not in DTYPE_NAMES:
                 return _opaque(f"tensor ({value.layout}, {value.dtype})")
             try:
